@@ -1,0 +1,1 @@
+"""llbook IPython extension."""

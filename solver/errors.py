@@ -1,0 +1,60 @@
+"""Exception classes a user can catch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class LLBookError(Exception):
+    """Base class of every error llbook raises on purpose."""
+
+
+class DockerfileError(LLBookError):
+    """A Dockerfile (or notebook snippet) that cannot be lowered, with its file and line."""
+
+    def __init__(self, message: str, line: int | None = None, filename: str = "Dockerfile") -> None:
+        self.message = message
+        self.line = line
+        self.filename = filename
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.filename if self.line is None else f"{self.filename}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class BuildError(LLBookError):
+    """A vertex that failed to build: which one, where it came from, and the end of its log."""
+
+    message: str
+    vertex: str = ""  # digest of the failing vertex
+    name: str = ""  # display name, e.g. "[2/5] RUN make"
+    exit_code: int | None = None
+    log_tail: list[str] = field(default_factory=list)
+    filename: str | None = None
+    line: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.filename and self.line is not None:
+            parts.append(f"{self.filename}:{self.line}:")
+        if self.name:
+            parts.append(self.name)
+        head = " ".join(parts)
+        text = f"{head}: {self.message}" if head else self.message
+        if self.exit_code is not None:
+            text += f" (exit code {self.exit_code})"
+        if self.log_tail:
+            text += "\n" + "\n".join("  " + line for line in self.log_tail)
+        return text
+
+    def __reduce__(self):  # dataclass + Exception pickling
+        return (_rebuild_build_error, (self.__dict__.copy(),))
+
+
+def _rebuild_build_error(state: dict) -> "BuildError":
+    return BuildError(**{k: v for k, v in state.items() if k in BuildError.__dataclass_fields__})
