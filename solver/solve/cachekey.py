@@ -1,0 +1,357 @@
+"""Cache keys of vertices, following BuildKit's ``CacheMap`` semantics (facts §3).
+
+An op yields a ``CacheMap``: its own cache digest (a hash of the op with everything that
+must not matter removed) and one ``DepSpec`` per op input (a selector, and optionally the
+paths whose *content* is hashed instead of the input's key). A vertex output's key is
+
+    key = H(op cache digest, output, [(input key | content checksum, selector) ...])
+
+- A dep with content selectors contributes the content checksum of exactly those paths
+  of the input (BuildKit's slow key), not the input's key; so a local context (whose
+  source key is random per session) or a rebuilt stage with identical files still hits.
+- Proxy env, mount selectors' exact paths in the exec digest, cache-mount contents,
+  secrets, tmpfs and mtimes never enter a key.
+
+``KeyInputs`` keeps the plaintext of what went into a key so that "why was this rebuilt"
+can name the part that differs from the previous build at the same place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import posixpath
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from solver.llb import pb
+
+SOURCE_PREFIX = "buildkit.source.v0:"
+EXEC_TYPE = "buildkit.exec.v0"
+FILE_TYPE = "buildkit.file.v0"
+MERGE_TYPE = "buildkit.merge.v0"
+DIFF_TYPE = "buildkit.diff.v0"
+RANDOM_PREFIX = "random:"
+
+
+def sha256_text(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def random_digest() -> str:
+    return RANDOM_PREFIX + uuid.uuid4().hex
+
+
+def is_random(digest: str) -> bool:
+    return digest.startswith(RANDOM_PREFIX)
+
+
+@dataclass(frozen=True)
+class ContentSelector:
+    """One path of an input whose content (not its key) goes into the consumer's key."""
+
+    path: str
+    follow_symlinks: bool = False
+    wildcard: bool = False
+    include_patterns: tuple[str, ...] = ()
+    exclude_patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DepSpec:
+    """How one op input enters the key."""
+
+    selector: str = ""  # "" or sha256 of the \0-joined selector paths
+    content: tuple[ContentSelector, ...] = ()  # non-empty: use the content checksum
+
+    @property
+    def content_based(self) -> bool:
+        return bool(self.content)
+
+
+@dataclass(frozen=True)
+class CacheMap:
+    digest: str
+    deps: tuple[DepSpec, ...]
+    plaintext: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class DepKey:
+    """What one input contributed: its key (or None when content-based), selector, checksum."""
+
+    input_key: str | None
+    selector: str
+    checksum: str | None = None
+    files: dict[str, str] | None = field(default=None, compare=False)  # relpath -> digest
+
+
+@dataclass(frozen=True)
+class KeyInputs:
+    op_digest: str
+    output: int
+    deps: tuple[DepKey, ...]
+    plaintext: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op_digest": self.op_digest,
+            "output": self.output,
+            "deps": [dataclasses.asdict(d) for d in self.deps],
+            "plaintext": self.plaintext,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "KeyInputs":
+        deps = tuple(DepKey(**d) for d in data.get("deps", []))
+        return cls(data["op_digest"], int(data["output"]), deps, dict(data.get("plaintext", {})))
+
+
+def combine(op_digest: str, output: int, deps: list[DepKey] | tuple[DepKey, ...]) -> str:
+    """The key of one output of a vertex. Random op digests give random keys."""
+    if is_random(op_digest) or any(d.input_key and is_random(d.input_key) and d.checksum is None
+                                   for d in deps):
+        return random_digest()
+    payload = {
+        "digest": op_digest,
+        "output": output,
+        "deps": [[d.checksum or d.input_key, d.selector] for d in deps],
+    }
+    return sha256_text(json.dumps(payload, sort_keys=True, separators=(",", ":")))
+
+
+# --------------------------------------------------------------------------- JSON of ops
+
+
+def to_jsonable(value: Any) -> Any:
+    """Go ``encoding/json`` with ``omitempty``-like rules for pb dataclasses (deterministic)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            item = to_jsonable(getattr(value, f.name))
+            if item in (None, "", 0, False, [], {}) and not isinstance(item, enum.Enum):
+                continue
+            out[f.name.rstrip("_")] = item
+        return out
+    if isinstance(value, enum.Enum):
+        return int(value.value)
+    if isinstance(value, (bytes, bytearray)):
+        return sha256_text(bytes(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _platform_fields(platform: pb.Platform | None) -> dict[str, Any]:
+    if platform is None:
+        return {}
+    out = {"OS": platform.os, "Arch": platform.architecture}
+    if platform.variant:
+        out["Variant"] = platform.variant
+    if platform.os_version:
+        out["OSVersion"] = platform.os_version
+    return out
+
+
+# --------------------------------------------------------------------------- source
+
+
+def source_cache_map(op: pb.Op, key: str | None) -> CacheMap:
+    """``buildkit.source.v0:<key>``; a None or ``session:`` key gives a random digest."""
+    src: pb.SourceOp = op.op
+    if key is None or key.startswith("session:"):
+        return CacheMap(random_digest(), (), {"source": src.identifier})
+    return CacheMap(sha256_text(SOURCE_PREFIX + key), (),
+                    {"source": src.identifier, "source_key": key})
+
+
+def image_source_key(manifest_digest: str, platform: pb.Platform | None,
+                     layer_limit: int | None = None) -> str:
+    payload: dict[str, Any] = {"Digest": manifest_digest}
+    if platform is not None:
+        payload.update({"OS": platform.os, "Arch": platform.architecture,
+                        "Variant": platform.variant, "OSVersion": platform.os_version})
+    if layer_limit is not None:
+        payload["Limit"] = layer_limit
+    return _dumps(payload)
+
+
+# --------------------------------------------------------------------------- exec
+
+
+def _is_default_cache_id(mount: pb.Mount) -> bool:
+    opt = mount.cache_opt
+    if opt is None:
+        return True
+    if int(opt.sharing) != 0:
+        return False
+    return opt.id == mount.dest or opt.id.endswith("/" + mount.dest.lstrip("/"))
+
+
+def _exec_for_key(exec_op: pb.ExecOp) -> pb.ExecOp:
+    mounts = []
+    for m in exec_op.mounts:
+        m = dataclasses.replace(m, selector="")
+        if m.mount_type == pb.MountType.CACHE and m.cache_opt is not None \
+                and not _is_default_cache_id(m):
+            m = dataclasses.replace(m, cache_opt=dataclasses.replace(
+                m.cache_opt, id="", sharing=pb.CacheSharingOpt(0)))
+        mounts.append(m)
+    if len(mounts) == 1 and mounts[0].dest == "/" and mounts[0].mount_type == pb.MountType.BIND \
+            and not mounts[0].readonly and mounts[0].input == 0 and mounts[0].output == 0:
+        mounts = []  # a lone plain root bind mount is dropped for compatibility
+    meta = exec_op.meta
+    if meta is not None:
+        hosts = [dataclasses.replace(h, ip="") for h in (meta.extra_hosts or [])]
+        meta = dataclasses.replace(meta, proxy_env=None, extra_hosts=hosts)
+    return dataclasses.replace(exec_op, meta=meta, mounts=mounts)
+
+
+def _exec_deps(op: pb.Op) -> tuple[DepSpec, ...]:
+    exec_op: pb.ExecOp = op.op
+    selectors: list[list[str]] = [[] for _ in op.inputs]
+    no_content = [False for _ in op.inputs]
+    forced: list[int | None] = [None for _ in op.inputs]
+    skip = (pb.MountType.SECRET, pb.MountType.SSH, pb.MountType.TMPFS)
+    for m in exec_op.mounts:
+        if m.mount_type in skip or m.input < 0 or m.input >= len(op.inputs):
+            continue
+        selectors[m.input].append(posixpath.join("/", m.selector or ""))
+        if (not m.readonly or m.dest == "/") and m.output != pb.SKIP_OUTPUT:
+            no_content[m.input] = True
+        cc = int(getattr(m, "content_cache", 0) or 0)
+        if cc:
+            forced[m.input] = cc
+    deps = []
+    for i, sels in enumerate(selectors):
+        selector = sha256_text("\0".join(sels)) if sels else ""
+        use_content = not no_content[i]
+        if forced[i] == 1:
+            use_content = True
+        elif forced[i] == 2:
+            use_content = False
+        content = tuple(ContentSelector(p, follow_symlinks=True) for p in dict.fromkeys(sels)) \
+            if use_content and sels else ()
+        deps.append(DepSpec(selector, content))
+    return tuple(deps)
+
+
+def exec_cache_map(op: pb.Op) -> CacheMap:
+    exec_op: pb.ExecOp = op.op
+    payload = {"Type": EXEC_TYPE, "Exec": to_jsonable(_exec_for_key(exec_op)),
+               **_platform_fields(op.platform)}
+    meta = exec_op.meta
+    plaintext = {
+        "args": list(meta.args) if meta else [],
+        "env": list(meta.env) if meta else [],
+        "cwd": meta.cwd if meta else "",
+        "user": meta.user if meta else "",
+        "network": int(exec_op.network),
+        "security": int(exec_op.security),
+        "mounts": [f"{int(m.mount_type)}:{m.dest}" for m in exec_op.mounts],
+    }
+    return CacheMap(sha256_text(_dumps(payload)), _exec_deps(op), plaintext)
+
+
+# --------------------------------------------------------------------------- file
+
+
+def _owner_selectors(owner: Any, num_inputs: int, selectors: dict[int, list[ContentSelector]]) -> None:
+    if owner is None:
+        return
+    for part, path in ((getattr(owner, "user", None), "/etc/passwd"),
+                       (getattr(owner, "group", None), "/etc/group")):
+        by_name = getattr(part, "by_name", None) if part is not None else None
+        if by_name is None:
+            user = getattr(part, "user", None)
+            by_name = user if isinstance(user, pb.NamedUserOpt) else None
+        if by_name is not None and 0 <= by_name.input < num_inputs:
+            selectors.setdefault(by_name.input, []).append(ContentSelector(path))
+
+
+def _action_summary(action: Any) -> str:
+    kind = type(action).__name__.replace("FileAction", "").lower()
+    if isinstance(action, pb.FileActionCopy):
+        return f"copy {action.src} {action.dest}"
+    if isinstance(action, pb.FileActionSymlink):
+        return f"symlink {action.oldpath} {action.newpath}"
+    return f"{kind} {getattr(action, 'path', '')}"
+
+
+def file_cache_map(op: pb.Op) -> CacheMap:
+    file_op: pb.FileOp = op.op
+    n = len(op.inputs)
+    selectors: dict[int, list[ContentSelector]] = {}
+    invalid: set[int] = set()
+    actions_json: list[str] = []
+    summaries: list[str] = []
+    for fa in file_op.actions:
+        action = fa.action
+        if 0 <= fa.input < n:
+            invalid.add(fa.input)
+        summaries.append(_action_summary(action))
+        _owner_selectors(getattr(action, "owner", None), n, selectors)
+        if isinstance(action, pb.FileActionCopy) and 0 <= fa.secondary_input < n:
+            selectors.setdefault(fa.secondary_input, []).append(ContentSelector(
+                action.src, follow_symlinks=action.follow_symlink, wildcard=action.allow_wildcard,
+                include_patterns=tuple(action.include_patterns or ()),
+                exclude_patterns=tuple(action.exclude_patterns or ())))
+            action = dataclasses.replace(action, src=posixpath.basename(action.src))
+        actions_json.append(_dumps(to_jsonable(action)))
+    indexes = [[fa.input, fa.secondary_input, fa.output] for fa in file_op.actions]
+    payload = {"Type": FILE_TYPE, "Actions": actions_json, "Indexes": indexes}
+    deps = []
+    for i in range(n):
+        sels = selectors.get(i, [])
+        if i in invalid or not sels:
+            deps.append(DepSpec())
+            continue
+        unique = tuple(dict.fromkeys(sels))
+        deps.append(DepSpec(sha256_text("\0".join(s.path for s in unique)), unique))
+    return CacheMap(sha256_text(_dumps(payload)), tuple(deps), {"actions": summaries})
+
+
+# --------------------------------------------------------------------------- merge / diff
+
+
+def merge_cache_map(op: pb.Op) -> CacheMap:
+    merge: pb.MergeOp = op.op
+    payload = {"Type": MERGE_TYPE, "Inputs": [m.input for m in merge.inputs]}
+    return CacheMap(sha256_text(_dumps(payload)), tuple(DepSpec() for _ in op.inputs),
+                    {"merge": len(merge.inputs)})
+
+
+def diff_cache_map(op: pb.Op) -> CacheMap:
+    diff: pb.DiffOp = op.op
+    lower = diff.lower.input if diff.lower is not None else -1
+    upper = diff.upper.input if diff.upper is not None else -1
+    payload = {"Type": DIFF_TYPE, "Lower": lower, "Upper": upper}
+    return CacheMap(sha256_text(_dumps(payload)), tuple(DepSpec() for _ in op.inputs),
+                    {"diff": [lower, upper]})
+
+
+def op_cache_map(op: pb.Op, source_key: str | None = None) -> CacheMap:
+    """The CacheMap of any op kind (sources need their resolved ``source_key``)."""
+    kind = op.op
+    if isinstance(kind, pb.SourceOp):
+        return source_cache_map(op, source_key)
+    if isinstance(kind, pb.ExecOp):
+        return exec_cache_map(op)
+    if isinstance(kind, pb.FileOp):
+        return file_cache_map(op)
+    if isinstance(kind, pb.MergeOp):
+        return merge_cache_map(op)
+    if isinstance(kind, pb.DiffOp):
+        return diff_cache_map(op)
+    raise ValueError(f"unsupported op kind {type(kind).__name__}")
