@@ -1,0 +1,521 @@
+""".dockerignore parsing and path matching with Docker's rules.
+
+A faithful port of three small Go pieces that decide which paths of a build context
+are selected:
+
+- ``github.com/moby/patternmatcher`` (``PatternMatcher``): patterns with ``*``, ``?``,
+  ``[...]``, ``**``, ``\\`` escapes and ``!`` exceptions, evaluated in order so that a
+  later pattern overrides an earlier one, and a match on a parent directory also
+  matches everything below it;
+- ``github.com/moby/patternmatcher/ignorefile`` (``read_ignore_lines``): reading a
+  ``.dockerignore`` file (BOM, ``#`` comments, whitespace, ``filepath.Clean``, leading
+  ``/`` removed);
+- Go's ``path.Match`` and ``path.Clean`` (``path_match``, ``clean_path``), which the
+  content checksums use for wildcard selectors.
+
+Paths given to the matchers are slash-separated and relative to the context root.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Iterable
+
+from solver.errors import LLBookError
+
+__all__ = [
+    "BadPatternError",
+    "DockerIgnore",
+    "MatchInfo",
+    "Pattern",
+    "PatternMatcher",
+    "clean_path",
+    "contains_wildcards",
+    "path_match",
+    "read_ignore_lines",
+]
+
+
+class BadPatternError(LLBookError, ValueError):
+    """A pattern that Go's ``path.Match`` (or patternmatcher) rejects as malformed."""
+
+
+# --------------------------------------------------------------------------- Go path
+
+
+def clean_path(path: str) -> str:
+    """Go's ``path.Clean``: the shortest lexically equivalent slash path ("." if empty)."""
+    if path == "":
+        return "."
+    rooted = path.startswith("/")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not rooted:
+                parts.append("..")
+            continue
+        parts.append(part)
+    joined = "/".join(parts)
+    if rooted:
+        return "/" + joined
+    return joined or "."
+
+
+def contains_wildcards(name: str) -> bool:
+    """True when ``name`` has an unescaped ``*``, ``?`` or ``[`` (BuildKit's rule)."""
+    i = 0
+    while i < len(name):
+        ch = name[i]
+        if ch in "*?[":
+            return True
+        if ch == "\\":
+            i += 1
+        i += 1
+    return False
+
+
+def _scan_chunk(pattern: str) -> tuple[bool, str, str]:
+    """Split off leading stars and the chunk up to the next unbracketed star."""
+    star = False
+    while pattern.startswith("*"):
+        pattern = pattern[1:]
+        star = True
+    in_range = False
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 < len(pattern):
+                i += 1
+        elif ch == "[":
+            in_range = True
+        elif ch == "]":
+            in_range = False
+        elif ch == "*" and not in_range:
+            break
+        i += 1
+    return star, pattern[:i], pattern[i:]
+
+
+def _get_esc(chunk: str) -> tuple[str, str]:
+    """One possibly escaped character of a class range, and the rest of the chunk."""
+    if not chunk or chunk[0] in "-]":
+        raise BadPatternError("syntax error in pattern")
+    if chunk[0] == "\\":
+        chunk = chunk[1:]
+        if not chunk:
+            raise BadPatternError("syntax error in pattern")
+    ch, rest = chunk[0], chunk[1:]
+    if not rest:
+        raise BadPatternError("syntax error in pattern")
+    return ch, rest
+
+
+def _match_class(chunk: str, ch: str | None) -> tuple[bool, str]:
+    """Match ``ch`` against the class at the start of ``chunk`` (after '['); return (ok, rest)."""
+    negated = False
+    if chunk.startswith("^"):
+        negated = True
+        chunk = chunk[1:]
+    matched = False
+    n_range = 0
+    while True:
+        if chunk.startswith("]") and n_range > 0:
+            chunk = chunk[1:]
+            break
+        lo, chunk = _get_esc(chunk)
+        hi = lo
+        if chunk[0] == "-":
+            hi, chunk = _get_esc(chunk[1:])
+        if ch is not None and lo <= ch <= hi:
+            matched = True
+        n_range += 1
+    return matched != negated, chunk
+
+
+def _match_chunk(chunk: str, s: str) -> tuple[str, bool]:
+    """Go's ``matchChunk``: match ``chunk`` at the start of ``s``; raise on bad syntax."""
+    failed = False
+    while chunk:
+        if not failed and not s:
+            failed = True
+        head = chunk[0]
+        if head == "[":
+            ch = None if failed else s[0]
+            if not failed:
+                s = s[1:]
+            ok, chunk = _match_class(chunk[1:], ch)
+            if not ok:
+                failed = True
+        elif head == "?":
+            if not failed:
+                if s[0] == "/":
+                    failed = True
+                s = s[1:]
+            chunk = chunk[1:]
+        else:
+            if head == "\\":
+                chunk = chunk[1:]
+                if not chunk:
+                    raise BadPatternError("syntax error in pattern")
+            if not failed:
+                if chunk[0] != s[0]:
+                    failed = True
+                s = s[1:]
+            chunk = chunk[1:]
+    if failed:
+        return "", False
+    return s, True
+
+
+def _check_rest(pattern: str) -> None:
+    """Raise when what is left of a pattern is malformed (Go checks before returning false)."""
+    while pattern:
+        _, chunk, pattern = _scan_chunk(pattern)
+        _match_chunk(chunk, "")
+
+
+def path_match(pattern: str, name: str) -> bool:
+    """Go's ``path.Match``: shell pattern over a whole slash path; ``*`` never crosses '/'.
+
+    Raises ``BadPatternError`` for malformed patterns, as Go returns ``ErrBadPattern``.
+    """
+    while pattern:
+        star, chunk, pattern = _scan_chunk(pattern)
+        if star and chunk == "":
+            return "/" not in name
+        rest, ok = _match_chunk(chunk, name)
+        if ok and (rest == "" or pattern):
+            name = rest
+            continue
+        if star:
+            advanced = False
+            i = 0
+            while i < len(name) and name[i] != "/":
+                rest, ok = _match_chunk(chunk, name[i + 1:])
+                if ok:
+                    if not pattern and rest:
+                        i += 1
+                        continue
+                    name = rest
+                    advanced = True
+                    break
+                i += 1
+            if advanced:
+                continue
+        _check_rest(pattern)
+        return False
+    return name == ""
+
+
+# ------------------------------------------------------------------ patternmatcher
+
+
+class MatchType(Enum):
+    """How a compiled pattern is evaluated (patternmatcher's ``matchType``)."""
+
+    EXACT = 1
+    PREFIX = 2
+    SUFFIX = 3
+    REGEXP = 4
+
+
+_REGEX_ESCAPED = set(".+()|{}$")
+
+
+def _go_regex_to_python(regex: str) -> str:
+    """Go's ``$`` (no multi-line flag) only matches at the very end; Python's ``\\Z`` does."""
+    body = regex[:-1]
+    trailing_backslashes = len(body) - len(body.rstrip("\\"))
+    if trailing_backslashes % 2 == 1:
+        return regex  # the '$' is escaped: a literal dollar and no end anchor, as in Go
+    return body + r"\Z"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    match_type: MatchType
+    regex: re.Pattern[str] | None
+
+
+def _compile_pattern(pattern: str) -> _Compiled:
+    """patternmatcher's ``Pattern.compile`` for the '/' separator."""
+    reg = "^"
+    detected = MatchType.EXACT
+    i = 0
+    pos = 0
+    n = len(pattern)
+    while pos < n:
+        ch = pattern[pos]
+        pos += 1
+        if ch == "*":
+            if pos < n and pattern[pos] == "*":
+                pos += 1
+                if pos < n and pattern[pos] == "/":
+                    pos += 1
+                if pos >= n:
+                    if detected == MatchType.EXACT:
+                        detected = MatchType.PREFIX
+                    else:
+                        reg += ".*"
+                        detected = MatchType.REGEXP
+                else:
+                    reg += "(.*/)?"
+                    detected = MatchType.REGEXP
+                if i == 0:
+                    detected = MatchType.SUFFIX
+            else:
+                reg += "[^/]*"
+                detected = MatchType.REGEXP
+        elif ch == "?":
+            reg += "[^/]"
+            detected = MatchType.REGEXP
+        elif ch in _REGEX_ESCAPED:
+            reg += "\\" + ch
+        elif ch == "\\":
+            if pos < n:
+                reg += "\\" + pattern[pos]
+                pos += 1
+                detected = MatchType.REGEXP
+            else:
+                reg += "\\"
+        elif ch in "[]":
+            reg += ch
+            detected = MatchType.REGEXP
+        else:
+            reg += ch
+        i += 1
+    if detected != MatchType.REGEXP:
+        return _Compiled(detected, None)
+    try:
+        return _Compiled(detected, re.compile(_go_regex_to_python(reg + "$")))
+    except re.error as exc:
+        raise BadPatternError(f"syntax error in pattern {pattern!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One cleaned pattern of a ``PatternMatcher`` (without its leading '!')."""
+
+    cleaned: str
+    exclusion: bool
+    dirs: tuple[str, ...]
+    _compiled: _Compiled = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, raw: str) -> "Pattern | None":
+        """Trim, clean and compile one pattern; None for a blank one."""
+        text = raw.strip()
+        if text == "":
+            return None
+        text = clean_path(text)
+        exclusion = text.startswith("!")
+        if exclusion:
+            if len(text) == 1:
+                raise BadPatternError('illegal exclusion pattern: "!"')
+            text = text[1:]
+        path_match(text, ".")  # Go validates syntax with filepath.Match(p, ".")
+        return cls(text, exclusion, tuple(text.split("/")), _compile_pattern(text))
+
+    def __str__(self) -> str:
+        return self.cleaned
+
+    def match(self, path: str) -> bool:
+        """Does ``path`` (slash-separated, relative) match this pattern itself?"""
+        kind = self._compiled.match_type
+        if kind == MatchType.EXACT:
+            return path == self.cleaned
+        if kind == MatchType.PREFIX:
+            return path.startswith(self.cleaned[:-2])
+        if kind == MatchType.SUFFIX:
+            suffix = self.cleaned[2:]
+            if path.endswith(suffix):
+                return True
+            return suffix.startswith("/") and path == suffix[1:]
+        regex = self._compiled.regex
+        return regex is not None and regex.match(path) is not None
+
+    def without_trailing_glob(self) -> str:
+        """The pattern with one trailing ``/**`` or ``/*`` removed (fsutil's helper)."""
+        text = self.cleaned
+        if text.endswith("/**"):
+            text = text[:-3]
+        if text.endswith("/*"):
+            text = text[:-2]
+        return text
+
+
+@dataclass(frozen=True)
+class MatchInfo:
+    """Per-pattern match results of a parent directory, passed down to its children."""
+
+    parent_matched: tuple[bool, ...] = ()
+
+
+def _parent_prefixes(path: str) -> list[str]:
+    """"a/b/c" -> ["a", "a/b"]: every ancestor, shortest first ([] for a top-level path)."""
+    parent = clean_path(path.rsplit("/", 1)[0]) if "/" in path else "."
+    if parent == ".":
+        return []
+    dirs = parent.split("/")
+    return ["/".join(dirs[: i + 1]) for i in range(len(dirs))]
+
+
+class PatternMatcher:
+    """An ordered list of patterns; later patterns override earlier ones."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        parsed = (Pattern.parse(p) for p in patterns)
+        self._patterns: tuple[Pattern, ...] = tuple(p for p in parsed if p is not None)
+
+    @property
+    def patterns(self) -> tuple[Pattern, ...]:
+        return self._patterns
+
+    @property
+    def exclusions(self) -> bool:
+        """True when any pattern is a ``!`` exception."""
+        return any(p.exclusion for p in self._patterns)
+
+    def __bool__(self) -> bool:
+        return bool(self._patterns)
+
+    def matches_or_parent_matches(self, file: str) -> bool:
+        """Does ``file`` or one of its parent directories match (net of exceptions)?"""
+        matched = False
+        parents = _parent_prefixes(file)
+        for pattern in self._patterns:
+            if pattern.exclusion != matched:
+                continue
+            match = pattern.match(file) or any(pattern.match(p) for p in parents)
+            if match:
+                matched = not pattern.exclusion
+        return matched
+
+    def matches_using_parent_results(
+        self, file: str, parent: MatchInfo = MatchInfo()
+    ) -> tuple[bool, MatchInfo]:
+        """Match ``file`` reusing the results of its parent directory.
+
+        With the empty ``MatchInfo`` this behaves like ``matches_or_parent_matches``.
+        """
+        parent_matched = parent.parent_matched
+        if parent_matched and len(parent_matched) != len(self._patterns):
+            raise ValueError("wrong number of values in parent match info")
+        matched = False
+        results: list[bool] = []
+        for i, pattern in enumerate(self._patterns):
+            match = bool(parent_matched) and parent_matched[i]
+            if not match:
+                if pattern.exclusion != matched:
+                    results.append(False)
+                    continue
+                match = pattern.match(file)
+                if not match and not parent_matched:
+                    match = any(pattern.match(p) for p in _parent_prefixes(file))
+            results.append(match)
+            if match:
+                matched = not pattern.exclusion
+        return matched, MatchInfo(tuple(results))
+
+
+# ------------------------------------------------------------------- .dockerignore
+
+_BOM = "\ufeff"
+
+
+def read_ignore_lines(lines: Iterable[str]) -> list[str]:
+    """ignorefile.ReadAll: the patterns of a .dockerignore given as lines."""
+    patterns: list[str] = []
+    for number, line in enumerate(lines):
+        line = line.rstrip("\r\n")
+        if number == 0 and line.startswith(_BOM):
+            line = line[len(_BOM):]
+        if line.startswith("#"):
+            continue
+        line = line.strip()
+        if line == "":
+            continue
+        invert = line.startswith("!")
+        if invert:
+            line = line[1:].strip()
+        if line:
+            line = clean_path(line)
+            if len(line) > 1 and line.startswith("/"):
+                line = line[1:]
+        patterns.append("!" + line if invert else line)
+    return patterns
+
+
+@dataclass(frozen=True)
+class DockerIgnore:
+    """The patterns of a .dockerignore file and the matcher built from them."""
+
+    patterns: tuple[str, ...] = ()
+    _matcher: PatternMatcher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+        object.__setattr__(self, "_matcher", PatternMatcher(self.patterns))
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> "DockerIgnore":
+        return cls(tuple(read_ignore_lines(lines)))
+
+    @classmethod
+    def from_text(cls, text: str) -> "DockerIgnore":
+        return cls.from_lines(text.splitlines())
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "DockerIgnore":
+        """Read a .dockerignore; a missing file means no patterns."""
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            return cls()
+        return cls.from_text(data.decode("utf-8", errors="surrogateescape"))
+
+    @classmethod
+    def for_context(cls, context_dir: str | Path, dockerfile: str | Path | None = None) -> "DockerIgnore":
+        """The ignore file BuildKit uses: ``<Dockerfile>.dockerignore`` if present, else
+        ``<context>/.dockerignore``."""
+        if dockerfile is not None:
+            specific = Path(str(dockerfile) + ".dockerignore")
+            if specific.is_file():
+                return cls.from_file(specific)
+        return cls.from_file(Path(context_dir) / ".dockerignore")
+
+    @property
+    def matcher(self) -> PatternMatcher:
+        return self._matcher
+
+    def excluded(self, relpath: str) -> bool:
+        """Is ``relpath`` (relative to the context) excluded by these patterns?
+
+        The context root itself is never excluded.
+        """
+        path = clean_path(relpath.replace("\\", "/").lstrip("/"))
+        if path == ".":
+            return False
+        return self.matcher.matches_or_parent_matches(path)
+
+    def included(self, relpath: str) -> bool:
+        return not self.excluded(relpath)
+
+    def filter(self, relpaths: Iterable[str]) -> list[str]:
+        """The paths that are not excluded, in their given order."""
+        return [p for p in relpaths if not self.excluded(p)]
+
+    def exclude_patterns(self) -> list[str]:
+        """The patterns as the ``local.excludepatterns`` attr of a local source wants them."""
+        return list(self.patterns)
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
