@@ -1,0 +1,208 @@
+"""The OCI/Docker image config a Dockerfile produces, and its history entries.
+
+Mirrors ``dockerspec.DockerOCIImage`` as far as the Dockerfile frontend touches it; fields
+it does not know (from a base image) are kept as they came and written back.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from solver.frontend.gofmt import format_go_duration
+
+DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+
+
+@dataclass
+class Healthcheck:
+    test: list[str] = field(default_factory=list)
+    interval: int = 0  # nanoseconds
+    timeout: int = 0
+    start_period: int = 0
+    start_interval: int = 0
+    retries: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Test": list(self.test)}
+        for key, value in (("Interval", self.interval), ("Timeout", self.timeout),
+                           ("StartPeriod", self.start_period), ("StartInterval", self.start_interval),
+                           ("Retries", self.retries)):
+            if value:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Healthcheck":
+        return cls(list(data.get("Test") or []), int(data.get("Interval") or 0), int(data.get("Timeout") or 0),
+                   int(data.get("StartPeriod") or 0), int(data.get("StartInterval") or 0),
+                   int(data.get("Retries") or 0))
+
+    def go_string(self) -> str:
+        """``fmt.Sprintf("%+v", HealthcheckConfig)`` as BuildKit writes it into history."""
+        test = "[" + " ".join(self.test) + "]"
+        return (f"{{Test:{test} Interval:{format_go_duration(self.interval)} "
+                f"Timeout:{format_go_duration(self.timeout)} StartPeriod:{format_go_duration(self.start_period)} "
+                f"StartInterval:{format_go_duration(self.start_interval)} Retries:{self.retries}}}")
+
+
+@dataclass
+class ContainerConfig:
+    """The ``config`` object of an image config."""
+
+    user: str = ""
+    exposed_ports: dict[str, dict] = field(default_factory=dict)
+    env: list[str] = field(default_factory=list)
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    volumes: dict[str, dict] = field(default_factory=dict)
+    working_dir: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = ""
+    args_escaped: bool = False
+    healthcheck: Healthcheck | None = None
+    on_build: list[str] = field(default_factory=list)
+    shell: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # fields we do not model
+
+    def get_env(self, key: str) -> str | None:
+        for item in self.env:
+            k, _, v = item.partition("=")
+            if k == key:
+                return v
+        return None
+
+    def set_env(self, key: str, value: str) -> None:
+        """Replace or append ``key=value`` (BuildKit ``addEnv``)."""
+        for index, item in enumerate(self.env):
+            if item.partition("=")[0] == key:
+                self.env[index] = f"{key}={value}"
+                return
+        self.env.append(f"{key}={value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
+        pairs: list[tuple[str, Any]] = [
+            ("User", self.user), ("ExposedPorts", self.exposed_ports), ("Env", self.env),
+            ("Entrypoint", self.entrypoint), ("Cmd", self.cmd), ("Volumes", self.volumes),
+            ("WorkingDir", self.working_dir), ("Labels", self.labels), ("StopSignal", self.stop_signal),
+            ("ArgsEscaped", self.args_escaped),
+            ("Healthcheck", self.healthcheck.to_dict() if self.healthcheck else None),
+            ("OnBuild", self.on_build), ("Shell", self.shell),
+        ]
+        for key, value in pairs:
+            if value:
+                out[key] = copy.deepcopy(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ContainerConfig":
+        data = dict(data or {})
+        health = data.pop("Healthcheck", None)
+        return cls(
+            user=data.pop("User", "") or "",
+            exposed_ports=dict(data.pop("ExposedPorts", None) or {}),
+            env=list(data.pop("Env", None) or []),
+            entrypoint=_opt_list(data.pop("Entrypoint", None)),
+            cmd=_opt_list(data.pop("Cmd", None)),
+            volumes=dict(data.pop("Volumes", None) or {}),
+            working_dir=data.pop("WorkingDir", "") or "",
+            labels=dict(data.pop("Labels", None) or {}),
+            stop_signal=data.pop("StopSignal", "") or "",
+            args_escaped=bool(data.pop("ArgsEscaped", False)),
+            healthcheck=Healthcheck.from_dict(health) if health else None,
+            on_build=list(data.pop("OnBuild", None) or []),
+            shell=list(data.pop("Shell", None) or []),
+            extra=data,
+        )
+
+
+def _opt_list(value: Any) -> list[str] | None:
+    return list(value) if value else None
+
+
+@dataclass
+class HistoryEntry:
+    created_by: str
+    comment: str = HISTORY_COMMENT
+    empty_layer: bool = False
+    created: str | None = None  # RFC 3339, from SOURCE_DATE_EPOCH
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.created:
+            out["created"] = self.created
+        out["created_by"] = self.created_by
+        if self.comment:
+            out["comment"] = self.comment
+        if self.empty_layer:
+            out["empty_layer"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HistoryEntry":
+        return cls(data.get("created_by", ""), data.get("comment", ""), bool(data.get("empty_layer", False)),
+                   data.get("created"))
+
+
+@dataclass
+class ImageConfig:
+    """An image config under construction."""
+
+    architecture: str = "amd64"
+    os: str = "linux"
+    variant: str = ""
+    os_version: str = ""
+    author: str = ""
+    config: ContainerConfig = field(default_factory=ContainerConfig)
+    history: list[HistoryEntry] = field(default_factory=list)
+    diff_ids: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, os: str = "linux", architecture: str = "amd64", variant: str = "") -> "ImageConfig":
+        """BuildKit's ``emptyImage``: WorkingDir "/" and the default PATH."""
+        image = cls(architecture=architecture, os=os, variant=variant)
+        image.config.working_dir = "/"
+        image.config.env = [f"PATH={DEFAULT_PATH_ENV}"]
+        return image
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ImageConfig":
+        data = dict(data)
+        data.pop("created", None)
+        rootfs = data.pop("rootfs", None) or {}
+        return cls(
+            architecture=data.pop("architecture", "") or "",
+            os=data.pop("os", "") or "",
+            variant=data.pop("variant", "") or "",
+            os_version=data.pop("os.version", "") or "",
+            author=data.pop("author", "") or "",
+            config=ContainerConfig.from_dict(data.pop("config", None)),
+            history=[HistoryEntry.from_dict(h) for h in data.pop("history", None) or []],
+            diff_ids=list(rootfs.get("diff_ids") or []),
+            extra=data,
+        )
+
+    def clone(self) -> "ImageConfig":
+        return copy.deepcopy(self)
+
+    def add_history(self, created_by: str, *, layer: bool, created: str | None = None) -> None:
+        self.history.append(HistoryEntry(created_by, HISTORY_COMMENT, not layer, created))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(copy.deepcopy(self.extra))
+        if self.author:
+            out["author"] = self.author
+        out["architecture"] = self.architecture
+        out["os"] = self.os
+        if self.os_version:
+            out["os.version"] = self.os_version
+        if self.variant:
+            out["variant"] = self.variant
+        out["config"] = self.config.to_dict()
+        out["rootfs"] = {"type": "layers", "diff_ids": list(self.diff_ids)}
+        out["history"] = [h.to_dict() for h in self.history]
+        return out
