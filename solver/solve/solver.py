@@ -1,0 +1,401 @@
+"""The embedded solver: walks an LLB graph, looks results up by cache key, runs the rest.
+
+``Solver(cache_dir=...).solve(definition)``:
+
+1. loads the Definition (``solver.llb.definition.load``) and checks entitlements before
+   anything runs;
+2. runs one job per reachable vertex on the ``Scheduler``: a vertex starts as soon as its
+   inputs are done, so independent stages run in parallel;
+3. per vertex: computes its cache map and the keys of its outputs (content checksums of
+   the selected input paths where the cache map asks for them), looks the keys up; on a
+   miss takes the per-key lock (``CacheStore.building``), looks again (another process
+   may have built it meanwhile), executes the op, commits its snapshots and then indexes
+   the records, with the key inputs and the reasons why it ran;
+4. emits progress events throughout and returns a ``SolveResult``.
+
+A failing or canceled vertex leaves no record: its op executor removes what it
+prepared, and nothing is indexed before the snapshots are committed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from solver.cache.paths import CachePaths
+from solver.cache.store import CacheStore, Record
+from solver.errors import BuildError
+from solver.llb import pb
+from solver.llb.definition import Graph, Vertex, load
+from solver.solve import cachekey, reasons
+from solver.solve.cachekey import CacheMap, DepKey, KeyInputs
+from solver.solve.entitlements import Entitlements, validate
+from solver.solve.ops_common import OpContext, OutputResult, VertexInfo
+from solver.solve.progress import (ProgressBus, ProgressEvent, VertexCached, VertexCompleted,
+                                   VertexFailed, VertexStarted)
+from solver.solve.result import Ref, SolveResult, VertexRecord
+from solver.solve.scheduler import Canceled, Scheduler
+
+_STEP_RE = re.compile(r"^\[(?:(?P<stage>[^\]]*?)\s+)?(?P<i>\d+)/(?P<n>\d+)\]\s*")
+_INTERNAL_RE = re.compile(r"^\[internal\]\s*")
+
+
+@dataclass
+class _Outcome:
+    """The solved state of one vertex: keys and refs per output."""
+
+    keys: list[str]
+    refs: list[Ref]
+    key_inputs: KeyInputs | None = None
+
+
+@dataclass
+class _SolveState:
+    graph: Graph
+    ctx: OpContext
+    no_cache: bool
+    place_scope: str
+    records: dict[str, VertexRecord] = field(default_factory=dict)
+    outcomes: dict[str, _Outcome] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def output_count(op: pb.Op) -> int:
+    """How many outputs an op has (exec: one per mount with an output index)."""
+    inner = op.op
+    if isinstance(inner, pb.ExecOp):
+        outs = [m.output for m in inner.mounts if m.output >= 0
+                and m.mount_type in (pb.MountType.BIND,)]
+        return max(outs) + 1 if outs else 0
+    return 1
+
+
+def op_kind(op: pb.Op) -> str:
+    inner = op.op
+    if isinstance(inner, pb.SourceOp):
+        scheme = inner.identifier.split("://", 1)[0]
+        return {"docker-image": "image", "local": "local", "oci-layout": "oci-layout"}.get(scheme, scheme)
+    return {pb.ExecOp: "exec", pb.FileOp: "file", pb.MergeOp: "merge",
+            pb.DiffOp: "diff"}.get(type(inner), type(inner).__name__.lower())
+
+
+def place_of(name: str, digest: str, scope: str, position: int) -> str:
+    """A stable name for "the same step" across edits: stage and step number.
+
+    ``[builder 2/5] RUN make`` -> ``<scope>|builder|2``; names without a step number use
+    the name itself (``[internal] load …``) or, without a name, the vertex position.
+    """
+    match = _STEP_RE.match(name)
+    if match:
+        return f"{scope}|{match.group('stage') or ''}|{match.group('i')}"
+    if name:
+        return f"{scope}|name|{name}"
+    return f"{scope}|pos|{position}"
+
+
+def _location(defn: pb.Definition, graph: Graph, digest: str) -> tuple[str | None, int | None]:
+    source = defn.source
+    if source is None:
+        return None, None
+    original = {v: k for k, v in graph.renamed.items()}.get(digest, digest)
+    locs = source.locations.get(original) or source.locations.get(digest)
+    if locs is None or not locs.locations:
+        return None, None
+    loc = locs.locations[0]
+    filename = None
+    if 0 <= loc.source_index < len(source.infos):
+        filename = source.infos[loc.source_index].filename or None
+    line = loc.ranges[0].start.line if loc.ranges and loc.ranges[0].start else None
+    return filename, line
+
+
+def to_definition(definition_or_state: Any) -> pb.Definition:
+    if isinstance(definition_or_state, pb.Definition):
+        return definition_or_state
+    if isinstance(definition_or_state, (bytes, bytearray)):
+        return pb.Definition.from_bytes(bytes(definition_or_state))
+    marshal = getattr(definition_or_state, "marshal", None)
+    if marshal is None:
+        raise TypeError(f"cannot solve {type(definition_or_state).__name__}: need a Definition or a State")
+    return marshal()
+
+
+class Solver:
+    """Solves LLB graphs against one persistent cache directory."""
+
+    def __init__(self, cache_dir: str | Path | None = None, executor: Any = None,
+                 snapshotter: Any = None, registry_config: Any = None,
+                 entitlements: tuple[str, ...] | list[str] = (), max_workers: int | None = None,
+                 executor_name: str | None = None) -> None:
+        self.paths = CachePaths.resolve(cache_dir).ensure()
+        self.store = CacheStore(self.paths)
+        self._snapshotter = snapshotter
+        self._executor = executor
+        self._executor_name = executor_name
+        self._executor_lock = threading.Lock()
+        self.registry_config = registry_config
+        self.entitlements = Entitlements.parse(entitlements)
+        self.scheduler = Scheduler(max_workers)
+        self._lease = self.store.lease("llbook solver")
+
+    # services ----------------------------------------------------------------------------
+
+    @property
+    def snapshotter(self) -> Any:
+        if self._snapshotter is None:
+            from solver.executor import probe
+            self._snapshotter = probe.choose_snapshotter(self.paths.snapshots)
+        return self._snapshotter
+
+    def executor(self) -> Any:
+        with self._executor_lock:
+            if self._executor is None:
+                from solver.executor import probe
+                self._executor = probe.choose_executor(self._executor_name)
+            return self._executor
+
+    def close(self) -> None:
+        self._lease.release()
+        self.store.close()
+
+    def __enter__(self) -> "Solver":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # solve -------------------------------------------------------------------------------
+
+    def solve(self, definition_or_state: Any, *, context_dirs: dict[str, str | Path] | None = None,
+              secrets: dict[str, str | Path] | None = None, no_cache: bool = False,
+              progress: Callable[[ProgressEvent], None] | None = None,
+              cancel: threading.Event | None = None, image_config: dict[str, Any] | None = None,
+              place_scope: str = "", platform: pb.Platform | None = None) -> SolveResult:
+        defn = to_definition(definition_or_state)
+        graph = load(defn)
+        bus = ProgressBus()
+        if progress is not None:
+            bus.subscribe(progress)
+        cancel = cancel if cancel is not None else threading.Event()
+        vertices = graph.reachable()
+        names = {v.digest: graph.name(v.digest) for v in vertices}
+        validate({v.digest: v.op for v in vertices}, names, self.entitlements)
+        ctx = OpContext(
+            store=self.store, snapshotter=self.snapshotter, executor_factory=self.executor,
+            emit=bus.emit, cancel=cancel, lease=self._lease,
+            context_dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
+            secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
+            registry_config=self.registry_config, platform=platform, memo=_new_memo())
+        state = _SolveState(graph, ctx, no_cache, place_scope)
+        for position, v in enumerate(vertices):
+            filename, line = _location(defn, graph, v.digest)
+            state.records[v.digest] = VertexRecord(
+                v.digest, names[v.digest], kind=op_kind(v.op),
+                inputs=list(dict.fromkeys(v.input_digests)),
+                place=place_of(names[v.digest], v.digest, place_scope, position),
+                filename=filename, line=line)
+        deps = {v.digest: list(dict.fromkeys(v.input_digests)) for v in vertices}
+        try:
+            self.scheduler.run(deps, lambda d: self._solve_vertex(state, graph.vertices[d]), cancel)
+        finally:
+            _save_memo(ctx)
+        head = graph.result
+        ref = state.outcomes[head.digest].refs[head.index]
+        ordered = [state.records[v.digest] for v in vertices]
+        return SolveResult(head.digest, head.index, ref, ordered, image_config)
+
+    # one vertex --------------------------------------------------------------------------
+
+    def _solve_vertex(self, state: _SolveState, vertex: Vertex) -> _Outcome:
+        ctx = state.ctx
+        ctx.check_canceled()
+        record = state.records[vertex.digest]
+        info = VertexInfo(vertex.digest, record.name, vertex.op, vertex.metadata,
+                          record.filename, record.line)
+        if op_kind(vertex.op) == "local":
+            return self._solve_local(state, info, record)
+        started = time.time()
+        try:
+            cmap = self._cache_map(ctx, info)
+            inputs = [state.outcomes[i.digest] for i in vertex.op.inputs]
+            input_refs = [o.refs[i.index] for o, i in zip(inputs, vertex.op.inputs)]
+            deps = self._dep_keys(ctx, cmap, inputs, vertex.op, input_refs, with_files=False)
+            outputs = max(1, output_count(vertex.op))
+            keys = [cachekey.combine(cmap.digest, out, deps) for out in range(outputs)]
+            record.cache_keys = keys
+            ignore = bool(vertex.metadata and vertex.metadata.ignore_cache)
+            skip_lookup = (state.no_cache and not isinstance(vertex.op.op, pb.SourceOp)) or ignore
+            found = None if skip_lookup else self._lookup(ctx, keys)
+            if found is not None:
+                return self._cached(state, record, keys, found, started)
+            if cachekey.is_random(keys[0]):
+                return self._execute(state, info, record, cmap, keys, inputs, input_refs, started,
+                                     skip_lookup, ignore)
+            with ctx.store.building(keys[0], lease=ctx.lease):
+                found = None if skip_lookup else self._lookup(ctx, keys)
+                if found is not None:
+                    return self._cached(state, record, keys, found, started)
+                return self._execute(state, info, record, cmap, keys, inputs, input_refs, started,
+                                     skip_lookup, ignore)
+        except BaseException as error:
+            self._fail(ctx, record, error, started)
+            raise
+
+    def _solve_local(self, state: _SolveState, info: VertexInfo, record: VertexRecord) -> _Outcome:
+        from solver.solve import ops_source
+        started = time.time()
+        state.ctx.emit(VertexStarted(info.digest, info.name, started))
+        try:
+            ref = ops_source.local_ref(state.ctx, info)
+        except BaseException as error:
+            self._fail(state.ctx, record, error, started)
+            raise
+        record.started, record.completed = started, time.time()
+        record.cache_keys = [cachekey.random_digest()]
+        state.ctx.emit(VertexCompleted(info.digest, info.name, started, record.completed))
+        outcome = _Outcome(record.cache_keys, [ref])
+        state.outcomes[info.digest] = outcome
+        return outcome
+
+    def _cache_map(self, ctx: OpContext, info: VertexInfo) -> CacheMap:
+        source_key = None
+        if isinstance(info.op.op, pb.SourceOp):
+            from solver.solve import ops_source
+            source_key = ops_source.source_key(ctx, info)
+        return cachekey.op_cache_map(info.op, source_key)
+
+    def _dep_keys(self, ctx: OpContext, cmap: CacheMap, inputs: list[_Outcome], op: pb.Op,
+                  input_refs: list[Ref], with_files: bool) -> list[DepKey]:
+        from solver.solve.ops_contenthash import content_checksum
+        deps: list[DepKey] = []
+        for i, (spec, outcome, inp) in enumerate(zip(cmap.deps, inputs, op.inputs)):
+            if spec.content_based:
+                checksum, files = content_checksum(ctx, input_refs[i], spec.content, with_files)
+                deps.append(DepKey(None, spec.selector, checksum, files))
+            else:
+                deps.append(DepKey(outcome.keys[inp.index], spec.selector))
+        return deps
+
+    def _lookup(self, ctx: OpContext, keys: list[str]) -> list[Record] | None:
+        if any(cachekey.is_random(k) for k in keys):
+            return None
+        found = []
+        for key in keys:
+            rec = ctx.store.lookup(key, lease=ctx.lease)
+            if rec is None:
+                return None
+            if rec.snapshot is not None and not ctx.snapshotter.exists(rec.snapshot):
+                ctx.store.delete(key)  # index entry whose snapshot vanished: rebuild it
+                return None
+            found.append(rec)
+        return found
+
+    def _cached(self, state: _SolveState, record: VertexRecord, keys: list[str],
+                found: list[Record], started: float) -> _Outcome:
+        refs = [Ref.of_snapshot(r.snapshot) if r.snapshot else Ref.scratch() for r in found]
+        record.cached = True
+        record.started, record.completed = started, time.time()
+        record.snapshots = [r.snapshot for r in found]
+        state.ctx.emit(VertexCached(record.digest, record.name, started, record.completed))
+        outcome = _Outcome(keys, refs)
+        state.outcomes[record.digest] = outcome
+        return outcome
+
+    def _execute(self, state: _SolveState, info: VertexInfo, record: VertexRecord, cmap: CacheMap,
+                 keys: list[str], inputs: list[_Outcome], input_refs: list[Ref], started: float,
+                 no_cache: bool, ignore: bool) -> _Outcome:
+        ctx = state.ctx
+        record.started = started
+        ctx.emit(VertexStarted(info.digest, info.name, started))
+        deps = self._dep_keys(ctx, cmap, inputs, info.op, input_refs, with_files=True) \
+            if any(d.content_based for d in cmap.deps) else \
+            self._dep_keys(ctx, cmap, inputs, info.op, input_refs, with_files=False)
+        key_inputs = KeyInputs(cmap.digest, 0, tuple(deps), cmap.plaintext)
+        record.key_inputs = [key_inputs.to_json()]
+        record.reasons = [r.to_json() for r in self._reasons(ctx, record.place, key_inputs,
+                                                             state.no_cache, ignore)]
+        results = _run_op(ctx, info, input_refs)
+        duration = time.time() - started
+        self._index(ctx, info, record, keys, results, key_inputs, duration)
+        record.completed = time.time()
+        record.snapshots = [r.ref.snapshot for r in results]
+        ctx.emit(VertexCompleted(info.digest, info.name, started, record.completed))
+        outcome = _Outcome(keys, [r.ref for r in results], key_inputs)
+        state.outcomes[info.digest] = outcome
+        return outcome
+
+    @staticmethod
+    def _reasons(ctx: OpContext, place: str, key_inputs: KeyInputs, no_cache: bool,
+                 ignore: bool) -> list[reasons.Reason]:
+        previous = ctx.store.last_at_place(place)
+        old = None
+        if previous is not None and previous.key_inputs:
+            try:
+                old = KeyInputs.from_json(previous.key_inputs)
+            except (KeyError, TypeError, ValueError):
+                old = None
+        return reasons.explain(key_inputs, old, no_cache=no_cache, ignore_cache=ignore)
+
+    @staticmethod
+    def _index(ctx: OpContext, info: VertexInfo, record: VertexRecord, keys: list[str],
+               results: list[OutputResult], key_inputs: KeyInputs, duration: float) -> None:
+        if cachekey.is_random(keys[0]):
+            return
+        for out, (key, result) in enumerate(zip(keys, results)):
+            rec = Record(
+                cache_key=key, vertex_digest=info.digest, op_kind=op_kind(info.op), name=info.name,
+                snapshot=result.ref.snapshot, output_index=out, size=result.size, duration=duration,
+                key_inputs={**key_inputs.to_json(), "output": out},
+                extra={"reasons": record.reasons, **result.extra},
+                parents=result.parents, blobs=result.blobs)
+            ctx.store.put(rec, place=record.place if out == 0 else f"{record.place}#{out}",
+                          lease=ctx.lease)
+
+    @staticmethod
+    def _fail(ctx: OpContext, record: VertexRecord, error: BaseException, started: float) -> None:
+        record.completed = time.time()
+        if record.started is None:
+            record.started = started
+        canceled = isinstance(error, (Canceled, KeyboardInterrupt))
+        record.error = "canceled" if canceled else str(error)
+        ctx.emit(VertexFailed(record.digest, record.name, record.error, record.started,
+                              record.completed, canceled=canceled))
+
+
+def _run_op(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[OutputResult]:
+    from solver.solve import ops_exec, ops_file, ops_merge, ops_source
+    inner = info.op.op
+    try:
+        if isinstance(inner, pb.SourceOp):
+            return ops_source.execute_source(ctx, info)
+        if isinstance(inner, pb.ExecOp):
+            return ops_exec.execute_exec(ctx, info, input_refs)
+        if isinstance(inner, pb.FileOp):
+            return ops_file.execute_file(ctx, info, input_refs)
+        if isinstance(inner, pb.MergeOp):
+            return ops_merge.execute_merge(ctx, info, input_refs)
+        if isinstance(inner, pb.DiffOp):
+            return ops_merge.execute_diff(ctx, info, input_refs)
+    except (BuildError, Canceled, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        raise BuildError(f"{type(error).__name__}: {error}", vertex=info.digest, name=info.name,
+                         filename=info.filename, line=info.line) from error
+    raise BuildError(f"unsupported op {type(inner).__name__}", vertex=info.digest, name=info.name)
+
+
+def _new_memo() -> Any:
+    try:
+        from solver.cache.contenthash import StatMemo
+    except ImportError:
+        return None
+    return StatMemo()
+
+
+def _save_memo(ctx: OpContext) -> None:
+    return None
