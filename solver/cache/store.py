@@ -897,8 +897,8 @@ class CacheStore:
                     self.content.delete(entry.digest)
             else:
                 continue
+            report.broken_records += [k for k in entry.referenced_by if k not in report.broken_records]
             if repair:
-                report.broken_records += list(entry.referenced_by)
                 with self._index.write() as conn:
                     conn.execute("DELETE FROM records WHERE cache_key IN"
                                  " (SELECT cache_key FROM blob_refs WHERE digest = ?)", (entry.digest,))
