@@ -1,0 +1,7 @@
+"""`python -m solver` runs the `llbook` command line."""
+
+import sys
+
+from solver.cli import main
+
+sys.exit(main())
