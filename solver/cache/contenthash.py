@@ -57,6 +57,7 @@ __all__ = [
     "Opener",
     "Selector",
     "StatMemo",
+    "Visible",
     "checksum",
     "checksum_many",
     "file_digests",
@@ -68,6 +69,9 @@ MAX_SYMLINKS = 255
 READ_CHUNK = 1 << 20
 
 Opener = Callable[[str], BinaryIO]
+# Which entries exist in the tree: a path relative to the root ("src/a.py") -> bool.
+# Used to hash a local context as the filtered copy a build would transfer.
+Visible = Callable[[str], bool]
 
 
 class ContentHashError(LLBookError):
@@ -378,10 +382,13 @@ class _Entry:
 class _Tree:
     """Checksums of one root directory; caches what one call computes."""
 
-    def __init__(self, root: str | Path, memo: StatMemo | None, opener: Opener) -> None:
+    def __init__(
+        self, root: str | Path, memo: StatMemo | None, opener: Opener, visible: Visible | None = None
+    ) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.memo = memo
         self.opener = opener
+        self.visible = visible
         self._records: dict[str, str] = {}
         self._dirs: dict[str, str] = {}
 
@@ -390,6 +397,8 @@ class _Tree:
         return self.root + p if p else self.root
 
     def lstat(self, p: str) -> os.stat_result | None:
+        if p and self.visible is not None and not self.visible(p[1:]):
+            return None
         try:
             return os.lstat(self.fs_path(p))
         except (FileNotFoundError, NotADirectoryError):
@@ -400,6 +409,9 @@ class _Tree:
 
     def children(self, p: str) -> list[str]:
         names = os.listdir(self.fs_path(p))
+        if self.visible is not None:
+            prefix = p[1:] + "/" if p else ""
+            names = [n for n in names if self.visible(prefix + n)]
         names.sort(key=os.fsencode)
         return names
 
@@ -636,15 +648,16 @@ def checksum(
     exclude_patterns: Sequence[str] = (),
     memo: StatMemo | None = None,
     opener: Opener = open_nofollow,
+    visible: Visible | None = None,
 ) -> str:
     """BuildKit's ``contenthash.Checksum`` of ``selector`` inside the tree at ``root``.
 
     ``selector`` is a path relative to ``root`` ("/" or "" for the root itself), or a
     pattern when ``wildcard`` is set. Raises ``ChecksumNotFoundError`` for a missing
-    path without filters.
+    path without filters. ``visible`` hides entries, as if they were not in the tree.
     """
     sel = _make_selector(selector, follow_symlinks, wildcard, include_patterns, exclude_patterns)
-    tree = _Tree(root, memo, opener)
+    tree = _Tree(root, memo, opener, visible)
     return _checksum(tree, sel)
 
 
@@ -658,13 +671,14 @@ def checksum_many(
     exclude_patterns: Sequence[str] = (),
     memo: StatMemo | None = None,
     opener: Opener = open_nofollow,
+    visible: Visible | None = None,
 ) -> str:
     """The content-hash dep of a vertex input (``NewContentHashFunc``).
 
     Each selector path is joined to "/" first (so a trailing slash is dropped); no
     selectors means the whole tree. The result is SHA-256 of the "\\0"-joined digests.
     """
-    tree = _Tree(root, memo, opener)
+    tree = _Tree(root, memo, opener, visible)
     chosen = list(selectors) or [""]
     digests: list[bytes] = []
     for raw in chosen:
@@ -690,6 +704,7 @@ def file_digests(
     exclude_patterns: Sequence[str] = (),
     memo: StatMemo | None = None,
     opener: Opener = open_nofollow,
+    visible: Visible | None = None,
 ) -> dict[str, str]:
     """Every entry a selector picks, as path relative to ``root`` -> record digest.
 
@@ -700,7 +715,7 @@ def file_digests(
     sel = _make_selector(selector, follow_symlinks, wildcard, include_patterns, exclude_patterns)
     if not sel.has_filters:
         sel = replace(sel, path=_key_path(sel.path))
-    tree = _Tree(root, memo, opener)
+    tree = _Tree(root, memo, opener, visible)
     _, included = _included_paths(tree, sel)
     _follow_included(tree, included)
     return {(item.path.lstrip("/") or "."): item.digest for item in included}
