@@ -590,7 +590,7 @@ class Copier:
             src_st = os.lstat(src_followed)
         except OSError as exc:
             shown = gopath.join("/", src)
-            raise FileOpError(f'"{shown}" not found' if exc.errno == errno.ENOENT
+            raise FileOpError(f'"{shown}": not found' if exc.errno == errno.ENOENT
                               else f"lstat {shown}: {exc.strerror}", shown) from exc
         try:
             dest_st: os.stat_result | None = os.stat(dest_path)

@@ -8,6 +8,7 @@ a ``with`` block and create fresh snapshot names.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -23,6 +24,10 @@ from solver.llb import pb
 from solver.solve.progress import ProgressEvent
 from solver.solve.result import Ref
 from solver.solve.scheduler import Canceled
+
+
+def mount_parent(tmp: Path, pid: int) -> Path:
+    return tmp / f"mnt-{pid}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class OpContext:
     registry_config: Any = None
     platform: pb.Platform | None = None
     memo: Any = None  # contenthash StatMemo shared by the solve
+    image_source: Any = None  # solver.source.image.ImageSource, shared (token cache)
+    resolved: dict[tuple[str, str], Any] = field(default_factory=dict)  # per-solve resolutions
 
     def check_canceled(self) -> None:
         if self.cancel.is_set():
@@ -68,7 +75,8 @@ class OpContext:
 
     @property
     def tmp_dir(self) -> Path:
-        path = self.store.paths.tmp
+        """Where this process mounts things: ``tmp/mnt-<pid>`` (see ``leftovers.py``)."""
+        path = mount_parent(self.store.paths.tmp, os.getpid())
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -79,7 +87,8 @@ class OpContext:
 
     @staticmethod
     def new_key(kind: str) -> str:
-        return f"{kind}-{uuid.uuid4().hex}"
+        """An active snapshot or view key that names its owner: ``<kind>-<pid>-<random>``."""
+        return f"{kind}-{os.getpid()}-{uuid.uuid4().hex}"
 
     def snapshot_chain(self, name: str) -> tuple[str, ...]:
         """Every snapshot below ``name`` (its ancestors), nearest first, without duplicates."""
@@ -122,3 +131,54 @@ def snapshot_parents(ctx: OpContext, ref: Ref) -> tuple[str, ...]:
     if ref.kind != "snapshot" or ref.snapshot is None:
         return ()
     return (ref.snapshot,) + ctx.snapshot_chain(ref.snapshot)
+
+
+@dataclass
+class LayerWork:
+    """An active snapshot being written: mounted at ``path``; ``name`` once committed."""
+
+    key: str
+    path: Path | None = None
+    name: str | None = None
+
+
+@contextmanager
+def new_layer(ctx: OpContext, parents: list[str]) -> Iterator[LayerWork]:
+    """Prepare a writable snapshot on ``parents`` (merged when several), mount it, and
+    commit it when the block ends normally; on an exception unmount and remove it."""
+    from solver.snapshot.mount import mounted
+    key = ctx.new_key("active")
+    if len(parents) > 1:
+        mounts = ctx.snapshotter.prepare_merged(key, parents)
+    else:
+        mounts = ctx.snapshotter.prepare(key, parents[0] if parents else None)
+    work = LayerWork(key)
+    try:
+        with mounted(mounts, parent_dir=ctx.tmp_dir) as path:
+            work.path = path
+            yield work
+        ctx.check_canceled()
+        name = ctx.new_snapshot_name()
+        ctx.snapshotter.commit(name, key)
+        work.name = name
+    except BaseException:
+        _remove_quietly(ctx, key)
+        raise
+
+
+def _remove_quietly(ctx: OpContext, key: str) -> None:
+    try:
+        ctx.snapshotter.remove(key)
+    except Exception:  # noqa: BLE001 - the original error matters more; check cleans up
+        pass
+
+
+def layer_result(ctx: OpContext, work: LayerWork) -> OutputResult:
+    """The OutputResult of a committed layer: its ref, size and the snapshots below it."""
+    assert work.name is not None
+    ref = Ref.of_snapshot(work.name)
+    try:
+        size = ctx.snapshotter.usage(work.name)
+    except Exception:  # noqa: BLE001 - size is informative only
+        size = 0
+    return OutputResult(ref, size, snapshot_parents(ctx, ref)[1:])

@@ -142,6 +142,7 @@ class Solver:
         self.entitlements = Entitlements.parse(entitlements)
         self.scheduler = Scheduler(max_workers)
         self._lease = self.store.lease("llbook solver")
+        self._image_source: Any = None
 
     # services ----------------------------------------------------------------------------
 
@@ -158,6 +159,26 @@ class Solver:
                 from solver.executor import probe
                 self._executor = probe.choose_executor(self._executor_name)
             return self._executor
+
+    def image_source(self) -> Any:
+        with self._executor_lock:
+            if self._image_source is None:
+                from solver.source.image import ImageSource
+                from solver.source.registry import RegistryClient
+                self._image_source = ImageSource(RegistryClient(self.registry_config))
+            return self._image_source
+
+    def image_resolver(self) -> Callable[..., tuple[str, dict[str, Any]]]:
+        """``resolver(ref, platform) -> (pinned ref, image config)`` for the frontend."""
+        def resolve(ref: str, platform: Any = None) -> tuple[str, dict[str, Any]]:
+            from solver.source.registry import Platform
+            if platform is not None and not isinstance(platform, Platform):
+                text = platform if isinstance(platform, str) else \
+                    "/".join(p for p in (platform.os, platform.architecture, platform.variant) if p)
+                platform = Platform.parse(text)
+            resolved = self.image_source().resolve(ref, platform)
+            return resolved.pinned, resolved.config
+        return resolve
 
     def close(self) -> None:
         self._lease.release()
@@ -190,7 +211,8 @@ class Solver:
             emit=bus.emit, cancel=cancel, lease=self._lease,
             context_dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
             secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
-            registry_config=self.registry_config, platform=platform, memo=_new_memo())
+            registry_config=self.registry_config, platform=platform,
+            memo=_new_memo(self.paths.root), image_source=self.image_source())
         state = _SolveState(graph, ctx, no_cache, place_scope)
         for position, v in enumerate(vertices):
             filename, line = _location(defn, graph, v.digest)
@@ -389,13 +411,15 @@ def _run_op(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[Out
     raise BuildError(f"unsupported op {type(inner).__name__}", vertex=info.digest, name=info.name)
 
 
-def _new_memo() -> Any:
-    try:
-        from solver.cache.contenthash import StatMemo
-    except ImportError:
-        return None
-    return StatMemo()
+def _new_memo(cache_dir: Path) -> Any:
+    from solver.cache.contenthash import StatMemo
+    return StatMemo.in_dir(cache_dir)
 
 
 def _save_memo(ctx: OpContext) -> None:
-    return None
+    """Persist the stat memo so the next process re-checks the context with stats only."""
+    if ctx.memo is not None:
+        try:
+            ctx.memo.save_if_changed()
+        except OSError:
+            pass

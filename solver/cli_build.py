@@ -1,0 +1,241 @@
+"""``llbook build``: docker build's flags over the Dockerfile frontend and the embedded solver.
+
+    llbook build [-f FILE] [-t NAME]... [--target STAGE] [--build-arg K=V]...
+                 [--secret id=ID,src=PATH]... [--build-context NAME=PATH|oci-layout://...]...
+                 [--no-cache] [--cache-dir DIR] [--config FILE] [--executor runc|proot]
+                 [--allow network.host|security.insecure]... [--platform OS/ARCH]
+                 [--progress auto|tty|plain|quiet] [--metadata-file FILE] CONTEXT
+
+The metadata file is JSON: ``llbook.vertices`` (one record per vertex: digest, name,
+cached, started, completed, error; plus cache keys and rebuild reasons),
+``containerimage.config.digest`` (digest of the image config the frontend produced),
+``llbook.result.snapshot`` and ``llbook.result.cache_key``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from solver.errors import BuildError, DockerfileError, LLBookError
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    id: str
+    src: Path
+
+
+def parse_key_value(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not key:
+        raise argparse.ArgumentTypeError(f"{flag}: expected KEY=VALUE, got {text!r}")
+    if not sep:
+        value = os.environ.get(key, "")
+    return key, value
+
+
+def parse_secret(text: str) -> SecretSpec:
+    """``id=ID,src=PATH`` (also ``source=``, ``env=VAR``), as buildx's --secret."""
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        fields[key.strip().lower()] = value.strip()
+    secret_id = fields.get("id", "")
+    src = fields.get("src") or fields.get("source")
+    if not src and "env" in fields:
+        raise argparse.ArgumentTypeError("--secret env= is not supported; write the value to a file")
+    if not secret_id or not src:
+        raise argparse.ArgumentTypeError(f"--secret: expected id=ID,src=PATH, got {text!r}")
+    return SecretSpec(secret_id, Path(src).expanduser().absolute())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("context", metavar="CONTEXT", help="build context directory")
+    parser.add_argument("-f", "--file", dest="file", help="Dockerfile (default CONTEXT/Dockerfile)")
+    parser.add_argument("-t", "--tag", dest="tags", action="append", default=[], help="image name")
+    parser.add_argument("--target", default=None, help="build stage to build")
+    parser.add_argument("--build-arg", dest="build_args", action="append", default=[],
+                        type=lambda t: parse_key_value(t, "--build-arg"), metavar="KEY=VALUE")
+    parser.add_argument("--secret", dest="secrets", action="append", default=[], type=parse_secret,
+                        metavar="id=ID,src=PATH")
+    parser.add_argument("--build-context", dest="build_contexts", action="append", default=[],
+                        type=lambda t: parse_key_value(t, "--build-context"), metavar="NAME=PATH")
+    parser.add_argument("--no-cache", action="store_true", help="do not use the cache")
+    parser.add_argument("--cache-dir", default=None, help="cache directory (default $LLBOOK_CACHE_DIR, "
+                        "$XDG_CACHE_HOME/llbook)")
+    parser.add_argument("--config", default=None, help="registry config (buildkitd.toml format)")
+    parser.add_argument("--executor", default=os.environ.get("LLBOOK_EXECUTOR") or None,
+                        choices=["runc", "crun", "proot"], help="executor (default: probed)")
+    parser.add_argument("--allow", dest="allow", action="append", default=[],
+                        help="grant an entitlement: network.host, security.insecure")
+    parser.add_argument("--platform", default=None, help="target platform, e.g. linux/amd64")
+    parser.add_argument("--progress", default="auto", choices=["auto", "tty", "plain", "quiet"])
+    parser.add_argument("--metadata-file", default=None, help="write build metadata JSON here")
+
+
+def config_digest(image_config: dict[str, Any] | None) -> str | None:
+    if image_config is None:
+        return None
+    data = json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _registry_config(path: str | None) -> Any:
+    from solver.source.registry_config import load_registry_config
+    return load_registry_config(path)
+
+
+def _dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
+    if args.file == "-":
+        return sys.stdin.read(), "Dockerfile"
+    path = Path(args.file) if args.file else context / "Dockerfile"
+    try:
+        return path.read_text(), str(path)
+    except OSError as error:
+        raise LLBookError(f"cannot read Dockerfile {path}: {error.strerror}") from error
+
+
+def _named_contexts(values: list[tuple[str, str]]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Split --build-context values into local directories and other sources (oci-layout://…)."""
+    dirs: dict[str, Path] = {}
+    others: dict[str, str] = {}
+    for name, value in values:
+        if "://" in value:
+            others[name] = value
+        else:
+            dirs[name] = Path(value).expanduser().absolute()
+    return dirs, others
+
+
+def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
+    """Run the Dockerfile frontend."""
+    from solver.frontend import dockerfile_to_llb
+    text, filename = _dockerfile(args, context)
+    dirs, others = _named_contexts(args.build_contexts)
+    kwargs: dict[str, Any] = dict(filename=filename, context_dir=context, target=args.target,
+                                  build_args=dict(args.build_args), platform=args.platform,
+                                  resolver=resolver)
+    named = {**{k: str(v) for k, v in dirs.items()}, **others}
+    if named:
+        kwargs["named_contexts"] = named
+    return dockerfile_to_llb(text, **kwargs)
+
+
+def write_metadata(path: str, result: Any, image_config: dict[str, Any] | None,
+                   tags: list[str], error: BaseException | None, vertices: list[Any]) -> None:
+    data: dict[str, Any] = {
+        "llbook.vertices": [v.to_metadata() for v in vertices],
+        "containerimage.config.digest": config_digest(image_config),
+    }
+    if result is not None:
+        data["llbook.result.snapshot"] = result.snapshot
+        head = [v for v in result.vertices if v.digest == result.head]
+        if head and head[0].cache_keys:
+            data["llbook.result.cache_key"] = head[0].cache_keys[result.output]
+    if tags:
+        data["image.name"] = ",".join(tags)
+    if error is not None:
+        data["llbook.error"] = str(error)
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+class _Collector:
+    """Keeps the vertex records of a solve for the metadata file, even when it fails."""
+
+    def __init__(self) -> None:
+        from solver.solve.result import VertexRecord
+        self.records: dict[str, VertexRecord] = {}
+        self._cls = VertexRecord
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        from solver.solve import progress as p
+        if not isinstance(event, (p.VertexStarted, p.VertexCached, p.VertexCompleted, p.VertexFailed)):
+            return
+        with self._lock:
+            rec = self.records.setdefault(event.digest, self._cls(event.digest, event.name))
+            rec.started = getattr(event, "started", rec.started)
+            if isinstance(event, p.VertexCached):
+                rec.cached, rec.completed = True, event.completed
+            elif isinstance(event, p.VertexCompleted):
+                rec.completed = event.completed
+            elif isinstance(event, p.VertexFailed):
+                rec.completed, rec.error = event.completed, event.error
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from solver.progress_ui import close_printer, make_printer
+    from solver.solve.progress import ProgressBus
+    from solver.solve.solver import Solver
+    context = Path(args.context).expanduser().absolute()
+    if not context.is_dir():
+        print(f"error: build context {context} is not a directory", file=sys.stderr)
+        return 1
+    printer = make_printer(args.progress)
+    collector = _Collector()
+    bus = ProgressBus()
+    bus.subscribe(printer)
+    bus.subscribe(collector)
+    result, image_config, error = None, None, None
+    cancel = threading.Event()
+    try:
+        with Solver(cache_dir=args.cache_dir, registry_config=_registry_config(args.config),
+                    entitlements=args.allow, executor_name=args.executor) as solver:
+            lowered = lower(args, context, solver.image_resolver())
+            image_config = getattr(lowered, "image_config", None)
+            dirs, _ = _named_contexts(args.build_contexts)
+            result = solver.solve(
+                lowered.state, context_dirs={"context": context, **dirs},
+                secrets={s.id: s.src for s in args.secrets}, no_cache=args.no_cache,
+                progress=bus.emit, cancel=cancel, image_config=image_config,
+                place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
+                                else context / "Dockerfile"))
+    except KeyboardInterrupt as interrupt:
+        cancel.set()
+        error = interrupt
+    except (BuildError, DockerfileError, LLBookError, ValueError) as failure:
+        error = failure
+    finally:
+        close_printer(printer)
+        if args.metadata_file:
+            vertices = result.vertices if result is not None else list(collector.records.values())
+            write_metadata(args.metadata_file, result, image_config, args.tags, error, vertices)
+    if isinstance(error, KeyboardInterrupt):
+        print("error: build interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    assert result is not None
+    if args.progress != "quiet":
+        executed = len(result.executed)
+        print(f"built {result.snapshot or 'scratch'}: {result.cached_count} cached, "
+              f"{executed} executed", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("build", help="build an image from a Dockerfile",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run_build)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llbook build")
+    add_arguments(parser)
+    return run_build(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

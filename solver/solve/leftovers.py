@@ -1,0 +1,78 @@
+"""Clean up after builds that died (``kill -9``): their mounts and active snapshots.
+
+A build process mounts under ``<cache>/tmp/mnt-<pid>/`` and names its active snapshots
+and views ``<kind>-<pid>-<random>``. When that pid is no longer alive, its mounts are
+detached and its active snapshots removed. Live builds are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from solver.cache.locking import pid_alive
+
+_MNT_RE = re.compile(r"^mnt-(\d+)$")
+_KEY_RE = re.compile(r"^[a-z]+-(\d+)-[0-9a-f]{32}$")
+
+
+def _mount_points_under(root: Path) -> list[str]:
+    prefix = str(root).rstrip("/") + "/"
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _dead(pid: int) -> bool:
+    return pid != os.getpid() and not pid_alive(pid)
+
+
+def unmount_dead(tmp: Path) -> list[str]:
+    """Detach the mounts of dead builds under ``tmp/mnt-<pid>`` and remove those dirs."""
+    from solver.snapshot.mount import unmount
+    cleaned = []
+    if not tmp.is_dir():
+        return cleaned
+    for entry in os.scandir(tmp):
+        match = _MNT_RE.match(entry.name)
+        if not match or not _dead(int(match.group(1))):
+            continue
+        for point in _mount_points_under(Path(entry.path)):
+            try:
+                unmount(point)
+                cleaned.append(point)
+            except Exception:  # noqa: BLE001 - reported by the caller through what is left
+                continue
+        if not _mount_points_under(Path(entry.path)):
+            for sub in os.scandir(entry.path):
+                try:
+                    os.rmdir(sub.path)
+                except OSError:
+                    pass
+            try:
+                os.rmdir(entry.path)
+            except OSError:
+                pass
+    return cleaned
+
+
+def remove_dead_active(snapshotter: Any) -> list[str]:
+    """Remove active snapshots and views whose owning process is dead."""
+    removed = []
+    for info in snapshotter.list():
+        if info.kind == "committed":
+            continue
+        match = _KEY_RE.match(info.name)
+        if match and _dead(int(match.group(1))):
+            try:
+                snapshotter.remove(info.name)
+                removed.append(info.name)
+            except Exception:  # noqa: BLE001
+                continue
+    return removed

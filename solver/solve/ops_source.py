@@ -1,0 +1,188 @@
+"""Source ops: container images from registries, and the local build context.
+
+- ``docker-image://REF``: the cache key is the image's manifest digest and platform
+  (BuildKit's ``buildkit.source.v0:{"Digest":…}``). A reference pinned with ``@sha256:``
+  needs no network to compute it, so a warm build does not touch the registry. On a
+  miss the image is pulled into the content store and each layer is unpacked into its
+  own snapshot (named by its chain ID, shared between images), the top one is the result.
+- ``local://NAME``: the directory given for NAME (``context_dirs``), with the source's
+  exclude/include patterns. Its key is random (as BuildKit's session key); consumers
+  hash the content of the paths they select instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from solver.errors import BuildError
+from solver.llb import pb
+from solver.solve import cachekey
+from solver.solve.ops_common import OpContext, OutputResult, VertexInfo, new_layer
+from solver.solve.progress import VertexStatus
+from solver.solve.result import Ref
+
+IMAGE_SCHEME = "docker-image://"
+LOCAL_SCHEME = "local://"
+
+
+# ------------------------------------------------------------------------------ local
+
+
+def _json_list(attrs: dict[str, str], key: str) -> tuple[str, ...]:
+    raw = attrs.get(key)
+    if not raw:
+        return ()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def local_ref(ctx: OpContext, info: VertexInfo) -> Ref:
+    src: pb.SourceOp = info.op.op
+    name = src.identifier[len(LOCAL_SCHEME):]
+    path = ctx.context_dirs.get(name)
+    if path is None:
+        raise BuildError(f"no directory given for local source {name!r} "
+                         f"(known: {', '.join(sorted(ctx.context_dirs)) or 'none'})",
+                         vertex=info.digest, name=info.name)
+    if not Path(path).is_dir():
+        raise BuildError(f"local source {name!r}: {path} is not a directory", vertex=info.digest,
+                         name=info.name)
+    return Ref.of_local(Path(path), _json_list(src.attrs, "local.excludepatterns"),
+                        _json_list(src.attrs, "local.includepattern"),
+                        _json_list(src.attrs, "local.followpaths"))
+
+
+# ------------------------------------------------------------------------------ images
+
+
+def _platform(ctx: OpContext, op: pb.Op):
+    from solver.source.registry import Platform, default_platform
+    p = op.platform or ctx.platform
+    if p is None or not p.architecture:
+        return default_platform()
+    return Platform(os=p.os or "linux", architecture=p.architecture, variant=p.variant)
+
+
+def _image_source(ctx: OpContext):
+    if ctx.image_source is None:
+        from solver.source.image import ImageSource
+        from solver.source.registry import RegistryClient
+        ctx.image_source = ImageSource(RegistryClient(ctx.registry_config))
+    return ctx.image_source
+
+
+def resolve_image(ctx: OpContext, ref: str, op: pb.Op):
+    """The ResolvedImage of ``ref`` for the op's platform (memoised per solve)."""
+    platform = _platform(ctx, op)
+    memo_key = (ref, f"{platform.os}/{platform.architecture}/{platform.variant}")
+    if memo_key not in ctx.resolved:
+        ctx.resolved[memo_key] = _image_source(ctx).resolve(ref, platform)
+    return ctx.resolved[memo_key]
+
+
+def _pinned_digest(ref: str) -> str | None:
+    _, at, digest = ref.partition("@")
+    return digest if at and digest.startswith("sha256:") else None
+
+
+def source_key(ctx: OpContext, info: VertexInfo) -> str | None:
+    src: pb.SourceOp = info.op.op
+    ident = src.identifier
+    if ident.startswith(IMAGE_SCHEME):
+        ref = ident[len(IMAGE_SCHEME):]
+        digest = _pinned_digest(ref)
+        if digest is None:
+            digest = resolve_image(ctx, ref, info.op).manifest_digest
+        limit = src.attrs.get("image.layerlimit")
+        return cachekey.image_source_key(digest, info.op.platform or ctx.platform,
+                                         int(limit) if limit else None)
+    if ident.startswith(LOCAL_SCHEME):
+        return None
+    raise BuildError(f"unsupported source {ident}", vertex=info.digest, name=info.name)
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """OCI chain IDs: chain(0) = diff(0), chain(n) = sha256(chain(n-1) + " " + diff(n))."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out
+
+
+def _unpack_layer_snapshot(ctx: OpContext, name: str, parent: str | None, blob: Path,
+                           media_type: str, diff_id: str) -> None:
+    """Unpack one layer on top of ``parent`` into the committed snapshot ``name``."""
+    from solver.source.image import unpack_layer
+    with ctx.store.locks.named("layer:" + name):
+        if ctx.snapshotter.exists(name):
+            return
+        ctx.lease.add_snapshot(name)
+        key = ctx.new_key("unpack")
+        from solver.snapshot.mount import mounted
+        mounts = ctx.snapshotter.prepare(key, parent)
+        try:
+            with mounted(mounts, parent_dir=ctx.tmp_dir) as path:
+                unpack_layer(blob, media_type, path, mode="apply", expected_diff_id=diff_id)
+            ctx.check_canceled()
+            ctx.snapshotter.commit(name, key)
+        except BaseException:
+            try:
+                ctx.snapshotter.remove(key)
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+
+
+def _pull_progress(ctx: OpContext, info: VertexInfo):
+    def report(event) -> None:
+        ctx.emit(VertexStatus(info.digest, event.digest, f"{event.status} {event.digest[:19]}",
+                              event.done, event.total,
+                              completed=None if event.status == "downloading" else 1.0))
+    return report
+
+
+def execute_image(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
+    src: pb.SourceOp = info.op.op
+    resolved = resolve_image(ctx, src.identifier[len(IMAGE_SCHEME):], info.op)
+    content = ctx.store.content
+    for digest in [resolved.manifest_digest, resolved.config_digest] + [d.digest for d in resolved.layers]:
+        ctx.lease.add_blob(digest)
+    _image_source(ctx).pull(resolved, content, progress=_pull_progress(ctx, info))
+    ctx.store.add_blob(resolved.manifest_digest, resolved.media_type)
+    ctx.store.add_blob(resolved.config_digest, "application/vnd.oci.image.config.v1+json")
+    for layer in resolved.layers:
+        ctx.store.add_blob(layer.digest, layer.media_type)
+    names: list[str] = []
+    parent: str | None = None
+    for layer, chain in zip(resolved.layers, chain_ids(resolved.diff_ids)):
+        ctx.check_canceled()
+        name = "layer-" + chain.split(":", 1)[1]
+        diff_id = resolved.diff_ids[len(names)]
+        _unpack_layer_snapshot(ctx, name, parent, content.path(layer.digest), layer.media_type, diff_id)
+        names.append(name)
+        parent = name
+    blobs = (resolved.manifest_digest, resolved.config_digest) + tuple(d.digest for d in resolved.layers)
+    extra = {"image": resolved.name, "manifest": resolved.manifest_digest,
+             "config": resolved.config_digest, "diff_ids": resolved.diff_ids}
+    if not names:
+        with new_layer(ctx, []) as work:
+            pass
+        assert work.name is not None
+        return [OutputResult(Ref.of_snapshot(work.name), 0, (), blobs, extra)]
+    size = sum(int(d.size) for d in resolved.layers)
+    return [OutputResult(Ref.of_snapshot(names[-1]), size, tuple(reversed(names[:-1])), blobs, extra)]
+
+
+def execute_source(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
+    src: pb.SourceOp = info.op.op
+    if src.identifier.startswith(IMAGE_SCHEME):
+        return [*execute_image(ctx, info)]
+    raise BuildError(f"unsupported source {src.identifier}", vertex=info.digest, name=info.name)
