@@ -1,0 +1,187 @@
+"""OCI image layouts (directory or tar) and docker archives (`docker load`).
+
+The layout follows containerd's ``images/archive`` exporter that BuildKit uses:
+``oci-layout``, ``index.json`` whose manifest descriptors carry
+``io.containerd.image.name`` (the full name) and ``org.opencontainers.image.ref.name``
+(the tag), and ``blobs/sha256/<hex>``. The docker variant adds ``manifest.json`` with
+``Config``, ``RepoTags`` and ``Layers``. Tar members are sorted by name and streamed from
+the content store, so memory stays flat whatever the image size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from solver.cache.content import ContentStore
+from solver.export.image import OCI_INDEX, CommittedImage, Descriptor, canonical_json
+from solver.source import reference
+
+OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass(frozen=True)
+class NamedImage:
+    """An image to write, with the names it should carry (may be empty)."""
+
+    image: CommittedImage
+    names: tuple[str, ...] = ()
+
+
+def _blob_digests(images: list[NamedImage]) -> list[str]:
+    seen: dict[str, None] = {}
+    for named in images:
+        img = named.image
+        for d in (img.manifest.digest, img.config.digest, *(layer.digest for layer in img.layers)):
+            seen.setdefault(d, None)
+    return sorted(seen)
+
+
+def index_json(images: list[NamedImage], *, created: str | None = None) -> dict:
+    """The layout's index.json: one manifest descriptor per (image, name)."""
+    manifests = []
+    for named in images:
+        names = named.names or ("",)
+        for name in names:
+            annotations: dict[str, str] = {}
+            if name:
+                ref = reference.parse(name)
+                annotations["io.containerd.image.name"] = ref.string
+                annotations["org.opencontainers.image.ref.name"] = ref.tag or "latest"
+            if created:
+                annotations["org.opencontainers.image.created"] = created
+            m = named.image.manifest
+            manifests.append(Descriptor(m.media_type, m.digest, m.size, annotations=annotations,
+                                        platform=m.platform).to_dict())
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+
+
+def docker_manifest_json(images: list[NamedImage]) -> list[dict]:
+    """``manifest.json`` of a docker archive."""
+    out = []
+    for named in images:
+        img = named.image
+        out.append({
+            "Config": "blobs/sha256/" + img.config.digest.split(":", 1)[1],
+            "RepoTags": [reference.parse(n).familiar for n in named.names],
+            "Layers": ["blobs/sha256/" + layer.digest.split(":", 1)[1] for layer in img.layers],
+        })
+    return out
+
+
+def _members(store: ContentStore, images: list[NamedImage], *, docker: bool,
+             created: str | None) -> Iterator[tuple[str, bytes | Path]]:
+    """Archive members in name order: small files as bytes, blobs as store paths."""
+    members: dict[str, bytes | Path] = {}
+    members["oci-layout"] = canonical_json(OCI_LAYOUT)
+    members["index.json"] = canonical_json(index_json(images, created=created))
+    if docker:
+        members["manifest.json"] = canonical_json(docker_manifest_json(images))
+    for d in _blob_digests(images):
+        members["blobs/sha256/" + d.split(":", 1)[1]] = store.path(d)
+    for name in ("blobs", "blobs/sha256"):
+        members[name + "/"] = b""
+    for name in sorted(members):
+        yield name, members[name]
+
+
+def write_archive(store: ContentStore, images: list[NamedImage], out: BinaryIO, *,
+                  docker: bool = False, mtime: int = 0, created: str | None = None,
+                  progress: Progress | None = None) -> None:
+    """Stream an OCI (or docker) archive of ``images`` into ``out``."""
+    members = list(_members(store, images, docker=docker, created=created))
+    total = sum(v.stat().st_size if isinstance(v, Path) else len(v) for _, v in members)
+    done = 0
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name, value in members:
+            info = tarfile.TarInfo(name.rstrip("/"))
+            info.mtime = mtime
+            if name.endswith("/"):
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+                continue
+            info.mode = 0o444 if isinstance(value, Path) else 0o644
+            if isinstance(value, Path):
+                info.size = value.stat().st_size
+                with open(value, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                info.size = len(value)
+                tar.addfile(info, _BytesReader(value))
+            done += info.size
+            if progress:
+                progress(name, done, total)
+
+
+def write_layout_dir(store: ContentStore, images: list[NamedImage], dest: Path, *,
+                     docker: bool = False, created: str | None = None,
+                     progress: Progress | None = None) -> None:
+    """Write an OCI layout directory (blobs are copied, or hard-linked when possible).
+
+    An existing layout at ``dest`` is extended: its blobs stay, and its index.json gains
+    the new manifests (replacing ones with the same name)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    members = list(_members(store, images, docker=docker, created=created))
+    total = sum(v.stat().st_size for _, v in members if isinstance(v, Path))
+    done = 0
+    for name, value in members:
+        target = dest / name
+        if name.endswith("/"):
+            target.mkdir(parents=True, exist_ok=True)
+        elif isinstance(value, Path):
+            if not target.exists():
+                _link_or_copy(value, target)
+            done += value.stat().st_size
+            if progress:
+                progress(name, done, total)
+        elif name == "index.json":
+            _write_atomic(target, canonical_json(_merge_index(target, json.loads(value))))
+        else:
+            _write_atomic(target, value)
+
+
+def _merge_index(path: Path, new: dict) -> dict:
+    if not path.exists():
+        return new
+    old = json.loads(path.read_text())
+    new_names = {m.get("annotations", {}).get("io.containerd.image.name") for m in new["manifests"]}
+    kept = [m for m in old.get("manifests", [])
+            if m.get("annotations", {}).get("io.containerd.image.name") not in new_names - {None}]
+    return {**new, "manifests": kept + new["manifests"]}
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class _BytesReader:
+    """A minimal readable over bytes, for tarfile.addfile."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else min(len(self._data), self._pos + size)
+        chunk = self._data[self._pos:end].tobytes()
+        self._pos = end
+        return chunk
