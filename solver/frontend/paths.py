@@ -1,0 +1,54 @@
+"""Path rules of the Dockerfile frontend (BuildKit ``util/system`` path helpers, Linux only)."""
+
+from __future__ import annotations
+
+from solver.llb import gopath
+
+
+def base(path: str) -> str:
+    """Go's ``path.Base``."""
+    if path == "":
+        return "."
+    path = path.rstrip("/")
+    if path == "":
+        return "/"
+    return path.rsplit("/", 1)[-1]
+
+
+def normalize_path(parent: str, new: str, keep_slash: bool) -> str:
+    """``system.NormalizePath``: ``new`` against ``parent``, keeping a trailing slash on request."""
+    if not new:
+        new = "."
+    joined = gopath.clean(new) if gopath.is_abs(new) else gopath.join(parent or "/", new)
+    if keep_slash and (new.endswith("/") or new.endswith("/.")) and not joined.endswith("/"):
+        joined += "/"
+    return joined
+
+
+def normalize_workdir(current: str, workdir: str) -> str:
+    """``system.NormalizeWorkdir``: an absolute, clean working directory."""
+    if not workdir:
+        raise ValueError("cannot normalize empty path")
+    if not gopath.is_abs(workdir):
+        return gopath.join("/", current or "/", workdir)
+    return gopath.clean(workdir)
+
+
+def relative_to_workdir(cwd: str, path: str) -> str:
+    """``pathRelativeToWorkingDir``: a COPY destination resolved against the working directory."""
+    if gopath.is_abs(path):
+        return normalize_path("/", path, True)
+    if path in (".", ""):
+        path = "./"
+    return normalize_path(cwd, path, True)
+
+
+def contains_wildcards(name: str) -> bool:
+    i = 0
+    while i < len(name):
+        if name[i] in "*?[":
+            return True
+        if name[i] == "\\":
+            i += 1
+        i += 1
+    return False
