@@ -389,26 +389,34 @@ class Solver:
                               record.completed, canceled=canceled))
 
 
-def _run_op(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[OutputResult]:
-    from solver.solve import ops_exec, ops_file, ops_merge, ops_source
+def _dispatch(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[OutputResult]:
     inner = info.op.op
+    if isinstance(inner, pb.SourceOp):
+        from solver.solve import ops_source
+        return ops_source.execute_source(ctx, info)
+    if isinstance(inner, pb.ExecOp):
+        from solver.solve import ops_exec
+        return ops_exec.execute_exec(ctx, info, input_refs)
+    if isinstance(inner, pb.FileOp):
+        from solver.solve import ops_file
+        return ops_file.execute_file(ctx, info, input_refs)
+    if isinstance(inner, pb.MergeOp):
+        from solver.solve import ops_merge
+        return ops_merge.execute_merge(ctx, info, input_refs)
+    if isinstance(inner, pb.DiffOp):
+        from solver.solve import ops_merge
+        return ops_merge.execute_diff(ctx, info, input_refs)
+    raise BuildError(f"unsupported op {type(inner).__name__}", vertex=info.digest, name=info.name)
+
+
+def _run_op(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[OutputResult]:
     try:
-        if isinstance(inner, pb.SourceOp):
-            return ops_source.execute_source(ctx, info)
-        if isinstance(inner, pb.ExecOp):
-            return ops_exec.execute_exec(ctx, info, input_refs)
-        if isinstance(inner, pb.FileOp):
-            return ops_file.execute_file(ctx, info, input_refs)
-        if isinstance(inner, pb.MergeOp):
-            return ops_merge.execute_merge(ctx, info, input_refs)
-        if isinstance(inner, pb.DiffOp):
-            return ops_merge.execute_diff(ctx, info, input_refs)
+        return _dispatch(ctx, info, input_refs)
     except (BuildError, Canceled, KeyboardInterrupt):
         raise
     except Exception as error:
         raise BuildError(f"{type(error).__name__}: {error}", vertex=info.digest, name=info.name,
                          filename=info.filename, line=info.line) from error
-    raise BuildError(f"unsupported op {type(inner).__name__}", vertex=info.digest, name=info.name)
 
 
 def _new_memo(cache_dir: Path) -> Any:

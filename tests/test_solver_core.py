@@ -1,0 +1,157 @@
+"""Solver core with real components: image pull from a loopback registry, snapshots,
+merge/diff ops, the persistent store. No executor needed here."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from solver import llb
+from solver.solve.cachekey import KeyInputs, DepKey
+from solver.solve import reasons
+from solver.solve.progress import VertexCached, VertexCompleted, VertexStarted
+from solver.solve.scheduler import Canceled, Scheduler
+from solver.solve.solver import Solver, place_of
+
+
+def _snapshotter(root: Path):
+    from solver.snapshot.overlay import OverlaySnapshotter
+    return OverlaySnapshotter(root)
+
+
+@pytest.fixture
+def solver(tmp_path: Path, registry_config):
+    cache = tmp_path / "cache"
+    s = Solver(cache_dir=cache, snapshotter=_snapshotter(cache / "snapshots"),
+               registry_config=registry_config.config)
+    yield s
+    s.close()
+
+
+def _events():
+    seen = []
+    lock = threading.Lock()
+
+    def record(event):
+        with lock:
+            seen.append(event)
+    return seen, record
+
+
+def test_scheduler_runs_independent_jobs_in_parallel():
+    deps = {"a": [], "b": [], "c": [], "d": ["a", "b", "c"]}
+    spans = {}
+
+    def job(node):
+        start = time.monotonic()
+        time.sleep(0.3)
+        spans[node] = (start, time.monotonic())
+        return node
+
+    results = Scheduler(max_workers=3).run(deps, job)
+    assert set(results) == set(deps)
+    starts = [spans[n][0] for n in "abc"]
+    ends = [spans[n][1] for n in "abc"]
+    assert max(starts) < min(ends)  # all three overlapped
+    assert spans["d"][0] >= max(ends)
+
+
+def test_scheduler_stops_on_first_error_and_reraises_it():
+    ran = []
+
+    def job(node):
+        if node == "a":
+            raise ValueError("boom")
+        ran.append(node)
+        return node
+
+    with pytest.raises(ValueError, match="boom"):
+        Scheduler(max_workers=1).run({"a": [], "b": ["a"]}, job)
+    assert "b" not in ran
+
+
+def test_scheduler_cancel_raises_canceled():
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Canceled):
+        Scheduler().run({"a": []}, lambda n: n, cancel)
+
+
+def test_place_uses_stage_and_step_not_command():
+    a = place_of("[builder 2/5] RUN make", "d1", "df", 0)
+    b = place_of("[builder 2/6] RUN make install", "d2", "df", 0)
+    assert a == b
+    assert a != place_of("[stage-1 2/5] RUN make", "d1", "df", 0)
+
+
+def test_reasons_name_command_env_and_files():
+    old = KeyInputs("op1", 0, (DepKey("k1", ""), DepKey(None, "s", "c1", {"a.txt": "x", "b": "y"})),
+                    {"args": ["sh", "-c", "echo 1"], "env": ["A=1"]})
+    new = KeyInputs("op2", 0, (DepKey("k1", ""), DepKey(None, "s", "c2", {"a.txt": "z", "b": "y"})),
+                    {"args": ["sh", "-c", "echo 2"], "env": ["A=2"]})
+    got = {r.kind: r for r in reasons.explain(new, old)}
+    assert got["command"].old == "sh -c echo 1" and got["command"].new == "sh -c echo 2"
+    assert "A: 1 → 2" in got["env"].message
+    assert got["files"].files == ("a.txt",)
+    assert reasons.explain(new, None)[0].kind == "no-previous"
+    assert reasons.explain(new, old, no_cache=True)[0].kind == "no-cache"
+
+
+def test_image_pull_then_cached(solver: Solver):
+    state = llb.image("busybox")
+    seen, record = _events()
+    result = solver.solve(state, progress=record)
+    assert result.snapshot is not None
+    assert solver.snapshotter.exists(result.snapshot)
+    assert [type(e) for e in seen if not hasattr(e, "stream")][:1] == [VertexStarted]
+    assert any(isinstance(e, VertexCompleted) for e in seen)
+    assert not result.vertices[0].cached
+    again = solver.solve(state)
+    assert again.vertices[0].cached
+    assert again.snapshot == result.snapshot
+
+
+def test_merge_and_diff_results(solver: Solver, tmp_path: Path):
+    base = llb.image("busybox")
+    merged = llb.merge([base, base])
+    result = solver.solve(merged)
+    with _view(solver, result.snapshot) as root:
+        assert (root / "bin" / "busybox").exists()
+    d = llb.diff(base, base)
+    empty = solver.solve(d)
+    with _view(solver, empty.snapshot) as root:
+        assert list(root.iterdir()) == []
+    warm = solver.solve(merged)
+    assert all(v.cached for v in warm.vertices)
+
+
+def test_cache_survives_new_solver(tmp_path: Path, registry_config):
+    cache = tmp_path / "cache"
+    state = llb.merge([llb.image("busybox"), llb.image("busybox")])
+    with Solver(cache_dir=cache, snapshotter=_snapshotter(cache / "snapshots"),
+                registry_config=registry_config.config) as first:
+        cold = first.solve(state)
+    assert not any(v.cached for v in cold.vertices)
+    with Solver(cache_dir=cache, snapshotter=_snapshotter(cache / "snapshots"),
+                registry_config=registry_config.config) as second:
+        warm = second.solve(state)
+    assert all(v.cached for v in warm.vertices)
+    assert warm.snapshot == cold.snapshot
+
+
+from contextlib import contextmanager
+
+
+@contextmanager
+def _view(solver: Solver, name: str):
+    from solver.snapshot.mount import mounted
+    key = f"testview-{time.time_ns()}"
+    mounts = solver.snapshotter.view(key, name)
+    try:
+        with mounted(mounts) as root:
+            yield root
+    finally:
+        solver.snapshotter.remove(key)
