@@ -21,7 +21,7 @@ import pytest
 from solver.cache.content import ContentStore
 from solver.export import ExportLayer, ExportSource, export, parse_output, ExportError
 from solver.snapshot.fsutil import apply_layer, make_whiteout, mark_opaque
-from tests.fixtures.rootfs import make_busybox_rootfs
+from fixtures.rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="layers with uid 0 files and whiteouts need root")
 
@@ -108,7 +108,7 @@ def tree(root: Path) -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def dockerd(tmp_path_factory):
-    from tests.fixtures import dockerd as dockerd_fixture
+    from fixtures import dockerd as dockerd_fixture
     daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
     if daemon is None:
         pytest.skip(dockerd_fixture.unavailable_reason)
@@ -277,3 +277,45 @@ def test_failed_export_leaves_no_partial_file(built, tmp_path: Path) -> None:
         export(broken, parse_output(f"type=oci,dest={dest}"))
     assert not dest.exists()
     assert not list(dest.parent.glob(".partial.tar.tmp*"))
+
+
+def test_push_to_loopback_registry_then_pull_with_docker(built, registry, registry_client, dockerd) -> None:
+    store, layers, source = built
+    name = f"{registry.host}/llbook/pushed:v1"
+    first = export(source, parse_output(f"type=image,name={name},push=true"), registry_client=registry_client)
+    assert first.push is not None and len(first.push.uploaded) == 4  # 3 layers + config
+    info = _skopeo("inspect", "--tls-verify=false", f"docker://{name}")
+    assert info["Digest"] == first.manifest_digest == first.push.manifest_digest
+    again = export(source, parse_output(f"type=image,name={name},push=true"), registry_client=registry_client)
+    assert again.push is not None and again.push.uploaded == [] and len(again.push.skipped) == 4
+    try:
+        dockerd.docker("pull", name)
+        assert dockerd.docker("run", "--rm", "--network=host", name).stdout == "hello from llbook\n"
+    finally:
+        dockerd.docker("rmi", "-f", name, check=False)
+
+
+def test_push_mounts_blobs_across_repositories(built, registry, registry_client) -> None:
+    store, layers, source = built
+    export(source, parse_output(f"type=image,name={registry.host}/llbook/base:1,push=true"),
+           registry_client=registry_client)
+    source.base_repository = "llbook/base"
+    other = export(source, parse_output(f"type=image,name={registry.host}/llbook/other:1,push=true"),
+                   registry_client=registry_client)
+    assert other.push is not None
+    assert len(other.push.mounted) == 3 and other.push.uploaded == [other.config_digest]
+
+
+def test_chunked_upload_of_large_blobs(built, registry, registry_client) -> None:
+    from solver.export import build_image
+    from solver.export.push import push_image as push
+    store, layers, source = built
+    image = build_image(source, parse_output("type=oci,dest=unused"))
+    name = f"{registry.host}/llbook/chunked:1"
+    report = push(registry_client, store, image, name, chunked_above=1024)
+    assert len(report.uploaded) == 4
+    info = _skopeo("inspect", "--tls-verify=false", f"docker://{name}")
+    assert info["Digest"] == image.manifest.digest
+    copied = Path(tempfile.mkdtemp()) / "copy"
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{name}", f"oci:{copied}:x"],
+                   check=True, capture_output=True)  # skopeo re-verifies every blob digest

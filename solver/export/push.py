@@ -27,7 +27,8 @@ class PushReport:
 
 def push_image(client: RegistryClient, store: ContentStore, image: CommittedImage, name: str, *,
                mount_from: dict[str, str] | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> PushReport:
+               progress: Callable[[str, int, int], None] | None = None,
+               chunked_above: int = CHUNKED_ABOVE) -> PushReport:
     """Push ``image`` as ``name``. ``mount_from`` maps blob digests to repositories on the
     same registry that already hold them (e.g. the base image's), for cross-repo mounts."""
     ref = reference.parse(name)
@@ -37,7 +38,7 @@ def push_image(client: RegistryClient, store: ContentStore, image: CommittedImag
     total = sum(b.size for b in blobs)
     done = 0
     for desc in blobs:
-        outcome = _push_blob(client, store, ref, desc, (mount_from or {}).get(desc.digest))
+        outcome = _push_blob(client, store, ref, desc, (mount_from or {}).get(desc.digest), chunked_above)
         getattr(report, outcome if outcome != "exists" else "skipped").append(desc.digest)
         done += desc.size
         if progress:
@@ -48,7 +49,7 @@ def push_image(client: RegistryClient, store: ContentStore, image: CommittedImag
 
 
 def _push_blob(client: RegistryClient, store: ContentStore, ref: reference.Reference,
-               desc: Descriptor, mount_repo: str | None) -> str:
+               desc: Descriptor, mount_repo: str | None, chunked_above: int) -> str:
     if client.blob_exists(ref, desc.digest):
         return "exists"
     if mount_repo and mount_repo != ref.path:
@@ -57,7 +58,7 @@ def _push_blob(client: RegistryClient, store: ContentStore, ref: reference.Refer
             return "mounted"
     else:
         session = client.start_upload(ref)
-    if desc.size > CHUNKED_ABOVE:
+    if desc.size > chunked_above:
         with store.open(desc.digest) as f:
             client.upload_chunked(session, desc.digest, f)
     else:
