@@ -110,7 +110,7 @@ def test_matches_are_reported():
 
 
 def test_required_build_arg_error_names_variable_and_line():
-    text = "FROM scratch\nARG VERSION\nENV V="${VERSION:?VERSION must be set}"\n"
+    text = 'FROM scratch\nARG VERSION\nENV V="${VERSION:?VERSION must be set}"\n'
     with pytest.raises(DockerfileError) as err:
         dockerfile_to_llb(text)
     assert err.value.line == 3
