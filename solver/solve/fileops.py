@@ -88,7 +88,9 @@ def mkdir(root: Path, action: pb.FileActionMkDir, owner: Owner | None) -> None:
     ts = timestamp_ns(action.timestamp)
     try:
         if action.make_parents:
-            mkdir_all(path, mode, owner, ts)
+            # BuildKit leaves created parents with the mtime their children gave them;
+            # re-timing them (as copies do) keeps a fixed timestamp reproducible.
+            _retime_created_dirs(mkdir_all(path, mode, owner, ts), ts)
             return
         try:
             os.mkdir(path, mode)
