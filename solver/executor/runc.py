@@ -1,0 +1,186 @@
+"""Run a process with runc (or a runc-compatible runtime) from a generated bundle.
+
+Each run gets a bundle directory with config.json (``ocispec.build_spec``) and the
+generated resolv.conf and hosts files, and a fresh container id. ``runc run`` runs in
+the foreground with the process's stdout and stderr streamed to the callbacks. On
+cancel, or on any exception in the caller's thread (KeyboardInterrupt included), the
+container's processes are killed (``runc kill --all ... KILL``), the container is
+deleted (``runc delete -f``), and the bundle and mount stubs are removed: nothing is
+left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from solver.executor.base import (
+    NETWORK_HOST,
+    ExecCancelledError,
+    Executor,
+    ExecutorError,
+    ExecutorUnavailableError,
+    MountSpec,
+    Output,
+    ProcessSpec,
+    _discard,
+)
+from solver.executor.etcfiles import hosts_file, resolv_conf
+from solver.executor.ocispec import SpecInputs, build_spec, current_capabilities, rootless_mappings
+from solver.executor.rootpath import resolve_in_root
+from solver.executor.streams import Pipes
+from solver.executor.stubs import MountStubs
+from solver.executor.user import resolve_user
+
+KILL_TIMEOUT = 2.0
+POLL = 0.05
+RUNC_DEFAULT_MOUNTS = ("/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hosts")
+
+
+def default_state_root() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/llbook/runc")
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/llbook-{os.geteuid()}"
+    return Path(runtime_dir) / "llbook" / "runc"
+
+
+def ensure_cwd(rootfs: Path, cwd: str) -> None:
+    """Create the working directory in the rootfs if missing, as BuildKit does."""
+    target = resolve_in_root(rootfs, cwd or "/")
+    if not target.exists():
+        target.mkdir(mode=0o755, parents=True)
+
+
+@dataclass
+class RuncExecutor(Executor):
+    """Sandboxed RUN through runc; ``rootless`` adds a user namespace with id mappings."""
+
+    runtime: str = "runc"
+    state_root: Path = field(default_factory=default_state_root)
+    rootless: bool = field(default_factory=lambda: os.geteuid() != 0)
+    bundle_parent: Path | None = None
+    name: str = "runc"
+
+    def __post_init__(self) -> None:
+        found = shutil.which(self.runtime)
+        if found is None:
+            raise ExecutorUnavailableError(f"{self.runtime} is not installed")
+        self.runtime = found
+        self.state_root = Path(self.state_root)
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # -- public ---------------------------------------------------------------------------
+    def run(self, rootfs: Path, process: ProcessSpec, mounts: Sequence[MountSpec] = (), *,
+            stdout: Output = _discard, stderr: Output = _discard,
+            cancel: threading.Event | None = None, stdin: bytes | None = None) -> int:
+        rootfs = Path(rootfs).resolve()
+        user = resolve_user(rootfs, process.user)
+        ensure_cwd(rootfs, process.cwd)
+        container_id = "llbook-" + secrets.token_hex(8)
+        bundle = Path(tempfile.mkdtemp(prefix="llbook-bundle-", dir=self.bundle_parent))
+        stubs = MountStubs(rootfs)
+        try:
+            self._write_bundle(bundle, rootfs, process, mounts, user, container_id)
+            stubs.record([*RUNC_DEFAULT_MOUNTS, *(m.dest for m in mounts)])
+            return self._run_container(container_id, bundle, stdout, stderr, cancel, stdin)
+        finally:
+            try:
+                stubs.cleanup()
+            finally:
+                shutil.rmtree(bundle, ignore_errors=True)
+
+    def list_containers(self) -> list[str]:
+        """Ids of the containers runc knows under our state root."""
+        proc = subprocess.run(self._runc("list", "--format", "json"), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ExecutorError(f"runc list: {proc.stderr.strip()}")
+        return [c["id"] for c in json.loads(proc.stdout or "null") or []]
+
+    # -- bundle ---------------------------------------------------------------------------
+    def _write_bundle(self, bundle: Path, rootfs: Path, process: ProcessSpec,
+                      mounts: Sequence[MountSpec], user, container_id: str) -> None:
+        resolv = bundle / "resolv.conf"
+        hosts = bundle / "hosts"
+        resolv.write_text(resolv_conf(process.network == NETWORK_HOST))
+        hosts.write_text(hosts_file(process.hostname))
+        for path in (resolv, hosts):
+            os.chmod(path, 0o644)
+        os.chmod(bundle, 0o755)
+        uid_maps, gid_maps = rootless_mappings(os.geteuid(), os.getegid())
+        inputs = SpecInputs(
+            rootfs=rootfs, resolv_conf=resolv, hosts=hosts, user=user, mounts=mounts,
+            cgroups_path="" if self.rootless else f"/llbook/{container_id}",
+            rootless=self.rootless,
+            uid_mappings=uid_maps if self.rootless else (),
+            gid_mappings=gid_maps if self.rootless else (),
+            held_capabilities=current_capabilities(),
+        )
+        spec = build_spec(process, inputs)
+        (bundle / "config.json").write_text(json.dumps(spec, indent=2))
+
+    # -- running --------------------------------------------------------------------------
+    def _runc(self, *args: str) -> list[str]:
+        base = [self.runtime, "--root", str(self.state_root)]
+        if self.rootless:
+            base.append("--rootless=true")
+        return [*base, *args]
+
+    def _run_container(self, container_id: str, bundle: Path, stdout: Output, stderr: Output,
+                       cancel: threading.Event | None, stdin: bytes | None) -> int:
+        cmd = self._runc("run", "--bundle", str(bundle), "--no-new-keyring", container_id)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, cwd=bundle)
+        pipes = Pipes.start(proc, stdout, stderr, stdin)
+        cancelled = False
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if cancel is not None and cancel.is_set():
+                    self._kill(container_id, proc)
+                    cancelled = True
+                    code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+                    break
+        except BaseException:
+            self._kill(container_id, proc)
+            raise
+        finally:
+            self._delete(container_id)
+            pipes.join()
+        if cancelled:
+            raise ExecCancelledError(f"run of container {container_id} was cancelled")
+        return code
+
+    def _kill(self, container_id: str, proc: subprocess.Popen) -> None:
+        """Kill every process of the container, then runc itself if it lingers."""
+        deadline = time.monotonic() + KILL_TIMEOUT
+        for args in (("kill", "--all", container_id, "KILL"), ("kill", container_id, "KILL")):
+            result = subprocess.run(self._runc(*args), capture_output=True, timeout=KILL_TIMEOUT)
+            if result.returncode == 0:
+                break
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    def _delete(self, container_id: str) -> None:
+        subprocess.run(self._runc("delete", "--force", container_id), capture_output=True,
+                       timeout=10)

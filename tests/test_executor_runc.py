@@ -1,0 +1,255 @@
+"""The runc executor with real containers on a busybox root filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers_rootfs import busybox_available, make_busybox_rootfs
+from solver.executor.base import (
+    ExecCancelledError,
+    MountSpec,
+    ProcessSpec,
+    UserNotFoundError,
+)
+from solver.executor.runc import RuncExecutor
+
+pytestmark = pytest.mark.root
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "runc tests run as root"
+    if shutil.which("runc") is None:
+        return "runc is not installed"
+    if not busybox_available():
+        return "no static /bin/busybox to build a rootfs from"
+    return None
+
+
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory: pytest.TempPathFactory) -> RuncExecutor:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return RuncExecutor(state_root=tmp_path_factory.mktemp("runc-state"))
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    return make_busybox_rootfs(tmp_path / "rootfs")
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.err = bytearray()
+
+    def stdout(self, data: bytes) -> None:
+        self.out += data
+
+    def stderr(self, data: bytes) -> None:
+        self.err += data
+
+    @property
+    def text(self) -> str:
+        return self.out.decode()
+
+
+def run(executor: RuncExecutor, rootfs: Path, script: str, **kw) -> tuple[int, Capture]:
+    mounts = kw.pop("mounts", ())
+    stdin = kw.pop("stdin", None)
+    cap = Capture()
+    code = executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", script], **kw), mounts,
+                        stdout=cap.stdout, stderr=cap.stderr, stdin=stdin)
+    return code, cap
+
+
+def _mount_count() -> int:
+    with open("/proc/self/mountinfo") as f:
+        return len(f.readlines())
+
+
+def _pids_with(marker: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def test_echo_and_exit_codes(executor: RuncExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, "echo hi; echo oops >&2")
+    assert code == 0 and cap.text == "hi\n" and cap.err == b"oops\n"
+    code, _ = run(executor, rootfs, "exit 7")
+    assert code == 7
+    spec = ProcessSpec(["/bin/false"], valid_exit_codes=(0, 1))
+    assert spec.exit_ok(executor.run(rootfs, spec))
+
+
+def test_env_cwd_user_and_hostname(executor: RuncExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, 'echo "$FOO|$(pwd)|$(id -u)|$(id -g)|$(id -G)|$(hostname)|$HOME"',
+                    env=["FOO=bar"], cwd="/work/dir", user="app")
+    assert code == 0
+    assert cap.text.strip() == "bar|/work/dir|1000|1000|1000 50|buildkitsandbox|/home/app"
+    assert (rootfs / "work" / "dir").is_dir()
+    code, cap = run(executor, rootfs, "id -u; id -g; id -G", user="1000:50")
+    assert cap.text.split() == ["1000", "50", "50"]
+    code, cap = run(executor, rootfs, "id -u; id -g", user="4242")
+    assert cap.text.split() == ["4242", "0"]
+    code, cap = run(executor, rootfs, "echo $PATH")
+    assert cap.text.strip() == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    with pytest.raises(UserNotFoundError, match="nobody-here"):
+        run(executor, rootfs, "true", user="nobody-here")
+    with pytest.raises(UserNotFoundError, match="nogroup"):
+        run(executor, rootfs, "true", user="app:nogroup")
+
+
+def test_stdin(executor: RuncExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, "tr a-z A-Z", stdin=b"hello\n")
+    assert code == 0 and cap.text == "HELLO\n"
+
+
+def test_network_none_has_only_loopback(executor: RuncExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, "ls /sys/class/net", network="none")
+    assert code == 0 and cap.text.split() == ["lo"]
+    code, cap = run(executor, rootfs, "cat /proc/net/dev", network="none")
+    names = [line.split(":")[0].strip() for line in cap.text.splitlines()[2:]]
+    assert names == ["lo"]
+    host = sorted(os.listdir("/sys/class/net"))
+    code, cap = run(executor, rootfs, "ls /sys/class/net")  # the default shares the host's
+    assert sorted(cap.text.split()) == host
+
+
+def test_isolated_from_host_processes_and_paths(executor: RuncExecutor, rootfs: Path,
+                                                tmp_path: Path) -> None:
+    code, cap = run(executor, rootfs, "ls /proc | grep -c '^[0-9]'")
+    assert code == 0 and int(cap.text) < 5
+    host_pids = [e for e in os.listdir("/proc") if e.isdigit()]
+    assert len(host_pids) > 5
+    marker = f"llbook-{os.getpid()}-{time.time_ns()}"
+    code, _ = run(executor, rootfs, f"echo x > /tmp/{marker}; ls {tmp_path}")
+    assert code != 0  # the host's directories are not there
+    assert not Path(f"/tmp/{marker}").exists()
+    assert (rootfs / "tmp" / marker).exists()
+    code, cap = run(executor, rootfs, "cat /proc/1/cmdline | tr '\\0' ' '")
+    assert cap.text.startswith("/bin/sh")
+
+
+def test_default_sandbox_settings(executor: RuncExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, "grep CapEff /proc/self/status")
+    sandbox_caps = int(cap.text.split()[1], 16)
+    code, cap = run(executor, rootfs, "grep CapEff /proc/self/status", security="insecure")
+    insecure_caps = int(cap.text.split()[1], 16)
+    assert sandbox_caps == 0xA80425FB  # Docker/BuildKit's default 14 capabilities
+    assert insecure_caps > sandbox_caps
+    code, cap = run(executor, rootfs, "cat /proc/kcore | head -c 1 | wc -c; touch /sys/x 2>&1; "
+                    "ls /dev | sort | tr '\\n' ' '")
+    lines = cap.text.splitlines()
+    assert lines[0].strip() == "0"  # masked
+    assert "Read-only file system" in lines[1]
+    devs = set(lines[2].split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue"} <= devs
+    code, cap = run(executor, rootfs, "cat /etc/hosts; echo x >> /etc/hosts")
+    assert "buildkitsandbox" in cap.text and code != 0
+
+
+def test_mount_stubs_are_removed(executor: RuncExecutor, rootfs: Path, tmp_path: Path) -> None:
+    for sub in ("proc", "sys", "dev"):
+        (rootfs / sub).rmdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("from host\n")
+    before = sorted(os.listdir(rootfs))
+    mounts = [MountSpec("/mnt/data", str(data), readonly=True), MountSpec("/scratch", type="tmpfs")]
+    code, cap = run(executor, rootfs, "cat /mnt/data/f; echo y > /scratch/y; cat /scratch/y; "
+                    "echo z > /mnt/data/z 2>/dev/null || echo ro", mounts=mounts)
+    assert code == 0 and cap.text.split() == ["from", "host", "y", "ro"]
+    assert sorted(os.listdir(rootfs)) == before
+    assert not (rootfs / "etc" / "hosts").exists()
+
+
+def test_cancel_kills_everything_quickly(executor: RuncExecutor, rootfs: Path) -> None:
+    marker = "31337"
+    mounts_before = _mount_count()
+    cancel = threading.Event()
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            result["code"] = executor.run(
+                rootfs, ProcessSpec(["/bin/sh", "-c", f"sleep {marker} & sleep {marker}; wait"]),
+                cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(_pids_with(f"sleep\0{marker}")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_pids_with(f"sleep\0{marker}")) == 2
+    started = time.monotonic()
+    cancel.set()
+    thread.join(timeout=10)
+    elapsed = time.monotonic() - started
+    assert not thread.is_alive()
+    assert isinstance(result.get("error"), ExecCancelledError)
+    assert elapsed < 5  # loose: the contract is 2 s, CI machines are slow
+    assert _pids_with(f"sleep\0{marker}") == []
+    assert executor.list_containers() == []
+    assert _mount_count() == mounts_before
+    assert list(Path(tempfile_dir()).glob("llbook-bundle-*")) == []
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def test_keyboard_interrupt_in_callback_cleans_up(executor: RuncExecutor, rootfs: Path) -> None:
+    def explode(data: bytes) -> None:
+        raise KeyboardInterrupt
+
+    cancel = threading.Event()
+
+    def stdout(data: bytes) -> None:
+        cancel.set()  # output arrives on a pump thread; the caller sees the cancel
+
+    with pytest.raises(ExecCancelledError):
+        executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", "echo go; sleep 4242"]),
+                     stdout=stdout, cancel=cancel)
+    assert _pids_with("sleep\0" + "4242") == []
+    assert executor.list_containers() == []
+
+
+def test_config_is_valid_json_for_runc_spec(executor: RuncExecutor, rootfs: Path, tmp_path: Path) -> None:
+    from solver.executor.ocispec import SpecInputs, build_spec
+    from solver.executor.user import ResolvedUser
+
+    spec = build_spec(ProcessSpec(["true"], network="none"),
+                      SpecInputs(rootfs, tmp_path / "r", tmp_path / "h", ResolvedUser(0, 0)))
+    kinds = [ns["type"] for ns in spec["linux"]["namespaces"]]
+    assert kinds == ["pid", "ipc", "uts", "mount", "network"]
+    dests = [m["destination"] for m in spec["mounts"]]
+    assert "/run" not in dests and "/etc/hosts" in dests and "/etc/resolv.conf" in dests
+    json.dumps(spec)
+    rootless = build_spec(ProcessSpec(["true"]), SpecInputs(
+        rootfs, tmp_path / "r", tmp_path / "h", ResolvedUser(0, 0), rootless=True,
+        uid_mappings=(), gid_mappings=()))
+    assert [ns["type"] for ns in rootless["linux"]["namespaces"]][-1] == "user"
+    assert "resources" not in rootless["linux"]
+    subprocess.run(["true"])
