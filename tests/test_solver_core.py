@@ -155,3 +155,46 @@ def _view(solver: Solver, name: str):
             yield root
     finally:
         solver.snapshotter.remove(key)
+
+
+def _read(solver: Solver, snapshot: str, rel: str) -> str:
+    with _view(solver, snapshot) as root:
+        return (root / rel).read_text()
+
+
+def test_file_ops_and_context_copy_caching(solver: Solver, tmp_path: Path):
+    ctx_dir = tmp_path / "ctx"
+    ctx_dir.mkdir()
+    (ctx_dir / "a.txt").write_text("A1")
+    (ctx_dir / "b.txt").write_text("B1")
+    (ctx_dir / "secret.key").write_text("nope")
+
+    def build():
+        context = llb.local("context", exclude_patterns=["*.key"])
+        base = llb.image("busybox")
+        st = base.file(llb.copy(context, "/a.txt", "/app/a.txt", create_dest_path=True),
+                       custom_name="[1/3] COPY a.txt /app/")
+        st = st.file(llb.copy(context, "/b.txt", "/app/b.txt", create_dest_path=True),
+                     custom_name="[2/3] COPY b.txt /app/")
+        st = st.file(llb.mkfile("/app/c.txt", 0o644, b"C"), custom_name="[3/3] mkfile")
+        return st
+
+    first = solver.solve(build(), context_dirs={"context": ctx_dir}, place_scope="t")
+    assert _read(solver, first.snapshot, "app/a.txt") == "A1"
+    assert _read(solver, first.snapshot, "app/c.txt") == "C"
+    warm = solver.solve(build(), context_dirs={"context": ctx_dir}, place_scope="t")
+    assert [v.name for v in warm.executed] == []
+    import os
+    os.utime(ctx_dir / "a.txt", (1, 1))  # mtime only
+    (ctx_dir / "other.key").write_text("ignored")  # excluded file
+    touched = solver.solve(build(), context_dirs={"context": ctx_dir}, place_scope="t")
+    assert [v.name for v in touched.executed] == []
+    (ctx_dir / "b.txt").write_text("B2")
+    changed = solver.solve(build(), context_dirs={"context": ctx_dir}, place_scope="t")
+    assert [v.name for v in changed.executed] == ["[2/3] COPY b.txt /app/", "[3/3] mkfile"]
+    copy_b = changed.vertex(changed.executed[0].digest)
+    kinds = {r["kind"]: r for r in copy_b.reasons}
+    assert kinds["files"]["files"] == ["b.txt"]
+    assert _read(solver, changed.snapshot, "app/b.txt") == "B2"
+    with _view(solver, changed.snapshot) as root:
+        assert not (root / "app" / "secret.key").exists()

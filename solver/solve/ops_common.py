@@ -68,6 +68,8 @@ class OpContext:
     memo: Any = None  # contenthash StatMemo shared by the solve
     image_source: Any = None  # solver.source.image.ImageSource, shared (token cache)
     resolved: dict[tuple[str, str], Any] = field(default_factory=dict)  # per-solve resolutions
+    locals: dict[Ref, Any] = field(default_factory=dict)  # local ref -> (LocalContext, Selection)
+    local_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_canceled(self) -> None:
         if self.cancel.is_set():
@@ -106,8 +108,9 @@ class OpContext:
     def open_ref(self, ref: Ref) -> Iterator[Path]:
         """A read-only directory with the ref's filesystem, for the ``with`` block."""
         if ref.kind == "local":
-            assert ref.path is not None
-            yield ref.path
+            from solver.solve.ops_local import materialised
+            with materialised(self, ref, None) as path:
+                yield path
             return
         if ref.kind == "scratch" or ref.snapshot is None:
             empty = Path(tempfile.mkdtemp(prefix="scratch-", dir=self.tmp_dir))

@@ -23,35 +23,36 @@ def _selector(sel: ContentSelector) -> contenthash.Selector:
                                 tuple(sel.include_patterns), tuple(sel.exclude_patterns))
 
 
-def _local_root(ctx: OpContext, ref: Ref) -> tuple[Path, object | None]:
-    """The local context as a tree that hides what .dockerignore excludes."""
-    from solver.source.local import LocalContext
-    assert ref.path is not None
-    local = LocalContext(ref.path, exclude_patterns=list(ref.exclude_patterns),
-                         include_patterns=list(ref.include_patterns) or None,
-                         follow_paths=list(ref.follow_paths) or None)
-    return ref.path, local
-
-
-def _checksum_dir(ctx: OpContext, root: Path, selectors: Sequence[ContentSelector],
-                  local: object | None, with_files: bool) -> tuple[str, dict[str, str] | None]:
+def _local_checksum(ctx: OpContext, ref: Ref, selectors: Sequence[ContentSelector],
+                    with_files: bool) -> tuple[str, dict[str, str] | None]:
+    from solver.solve import ops_local
     sels = [_selector(s) for s in selectors]
-    if local is not None and hasattr(local, "checksum_many"):
-        checksum = local.checksum_many(sels, memo=ctx.memo)
-    else:
-        checksum = contenthash.checksum_many(root, sels, memo=ctx.memo)
+    checksum = ops_local.checksum(ctx, ref, sels)
     if not with_files:
         return checksum, None
     files: dict[str, str] = {}
     for sel in sels:
         try:
-            if local is not None and hasattr(local, "file_digests"):
-                found = local.file_digests(sel, memo=ctx.memo)
-            else:
-                found = contenthash.file_digests(root, sel, memo=ctx.memo)
-        except contenthash.ContentHashError:
+            files.update(ops_local.file_digests(ctx, ref, sel))
+        except (contenthash.ContentHashError, FileNotFoundError):
             continue
-        files.update(found)
+        if len(files) > MAX_FILES_RECORDED:
+            return checksum, None
+    return checksum, files
+
+
+def _checksum_dir(ctx: OpContext, root: Path, selectors: Sequence[ContentSelector],
+                  with_files: bool) -> tuple[str, dict[str, str] | None]:
+    sels = [_selector(s) for s in selectors]
+    checksum = contenthash.checksum_many(root, sels, memo=ctx.memo)
+    if not with_files:
+        return checksum, None
+    files: dict[str, str] = {}
+    for sel in sels:
+        try:
+            files.update(contenthash.file_digests(root, sel, memo=ctx.memo))
+        except (contenthash.ContentHashError, FileNotFoundError):
+            continue
         if len(files) > MAX_FILES_RECORDED:
             return checksum, None
     return checksum, files
@@ -60,7 +61,6 @@ def _checksum_dir(ctx: OpContext, root: Path, selectors: Sequence[ContentSelecto
 def content_checksum(ctx: OpContext, ref: Ref, selectors: Sequence[ContentSelector],
                      with_files: bool = False) -> tuple[str, dict[str, str] | None]:
     if ref.kind == "local":
-        root, local = _local_root(ctx, ref)
-        return _checksum_dir(ctx, root, selectors, local, with_files)
+        return _local_checksum(ctx, ref, selectors, with_files)
     with ctx.open_ref(ref) as root:
-        return _checksum_dir(ctx, root, selectors, None, with_files)
+        return _checksum_dir(ctx, root, selectors, with_files)

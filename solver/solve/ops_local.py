@@ -1,0 +1,76 @@
+"""The local build context inside a solve: its selection (.dockerignore applied) computed
+once per solve, content checksums over it without copying, and partial copies of just
+the paths a COPY reads (so copying one file out of a large context costs one file)."""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from solver.cache.contenthash import Selector
+from solver.solve.ops_common import OpContext
+from solver.solve.result import Ref
+
+_WILDCARD_CHARS = "*?[\\"
+
+
+def local_context(ctx: OpContext, ref: Ref):
+    """``(LocalContext, Selection)`` of a local ref, computed once per solve."""
+    from solver.source.local import LocalContext
+    with ctx.local_lock:
+        found = ctx.locals.get(ref)
+        if found is None:
+            assert ref.path is not None
+            local = LocalContext(ref.path, exclude_patterns=ref.exclude_patterns,
+                                 include_patterns=ref.include_patterns, follow_paths=ref.follow_paths,
+                                 memo=ctx.memo)
+            found = (local, local.select())
+            ctx.locals[ref] = found
+        return found
+
+
+def checksum(ctx: OpContext, ref: Ref, selectors: Sequence[Selector]) -> str:
+    local, selection = local_context(ctx, ref)
+    return local.checksum_many(list(selectors), selection)
+
+
+def file_digests(ctx: OpContext, ref: Ref, selector: Selector) -> dict[str, str]:
+    local, selection = local_context(ctx, ref)
+    return local.file_digests(selector, selection)
+
+
+def literal_prefix(path: str) -> str:
+    """The part of a (possibly wildcard) source path before its first wildcard component."""
+    parts = []
+    for part in path.strip("/").split("/"):
+        if any(c in part for c in _WILDCARD_CHARS):
+            break
+        parts.append(part)
+    return "/".join(p for p in parts if p)
+
+
+def _wanted(path: str, prefixes: Sequence[str]) -> bool:
+    for prefix in prefixes:
+        if not prefix or path == prefix or path.startswith(prefix + "/") or prefix.startswith(path + "/"):
+            return True
+    return False
+
+
+@contextmanager
+def materialised(ctx: OpContext, ref: Ref, sources: Sequence[str] | None) -> Iterator[Path]:
+    """A temporary copy of the selected context, limited to ``sources`` (None: everything)."""
+    from solver.source.local import Selection
+    local, selection = local_context(ctx, ref)
+    if sources is not None:
+        prefixes = [literal_prefix(posixpath.normpath("/" + s)) for s in sources]
+        selection = Selection(tuple(e for e in selection if _wanted(e.path, prefixes)))
+    target = Path(tempfile.mkdtemp(prefix="context-", dir=ctx.store.paths.tmp))
+    try:
+        local.materialise(target / "root", selection)
+        yield target / "root"
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
