@@ -727,24 +727,41 @@ class LocalContext:
             include_patterns=include_patterns,
             exclude_patterns=exclude_patterns,
             memo=self.memo,
+            opener=self._open_confined,
             visible=chosen.__contains__,
         )
 
     def checksum_many(self, selectors: Sequence[str | Selector], selection: Selection | None = None) -> str:
         """The content-hash dep of several selectors over the selected context."""
         chosen = selection if selection is not None else self.select()
-        return content_checksum_many(self.root, selectors, memo=self.memo, visible=chosen.__contains__)
+        return content_checksum_many(
+            self.root, selectors, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__
+        )
 
     def file_digests(self, selector: str | Selector = "/", selection: Selection | None = None) -> dict[str, str]:
         """Record digest of every selected entry below ``selector`` (see contenthash)."""
         chosen = selection if selection is not None else self.select()
-        return content_file_digests(self.root, selector, memo=self.memo, visible=chosen.__contains__)
+        return content_file_digests(
+            self.root, selector, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__
+        )
 
     def open_file(self, relpath: str) -> BinaryIO:
         """Open a selected regular file for reading, confined to the context."""
         if relpath not in self.select():
             raise ContextError(f"{relpath!r} is not in the context")
+        return self._open_beneath(relpath)
+
+    def _open_confined(self, path: str) -> BinaryIO:
+        """The checksum opener: an absolute path below the root, opened through fds."""
+        rel = os.path.relpath(path, self.root)
+        if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
+            raise ContextError(f"{path}: outside the context")
+        return self._open_beneath(rel)
+
+    def _open_beneath(self, relpath: str) -> BinaryIO:
         parts = _split(relpath)
+        if not parts:
+            raise ContextError("the context root is not a file")
         root_fd = self._open_root()
         try:
             dir_fd = _open_dir_beneath(root_fd, parts[:-1])
