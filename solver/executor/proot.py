@@ -1,0 +1,141 @@
+"""Run a process with proot, for machines without namespaces (e.g. mybinder.org).
+
+``proot -0 -r ROOTFS -b /dev -b /proc -b /sys -w CWD ARGS`` with fake root (or
+``-i uid:gid`` for another user), the generated /etc/hosts and /etc/resolv.conf bound in,
+and exactly the process's environment. proot is not a sandbox: the network is always
+the host's (``network="none"`` is reported on stderr, not enforced), read-only binds
+are writable, there is no hostname or pid isolation and no additional groups. On
+cancel the whole process tree is killed (process group plus every descendant found in
+/proc).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from solver.executor.base import (
+    NETWORK_HOST,
+    NETWORK_NONE,
+    ExecCancelledError,
+    Executor,
+    ExecutorUnavailableError,
+    MountSpec,
+    Output,
+    ProcessSpec,
+    _discard,
+)
+from solver.executor.etcfiles import hosts_file, resolv_conf
+from solver.executor.proctree import kill_tree
+from solver.executor.runc import ensure_cwd
+from solver.executor.streams import Pipes
+from solver.executor.stubs import MountStubs
+from solver.executor.user import ResolvedUser, resolve_user
+
+POLL = 0.05
+HOST_BINDS = ("/dev", "/proc", "/sys")
+
+
+def proot_args(proot: str, rootfs: Path, process: ProcessSpec, user: ResolvedUser,
+               binds: Sequence[tuple[str, str]]) -> list[str]:
+    """The proot command line."""
+    identity = ["-0"] if user.uid == 0 and user.gid == 0 else ["-i", f"{user.uid}:{user.gid}"]
+    args = [proot, *identity, "-r", str(rootfs)]
+    for host in HOST_BINDS:
+        args += ["-b", host]
+    for src, dest in binds:
+        args += ["-b", f"{src}:{dest}"]
+    args += ["-w", process.cwd or "/"]
+    return [*args, *process.args]
+
+
+def proot_env(process: ProcessSpec, user: ResolvedUser) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in process.env_with_defaults():
+        key, _, value = item.partition("=")
+        env[key] = value
+    env.setdefault("HOME", user.home)
+    return env
+
+
+@dataclass
+class ProotExecutor(Executor):
+    """Unsandboxed RUN through proot's ptrace-based fake chroot."""
+
+    proot: str = "proot"
+    name: str = "proot"
+
+    def __post_init__(self) -> None:
+        found = shutil.which(self.proot)
+        if found is None:
+            raise ExecutorUnavailableError(f"{self.proot} is not installed")
+        self.proot = found
+
+    def run(self, rootfs: Path, process: ProcessSpec, mounts: Sequence[MountSpec] = (), *,
+            stdout: Output = _discard, stderr: Output = _discard,
+            cancel: threading.Event | None = None, stdin: bytes | None = None) -> int:
+        rootfs = Path(rootfs).resolve()
+        user = resolve_user(rootfs, process.user)
+        ensure_cwd(rootfs, process.cwd)
+        if process.network == NETWORK_NONE:
+            stderr(b"llbook: the proot executor cannot isolate the network; "
+                   b"--network=none is not enforced\n")
+        work = Path(tempfile.mkdtemp(prefix="llbook-proot-"))
+        stubs = MountStubs(rootfs)
+        try:
+            binds = self._binds(work, process, mounts)
+            stubs.record([*HOST_BINDS, *(dest for _, dest in binds)])
+            cmd = proot_args(self.proot, rootfs, process, user, binds)
+            return self._run(cmd, proot_env(process, user), stdout, stderr, cancel, stdin)
+        finally:
+            try:
+                stubs.cleanup()
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _binds(work: Path, process: ProcessSpec, mounts: Sequence[MountSpec]) -> list[tuple[str, str]]:
+        (work / "resolv.conf").write_text(resolv_conf(process.network == NETWORK_HOST))
+        (work / "hosts").write_text(hosts_file(process.hostname))
+        binds = [(str(work / "resolv.conf"), "/etc/resolv.conf"), (str(work / "hosts"), "/etc/hosts")]
+        for i, m in enumerate(mounts):
+            source = m.source
+            if m.type == "tmpfs":
+                source = str(work / f"tmpfs-{i}")
+                os.mkdir(source, 0o1777)
+            binds.append((source, m.dest))
+        return binds
+
+    @staticmethod
+    def _run(cmd: list[str], env: dict[str, str], stdout: Output, stderr: Output,
+             cancel: threading.Event | None, stdin: bytes | None) -> int:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        pipes = Pipes.start(proc, stdout, stderr, stdin)
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if cancel is not None and cancel.is_set():
+                    kill_tree(proc.pid, proc.pid)
+                    proc.wait()
+                    raise ExecCancelledError("proot run was cancelled")
+        except BaseException:
+            if proc.returncode is None:
+                kill_tree(proc.pid, proc.pid)
+                proc.wait()
+            raise
+        finally:
+            kill_tree(proc.pid, proc.pid, timeout=0.5, root_alive=False)  # leftovers in the group
+            pipes.join()
+        return code

@@ -1,0 +1,108 @@
+"""The proot executor with real proot on a busybox root filesystem."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers_rootfs import busybox_available, make_busybox_rootfs
+from solver.executor.base import ExecCancelledError, MountSpec, ProcessSpec, UserNotFoundError
+from solver.executor.proot import ProotExecutor
+from test_executor_runc import Capture, _pids_with
+
+
+@pytest.fixture(scope="module")
+def executor() -> ProotExecutor:
+    if shutil.which("proot") is None:
+        pytest.skip("proot is not installed")
+    if not busybox_available():
+        pytest.skip("no static /bin/busybox to build a rootfs from")
+    return ProotExecutor()
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    return make_busybox_rootfs(tmp_path / "rootfs")
+
+
+def run(executor: ProotExecutor, rootfs: Path, script: str, **kw) -> tuple[int, Capture]:
+    mounts = kw.pop("mounts", ())
+    cap = Capture()
+    code = executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", script], **kw), mounts,
+                        stdout=cap.stdout, stderr=cap.stderr, stdin=kw.pop("stdin", None))
+    return code, cap
+
+
+def test_echo_exit_code_and_stdin(executor: ProotExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, "echo hi")
+    assert code == 0 and cap.text == "hi\n"
+    code, _ = run(executor, rootfs, "exit 3")
+    assert code == 3
+    cap = Capture()
+    code = executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", "tr a-z A-Z"]), stdout=cap.stdout,
+                        stdin=b"abc\n")
+    assert cap.text == "ABC\n"
+
+
+def test_env_cwd_and_user(executor: ProotExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, 'echo "$FOO|$(pwd)|$(id -u)|$HOME"; env | sort',
+                    env=["FOO=bar"], cwd="/w/d", user="app")
+    lines = cap.text.splitlines()
+    assert lines[0] == "bar|/w/d|1000|/home/app"
+    names = {line.split("=", 1)[0] for line in lines[1:]}
+    assert names <= {"FOO", "HOME", "PATH", "PWD", "SHLVL"}  # nothing leaks from the host
+    code, cap = run(executor, rootfs, "id -u; id -g")
+    assert cap.text.split() == ["0", "0"]
+    with pytest.raises(UserNotFoundError):
+        run(executor, rootfs, "true", user="ghost")
+
+
+def test_writes_stay_in_rootfs_and_mounts(executor: ProotExecutor, rootfs: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("host file\n")
+    marker = f"llbook-proot-{os.getpid()}-{time.time_ns()}"
+    code, cap = run(executor, rootfs, f"echo x > /tmp/{marker}; cat /data/f; echo y > /t/y; cat /t/y; "
+                    "grep -c buildkitsandbox /etc/hosts",
+                    mounts=[MountSpec("/data", str(data)), MountSpec("/t", type="tmpfs")])
+    assert code == 0 and cap.text.split() == ["host", "file", "y", "1"]
+    assert not Path(f"/tmp/{marker}").exists()
+    assert (rootfs / "tmp" / marker).exists()
+    assert not (rootfs / "data").exists() and not (rootfs / "t").exists()
+
+
+def test_network_none_is_reported(executor: ProotExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, "true", network="none")
+    assert code == 0 and b"not enforced" in cap.err
+
+
+def test_cancel_kills_the_tree(executor: ProotExecutor, rootfs: Path) -> None:
+    marker = "27182"
+    cancel = threading.Event()
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            result["code"] = executor.run(
+                rootfs, ProcessSpec(["/bin/sh", "-c", f"sleep {marker} & sleep {marker}; wait"]),
+                cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(_pids_with(f"sleep\0{marker}")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_pids_with(f"sleep\0{marker}")) == 2
+    cancel.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert isinstance(result.get("error"), ExecCancelledError)
+    time.sleep(0.1)
+    assert _pids_with(f"sleep\0{marker}") == []
