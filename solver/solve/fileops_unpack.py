@@ -24,6 +24,7 @@ import lzma
 import os
 import stat
 import tarfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,17 +113,26 @@ def attempt_unpack(src_root: Path, src: str, dest_root: Path, dest: str, owner: 
     except OSError as exc:
         shown = display_path(dest_root, exc.filename or target)
         raise FileOpError(f"mkdir {shown}: {exc.strerror}", shown) from exc
-    with open_decompressed(archive) as stream:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            _Extractor(target, owner, gopath.join("/", src)).run(tar)
+    untar(archive, target, owner, name=gopath.join("/", src))
     return True
 
 
-def untar(archive: Path, dest_dir: Path, owner: Owner | None = None) -> None:
-    """Extract ``archive`` (compressed or not) into the existing directory ``dest_dir``."""
-    with open_decompressed(archive) as stream:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            _Extractor(Path(dest_dir), owner, str(archive)).run(tar)
+_STREAM_ERRORS = (OSError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError,
+                  zstandard.ZstdError, ValueError)
+
+
+def untar(archive: Path, dest_dir: Path, owner: Owner | None = None, *, name: str = "") -> None:
+    """Extract ``archive`` (compressed or not) into the existing directory ``dest_dir``,
+    confined to it; ``name`` is how errors call the archive."""
+    shown = name or str(archive)
+    try:
+        with open_decompressed(archive) as stream:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                _Extractor(Path(dest_dir), owner, shown).run(tar)
+    except FileOpError:
+        raise
+    except _STREAM_ERRORS as exc:
+        raise FileOpError(f"failed to unpack {shown}: {exc}", shown) from exc
 
 
 def _pax_time_ns(member: tarfile.TarInfo, key: str) -> int | None:
