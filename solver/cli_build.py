@@ -121,14 +121,9 @@ def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
     """Run the Dockerfile frontend."""
     from solver.frontend import dockerfile_to_llb
     text, filename = _dockerfile(args, context)
-    dirs, others = _named_contexts(args.build_contexts)
-    kwargs: dict[str, Any] = dict(filename=filename, context_dir=context, target=args.target,
-                                  build_args=dict(args.build_args), platform=args.platform,
-                                  resolver=resolver)
-    named = {**{k: str(v) for k, v in dirs.items()}, **others}
-    if named:
-        kwargs["named_contexts"] = named
-    return dockerfile_to_llb(text, **kwargs)
+    return dockerfile_to_llb(text, filename=filename, context_dir=str(context), target=args.target,
+                             build_args=dict(args.build_args), platform=args.platform,
+                             resolver=resolver)
 
 
 def write_metadata(path: str, result: Any, image_config: dict[str, Any] | None,
@@ -194,8 +189,9 @@ def run_build(args: argparse.Namespace) -> int:
             lowered = lower(args, context, solver.image_resolver())
             image_config = getattr(lowered, "image_config", None)
             dirs, _ = _named_contexts(args.build_contexts)
+            locations = {d: (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
             result = solver.solve(
-                lowered.state, context_dirs={"context": context, **dirs},
+                lowered.definition(), locations=locations, context_dirs={"context": context, **dirs},
                 secrets={s.id: s.src for s in args.secrets}, no_cache=args.no_cache,
                 progress=bus.emit, cancel=cancel, image_config=image_config,
                 place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"

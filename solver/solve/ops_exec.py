@@ -11,8 +11,8 @@ Mounts, as BuildKit's exec op sets them up:
 - secret: the secret file copied into a private temporary directory outside every
   snapshot and bound read-only; never in a key or a layer.
 
-Mount points the runtime had to create for extra mounts (``/run/secrets/x``...) are
-removed again before the root snapshot is committed. On a failure or cancel every
+The executor removes the mount points it had to create for extra mounts
+(``/run/secrets/x``...) before the root snapshot is committed. On a failure or cancel every
 prepared snapshot is removed and nothing is returned, so nothing is recorded.
 """
 
@@ -27,8 +27,7 @@ from pathlib import Path
 
 from solver.errors import BuildError
 from solver.llb import pb
-from solver.solve.ops_common import (OpContext, OutputResult, VertexInfo, layer_result, new_layer,
-                                     snapshot_parents)
+from solver.solve.ops_common import OpContext, OutputResult, VertexInfo, layer_result, new_layer
 from solver.solve.progress import LogTail, VertexLogWriter
 from solver.solve.result import Ref
 from solver.solve.scheduler import Canceled
@@ -172,41 +171,6 @@ def _process(exec_op: pb.ExecOp):
                        valid_exit_codes=list(meta.valid_exit_codes))
 
 
-def _missing_mount_points(root: Path, dests: list[str]) -> list[Path]:
-    """The first missing path component of each mount point (created by the runtime)."""
-    missing = []
-    for dest in dests:
-        current = root
-        for part in [p for p in dest.split("/") if p]:
-            current = current / part
-            if not os.path.lexists(current):
-                missing.append(current)
-                break
-            if current.is_symlink() or not current.is_dir():
-                break
-    return missing
-
-
-def _remove_stubs(paths: list[Path]) -> None:
-    """Remove mount stubs (empty files and directory trees of empty directories)."""
-    for path in paths:
-        if path.is_symlink() or not path.exists():
-            continue
-        if path.is_dir():
-            empty = all(not files for _, _, files in os.walk(path))
-            if empty:
-                shutil.rmtree(path, ignore_errors=True)
-        elif path.stat().st_size == 0:
-            path.unlink(missing_ok=True)
-
-
-def _ensure_cwd(root: Path, cwd: str) -> None:
-    from solver.solve.fileops_copy import root_path
-    target = root_path(root, cwd or "/")
-    if not target.exists():
-        target.mkdir(parents=True, mode=0o755, exist_ok=True)
-
-
 def execute_exec(ctx: OpContext, info: VertexInfo, inputs: list[Ref]) -> list[OutputResult]:
     from solver.executor.base import ExecCancelledError
     exec_op: pb.ExecOp = info.op.op
@@ -219,8 +183,6 @@ def execute_exec(ctx: OpContext, info: VertexInfo, inputs: list[Ref]) -> list[Ou
         specs = _mount_specs(ctx, info, stack, inputs, outputs)
         if outputs.root is None:
             raise BuildError("exec op has no root mount", vertex=info.digest, name=info.name)
-        _ensure_cwd(outputs.root, process.cwd)
-        stubs = _missing_mount_points(outputs.root, [s.dest for s in specs])
         ctx.check_canceled()
         executor = ctx.executor_factory()
         try:
@@ -235,6 +197,5 @@ def execute_exec(ctx: OpContext, info: VertexInfo, inputs: list[Ref]) -> list[Ou
                 f'process "{" ".join(process.args)}" did not complete successfully: exit code: {code}',
                 vertex=info.digest, name=info.name, exit_code=code, log_tail=tail.lines(20),
                 filename=info.filename, line=info.line)
-        _remove_stubs(stubs)
     return [layer_result(ctx, outputs.layers[i]) if i in outputs.layers else
             OutputResult(Ref.scratch()) for i in range(max(outputs.layers, default=-1) + 1)]

@@ -196,7 +196,13 @@ class Solver:
               secrets: dict[str, str | Path] | None = None, no_cache: bool = False,
               progress: Callable[[ProgressEvent], None] | None = None,
               cancel: threading.Event | None = None, image_config: dict[str, Any] | None = None,
-              place_scope: str = "", platform: pb.Platform | None = None) -> SolveResult:
+              place_scope: str = "", platform: pb.Platform | None = None,
+              locations: dict[str, tuple[str | None, int | None]] | None = None) -> SolveResult:
+        """Solve a Definition (or a State) and return the result ref and per-vertex records.
+
+        ``locations`` maps vertex digests to (filename, line) when the Definition has no
+        source map (the Dockerfile frontend's ``Lowered.vertex_sources()``).
+        """
         defn = to_definition(definition_or_state)
         graph = load(defn)
         bus = ProgressBus()
@@ -215,7 +221,7 @@ class Solver:
             memo=_new_memo(self.paths.root), image_source=self.image_source())
         state = _SolveState(graph, ctx, no_cache, place_scope)
         for position, v in enumerate(vertices):
-            filename, line = _location(defn, graph, v.digest)
+            filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
             state.records[v.digest] = VertexRecord(
                 v.digest, names[v.digest], kind=op_kind(v.op),
                 inputs=list(dict.fromkeys(v.input_digests)),
