@@ -19,6 +19,8 @@ Fixtures (all session-scoped unless noted):
 - `registry_config` -> LLBookConfigFiles: an llbook TOML mirroring `docker.io` to
   `registry_with_busybox` (so `FROM busybox` / `llb.image("busybox")` resolves there), an
   empty DOCKER_CONFIG dir, the loaded `RegistryConfig`, and `.env` for subprocesses.
+- `image_source` -> ImageSource: resolves/pulls with `registry_config` (so "busybox" comes
+  from `registry_with_busybox`).
 - `llbook_registry_env` (function-scoped): sets LLBOOK_CONFIG and DOCKER_CONFIG in
   os.environ to `registry_config`'s files for the duration of one test.
 - `auth_registry` -> AuthRegistry: an htpasswd (bcrypt) protected docker-registry with
@@ -38,6 +40,7 @@ from fixtures.imagebuild import BuiltImage, Layer, PushedImage, build_image, lay
 from fixtures.registry_server import (RegistryServer, registry_binary, start_registry, write_docker_config,
                                       write_llbook_config)
 from fixtures.rootfs import BUSYBOX, make_busybox_rootfs
+from solver.source.image import ImageSource
 from solver.source.reference import parse as parse_reference
 from solver.source.registry import Platform, RegistryClient, RetryPolicy, default_platform
 from solver.source.registry_config import Credentials, RegistryConfig, load_registry_config
@@ -122,6 +125,11 @@ def registry_config(tmp_path_factory: pytest.TempPathFactory,
     env = {"LLBOOK_CONFIG": str(path), "DOCKER_CONFIG": str(docker_dir)}
     config = load_registry_config(env=env, home=base)
     return LLBookConfigFiles(path=path, docker_config_dir=docker_dir, config=config, env=env)
+
+
+@pytest.fixture(scope="session")
+def image_source(registry_config: LLBookConfigFiles) -> ImageSource:
+    return ImageSource(RegistryClient(registry_config.config, retry=FAST_RETRY, timeout=30))
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from solver.source.image import (DiffIDMismatchError, ImageSource, PullProgress,
 from solver.source.oci_layout import OCILayout, OCILayoutError, open_layout_ref, parse_layout_ref
 from solver.source.reference import ReferenceError, familiar, normalize, parse
 from solver.source.registry import (AuthenticationError, BlobDigestMismatchError, Descriptor, ManifestError,
-                                    NotFoundError, Platform, PlatformNotFoundError, RegistryClient,
+                                    NotFoundError, Platform, RegistryError, PlatformNotFoundError, RegistryClient,
                                     RegistryUnavailableError, RetryPolicy, choose_manifest, parse_challenges,
                                     sha256_digest)
 from solver.source.registry_config import (Credentials, RegistryConfig, RegistryConfigError, is_loopback,
@@ -252,6 +252,10 @@ def test_mirror_config_resolves_docker_hub_names(registry_config, registry_with_
     assert cs.has(image.layers[0].digest)
 
 
+def test_image_source_fixture_resolves_busybox(image_source, registry_with_busybox) -> None:
+    assert image_source.resolve("busybox").index_digest == registry_with_busybox.digest
+
+
 def test_llbook_registry_env_fixture(llbook_registry_env) -> None:
     config = load_registry_config()  # from os.environ, as the CLI does
     assert config.mirrors("docker.io") == llbook_registry_env.config.mirrors("docker.io")
@@ -268,9 +272,10 @@ def test_dead_mirror_falls_back_to_next(registry_with_busybox, tmp_path: Path) -
     only_dead = load_registry_config(write_llbook_config(tmp_path / "d.toml", {"docker.io": {"mirrors": [dead]}}),
                                      env={}, home=tmp_path)
     client = client_for(only_dead, RetryPolicy(attempts=1))
-    with pytest.raises(Exception) as info:
-        client.get_manifest(parse("busybox"), endpoints=client.endpoints(parse("busybox"))[:1])
-    assert dead in str(info.value)
+    endpoints = client.endpoints(parse("busybox"))
+    assert [e.host for e in endpoints] == [dead, "registry-1.docker.io"] and endpoints[0].mirror
+    with pytest.raises(RegistryUnavailableError, match=f"cannot reach mirror http://{dead}"):
+        client.get_manifest(parse("busybox"), endpoints=endpoints[:1])
 
 
 # --- authentication -----------------------------------------------------------------------
@@ -435,7 +440,7 @@ def test_push_primitives_chunked_mount_and_head(registry) -> None:
     assert head is not None and head.digest == digest == image.manifest.digest
     # a wrong digest on upload is rejected by the registry
     session = client.start_upload(third)
-    with pytest.raises(Exception):
+    with pytest.raises(RegistryError, match="DIGEST_INVALID|digest"):
         client.upload_monolithic(session, "sha256:" + "1" * 64, 3, b"abc")
 
 

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 import threading
+import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -150,8 +151,7 @@ def resolved_from_documents(name: str, manifest_bytes: bytes, config_bytes: byte
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     if len(diff_ids) != len(layers):
         raise ManifestError(f"{what}: {len(layers)} layers but the config lists {len(diff_ids)} diff_ids")
-    platform = Platform(os=str(config.get("os", "linux")), architecture=str(config.get("architecture", "")),
-                        variant=str(config.get("variant", "") or ""))
+    platform = config_platform(config)
     return ResolvedImage(name=name, manifest_digest=manifest_digest, manifest=manifest, config=config,
                          config_digest=config_desc.digest, layers=layers, manifest_bytes=manifest_bytes,
                          config_bytes=config_bytes, media_type=media_type, platform=platform,
@@ -323,7 +323,7 @@ def unpack_layer(blob_path: Path | str, media_type: str, dest_dir: Path | str,
             try:
                 stats = extract(reader, dest_dir, opts)  # type: ignore[arg-type]
                 reader.drain()
-            except (OSError, EOFError, zstandard.ZstdError) as exc:
+            except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
                 if isinstance(exc, OSError) and exc.errno is not None:
                     raise
                 raise LayerFormatError(f"layer {blob}: corrupt compressed stream: {exc}") from exc
