@@ -443,9 +443,18 @@ def test_delayed_parent_dirs_get_source_metadata(src: Path, dest: Path) -> None:
     write(src, "a/b/c.txt")
     os.chmod(src / "a", 0o711)
     os.chown(src / "a", 9, 9)
+    os.utime(src / "a", ns=(0, 3_000_000_000))
     apply_action(cp("/", "/", include_patterns=["a/b/c.txt"]), dest, src)
     st = os.lstat(dest / "a")
-    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o711, 9)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_mtime_ns) == (0o711, 9, 3_000_000_000)
+
+
+def test_delayed_parent_dirs_get_fixed_timestamp(src: Path, dest: Path) -> None:
+    write(src, "a/b/c.txt")
+    ts = 1_000_000_000_000_000_000
+    apply_action(dockerfile_cp("/", "/", include_patterns=["a/b/c.txt"], timestamp=ts), dest, src)
+    for rel in ("a", "a/b", "a/b/c.txt"):
+        assert os.lstat(dest / rel).st_mtime_ns == ts, rel
 
 
 # ----------------------------------------------------------------- alwaysReplaceExistingDestPaths

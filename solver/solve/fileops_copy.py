@@ -529,6 +529,7 @@ class _ParentDir:
     src: str
     dst: str
     copied: bool
+    created_late: bool = False  # made by _create_parent_dirs for an included descendant
 
 
 @dataclass
@@ -683,6 +684,7 @@ class Copier:
             if self._copy_directory_only(parent.dst, st, overwrite):
                 self._copy_file_info(st, parent.dst)
                 copy_xattrs(parent.src, parent.dst)
+                parent.created_late = True
             parent.copied = True
 
     def _copy_directory(self, src: str, comps: str, dst: str, src_st: os.stat_result,
@@ -702,6 +704,10 @@ class Copier:
                            os.path.join(dst, name), True, inc_info, exc_info)
         finally:
             self._parents.pop()
+        if parent.created_late:
+            # fsutil leaves these with the mtime their children gave them; restoring the
+            # source (or fixed) time keeps COPY --parents reproducible.
+            self._copy_times(src_st, dst)
         return created
 
     def _copy_directory_only(self, dst: str, src_st: os.stat_result, overwrite: bool) -> bool:
