@@ -253,3 +253,46 @@ def test_config_is_valid_json_for_runc_spec(executor: RuncExecutor, rootfs: Path
     assert [ns["type"] for ns in rootless["linux"]["namespaces"]][-1] == "user"
     assert "resources" not in rootless["linux"]
     subprocess.run(["true"])
+
+
+def test_keyboard_interrupt_in_the_calling_thread(executor: RuncExecutor, rootfs: Path) -> None:
+    import signal
+
+    mounts_before = _mount_count()
+    main = threading.get_ident()
+
+    def interrupt_when_started() -> None:
+        deadline = time.monotonic() + 10
+        while not _pids_with("sleep\0" + "5151") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", "sleep 5151"]))
+    assert _pids_with("sleep\0" + "5151") == []
+    assert executor.list_containers() == []
+    assert _mount_count() == mounts_before
+
+
+def test_run_on_an_overlay_snapshot_gives_a_clean_layer(executor: RuncExecutor, tmp_path: Path) -> None:
+    from solver.snapshot.mount import mounted
+    from solver.snapshot.overlay import OverlaySnapshotter
+    from solver.snapshot.probe import overlay_supported
+
+    if not overlay_supported(str(tmp_path)):
+        pytest.skip("no overlay mounts here")
+    sn = OverlaySnapshotter(tmp_path / "snapshots")
+    with mounted(sn.prepare("base-k")) as root:
+        make_busybox_rootfs(root)
+        for sub in ("proc", "sys", "dev"):
+            (root / sub).rmdir()
+    sn.commit("base", "base-k")
+    with mounted(sn.prepare("run-k", "base")) as root:
+        code = executor.run(root, ProcessSpec(["/bin/sh", "-c", "echo data > /etc/motd; rm /bin/vi"],
+                                              cwd="/app", network="none"))
+        assert code == 0
+    sn.commit("run", "run-k")
+    changes = {c.path: c.kind for c in sn.layer_diff("run").changes}
+    assert changes == {"/app": "added", "/etc": "modified", "/etc/motd": "added",
+                       "/bin": "modified", "/bin/vi": "removed"}
