@@ -224,7 +224,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("build", help="build an image from a Dockerfile",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    parser.set_defaults(func=run_build)
+    parser.set_defaults(run=run_build)
 
 
 def main(argv: list[str] | None = None) -> int:

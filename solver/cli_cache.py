@@ -22,8 +22,8 @@ from solver.cache.store import CacheStore
 
 def _open(args: argparse.Namespace) -> tuple[CacheStore, Any]:
     paths = CachePaths.resolve(args.cache_dir).ensure()
-    from solver.executor import probe
-    return CacheStore(paths), probe.choose_snapshotter(paths.snapshots)
+    from solver.solve.solver import default_snapshotter
+    return CacheStore(paths), default_snapshotter(paths.snapshots)
 
 
 def _age(ts: float) -> str:
@@ -105,20 +105,33 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="cache directory")
 
 
-def register(subparsers: Any) -> None:
+def register_du(subparsers: Any) -> None:
     du = subparsers.add_parser("du", help="disk usage of the cache")
     _common(du)
     du.add_argument("--json", action="store_true")
-    du.set_defaults(func=run_du)
+    du.set_defaults(run=run_du)
+
+
+def register_prune(subparsers: Any) -> None:
     prune = subparsers.add_parser("prune", help="remove least recently used cache entries")
     _common(prune)
     prune.add_argument("--keep-storage", default=None, help="keep this much, e.g. 10GB")
     prune.add_argument("--all", action="store_true", help="remove everything not in use")
-    prune.set_defaults(func=run_prune)
+    prune.set_defaults(run=run_prune)
+
+
+def register_check(subparsers: Any) -> None:
     check = subparsers.add_parser("check", help="verify the cache and remove broken entries")
     _common(check)
     check.add_argument("--no-repair", action="store_true", help="only report")
-    check.set_defaults(func=run_check)
+    check.set_defaults(run=run_check)
+
+
+def register(subparsers: Any) -> None:
+    """All three subcommands (``solver.cli`` imports them one per module: cli_du, ...)."""
+    register_du(subparsers)
+    register_prune(subparsers)
+    register_check(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    return args.run(args)
 
 
 if __name__ == "__main__":

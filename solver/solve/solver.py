@@ -114,6 +114,42 @@ def _location(defn: pb.Definition, graph: Graph, digest: str) -> tuple[str | Non
     return filename, line
 
 
+def _overlay_works(scratch: Path) -> bool:
+    """Can this process mount an overlayfs here? (tries one, in a temporary directory)"""
+    import shutil
+    import tempfile
+    from solver.snapshot.mount import Mount, mounted
+    scratch.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="probe-overlay-", dir=scratch))
+    try:
+        for name in ("lower", "upper", "work"):
+            (base / name).mkdir()
+        (base / "lower" / "f").write_text("x")
+        mount = Mount("overlay", "overlay", (f"lowerdir={base / 'lower'}", f"upperdir={base / 'upper'}",
+                                             f"workdir={base / 'work'}"))
+        with mounted([mount], parent_dir=base) as root:
+            return (root / "f").read_text() == "x"
+    except Exception:  # noqa: BLE001 - any failure means "no overlay here"
+        return False
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def default_snapshotter(root: Path) -> Any:
+    """The snapshotter already owning ``root``, else overlay where it mounts, else native.
+
+    ``LLBOOK_SNAPSHOTTER=overlay|native`` overrides the choice for a new cache directory."""
+    import os
+    from solver.snapshot.native import NativeSnapshotter
+    from solver.snapshot.overlay import OverlaySnapshotter
+    marker = Path(root) / "driver"
+    owner = marker.read_text().strip() if marker.exists() else ""
+    wanted = owner or os.environ.get("LLBOOK_SNAPSHOTTER", "").strip().lower()
+    if not wanted:
+        wanted = "overlay" if _overlay_works(Path(root).parent / "tmp") else "native"
+    return OverlaySnapshotter(root) if wanted == "overlay" else NativeSnapshotter(root)
+
+
 def to_definition(definition_or_state: Any) -> pb.Definition:
     if isinstance(definition_or_state, pb.Definition):
         return definition_or_state
@@ -149,8 +185,7 @@ class Solver:
     @property
     def snapshotter(self) -> Any:
         if self._snapshotter is None:
-            from solver.executor import probe
-            self._snapshotter = probe.choose_snapshotter(self.paths.snapshots)
+            self._snapshotter = default_snapshotter(self.paths.snapshots)
         return self._snapshotter
 
     def executor(self) -> Any:

@@ -1,0 +1,177 @@
+"""`llbook build` end to end, in subprocesses: Dockerfile frontend, loopback registry (mirror
+config), runc, overlay snapshots, the persistent cache; metadata file; interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+if os.geteuid() != 0:
+    pytest.skip("llbook build with runc needs root here", allow_module_level=True)
+
+LLBOOK = [sys.executable, "-m", "solver.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(registry_config) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(registry_config.env)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def build(registry_config, context: Path, cache: Path, *extra: str, dockerfile: Path | None = None,
+          check: bool = True, timeout: float = 300) -> tuple[subprocess.CompletedProcess, dict]:
+    meta = context.parent / f"meta-{time.time_ns()}.json"
+    args = [*LLBOOK, "build", "--progress", "plain", "--cache-dir", str(cache), "--metadata-file", str(meta)]
+    if dockerfile is not None:
+        args += ["-f", str(dockerfile)]
+    proc = subprocess.run([*args, *extra, str(context)], env=_env(registry_config), capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"llbook build failed ({proc.returncode}):\n{proc.stderr}")
+    data = json.loads(meta.read_text()) if meta.exists() else {}
+    return proc, data
+
+
+def executed(meta: dict) -> list[str]:
+    return [v["name"] for v in meta["llbook.vertices"] if not v["cached"] and not v["name"].startswith("[internal]")
+            and "load build context" not in v["name"] and not v["name"].startswith("local://")]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    write(ctx / "app" / "main.txt", "main v1\n")
+    write(ctx / "app" / "other.txt", "other v1\n")
+    write(ctx / "notes.md", "not copied\n")
+    write(ctx / "Dockerfile", "FROM busybox\n"
+                              "RUN echo base > /base\n"
+                              "COPY app/main.txt /srv/\n"
+                              "RUN cat /srv/main.txt > /srv/copy\n"
+                              "RUN echo last > /last\n")
+    return ctx
+
+
+def test_cold_warm_edit_touch_and_file_change(registry_config, project: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    proc, cold = build(registry_config, project, cache)
+    names = [v["name"] for v in cold["llbook.vertices"]]
+    assert any(n.startswith("[1/5] FROM") for n in names), names
+    assert "[2/5] RUN echo base > /base" in names
+    assert cold["containerimage.config.digest"].startswith("sha256:")
+    for v in cold["llbook.vertices"]:
+        assert set(v) >= {"digest", "name", "cached", "started", "completed", "error"}
+    assert "#1 " in proc.stderr and "DONE" in proc.stderr
+
+    proc, warm = build(registry_config, project, cache)
+    assert executed(warm) == []
+    assert "CACHED" in proc.stderr
+
+    os.utime(project / "app" / "main.txt", (12345, 12345))
+    _, touched = build(registry_config, project, cache)
+    assert executed(touched) == []
+
+    write(project / "app" / "other.txt", "other v2\n")  # not selected by any COPY
+    write(project / "notes.md", "changed\n")
+    _, unrelated = build(registry_config, project, cache)
+    assert executed(unrelated) == []
+
+    write(project / "app" / "main.txt", "main v2\n")
+    _, changed = build(registry_config, project, cache)
+    assert executed(changed) == ["[3/5] COPY app/main.txt /srv/", "[4/5] RUN cat /srv/main.txt > /srv/copy",
+                                 "[5/5] RUN echo last > /last"]
+
+    text = (project / "Dockerfile").read_text().replace("echo last", "echo LAST")
+    write(project / "Dockerfile", text)
+    _, edited = build(registry_config, project, cache)
+    assert executed(edited) == ["[5/5] RUN echo LAST > /last"]
+    record = [v for v in edited["llbook.vertices"] if v["name"] == "[5/5] RUN echo LAST > /last"][0]
+    assert record["reasons"][0]["kind"] == "command"
+
+
+def test_multistage_sibling_stays_cached(registry_config, tmp_path: Path):
+    ctx = tmp_path / "ctx"
+    df = write(ctx / "Dockerfile", "FROM busybox AS a\nRUN echo a1 > /a\n"
+                                   "FROM busybox AS b\nRUN echo b1 > /b\n"
+                                   "FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n")
+    cache = tmp_path / "cache"
+    build(registry_config, ctx, cache)
+    write(df, df.read_text().replace("echo b1", "echo b2"))
+    _, meta = build(registry_config, ctx, cache)
+    ran = executed(meta)
+    assert any("echo b2" in n for n in ran)
+    assert not any("echo a1" in n for n in ran)
+    assert any("COPY --from=b" in n for n in ran)
+    assert not any("COPY --from=a" in n for n in ran)
+
+
+def test_failing_run_reports_line_exit_code_and_log(registry_config, tmp_path: Path):
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", "FROM busybox\nRUN echo fine\nRUN echo broken-step >&2; exit 42\n")
+    proc, meta = build(registry_config, ctx, tmp_path / "cache", check=False)
+    assert proc.returncode == 1
+    assert "Dockerfile:3" in proc.stderr
+    assert "exit code: 42" in proc.stderr
+    assert "broken-step" in proc.stderr
+    failed = [v for v in meta["llbook.vertices"] if v["error"]]
+    assert failed and "RUN echo broken-step" in failed[0]["name"]
+
+
+def test_sigint_during_long_run_returns_quickly_and_leaves_nothing(registry_config, tmp_path: Path):
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", "FROM busybox\nRUN sleep 100\n")
+    cache = tmp_path / "cache"
+    write(ctx / "Dockerfile.pull", "FROM busybox\n")
+    build(registry_config, ctx, cache, dockerfile=ctx / "Dockerfile.pull")
+    with open("/proc/self/mountinfo") as f:
+        mounts_before = len(f.readlines())
+    proc = subprocess.Popen([*LLBOOK, "build", "--progress", "plain", "--cache-dir", str(cache), str(ctx)],
+                            env=_env(registry_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not _has_process("sleep 100"):
+        time.sleep(0.1)
+    assert _has_process("sleep 100")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(10)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, elapsed
+    assert proc.returncode == 130
+    assert not _has_process("sleep 100")
+    with open("/proc/self/mountinfo") as f:
+        assert len(f.readlines()) == mounts_before
+    out = subprocess.run([*LLBOOK, "check", "--cache-dir", str(cache)], env=_env(registry_config),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "removed leftover" not in out.stdout
+
+
+def _has_process(cmdline: str) -> bool:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                text = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if text == cmdline:
+            return True
+    return False
