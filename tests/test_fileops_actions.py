@@ -205,3 +205,18 @@ def test_symlink_newpath_through_symlink_stays_inside(root: Path) -> None:
 def test_invalid_action_type(root: Path) -> None:
     with pytest.raises(FileOpError, match="invalid action type"):
         apply_action(pb.FileAction(input=0, secondary_input=-1, output=0, action=None), root)
+
+
+@pytest.mark.parametrize("path", ["..", "../..", "a/../..", "../victim", "..\\..", "a\\..\\..", "..\\victim"])
+def test_rm_parent_traversal_does_not_escape_root(tmp_path: Path, path: str) -> None:
+    root = tmp_path / "root"
+    victim = tmp_path / "victim"
+    root.mkdir()
+    victim.mkdir()
+    (victim / "data").write_text("data")
+    with pytest.raises(FileOpError):
+        apply_action(pb.FileActionRm(path=path), root)
+    if path not in ("..", "../..", "a/../.."):  # these name the root itself: always refused
+        apply_action(pb.FileActionRm(path=path, allow_not_found=True, allow_wildcard=True), root)
+    assert (victim / "data").read_text() == "data"
+    assert root.is_dir()
