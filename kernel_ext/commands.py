@@ -1,0 +1,330 @@
+"""``%llb`` sub-commands. Each returns something IPython can display (or None).
+
+graph, layers, export, dump, dockerfile, exec, history, why, status, reset, du, prune,
+config. ``%llb SUBCOMMAND --help`` explains each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import subprocess
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kernel_ext.session import CellRun, NotebookSession
+from solver.errors import LLBookError
+
+
+@dataclass
+class KernelState:
+    """Everything the extension keeps for one kernel (the session registry's entry)."""
+
+    session: NotebookSession
+    rich_display: bool = True
+    current_cell_id: str | None = None
+    last_run: CellRun | None = None
+    callbacks: list[Any] = field(default_factory=list)
+
+
+class Text:
+    """Plain text with an HTML <pre> form, so nbconvert and terminals show the same."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.text)}</pre>"
+
+
+class Table:
+    """A small table shown as text and HTML."""
+
+    def __init__(self, headers: list[str], rows: list[list[Any]], title: str = "") -> None:
+        self.headers, self.rows, self.title = headers, [[str(c) for c in r] for r in rows], title
+
+    def __repr__(self) -> str:
+        widths = [max(len(h), *(len(r[i]) for r in self.rows)) if self.rows else len(h)
+                  for i, h in enumerate(self.headers)]
+        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+        out = ([self.title] if self.title else []) + [line(self.headers)] + [line(r) for r in self.rows]
+        return "\n".join(out)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
+        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+        return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class SVG:
+    def __init__(self, svg: str, dot: str) -> None:
+        self.svg, self.dot = svg, dot
+
+    def _repr_svg_(self) -> str:
+        return self.svg
+
+    def __repr__(self) -> str:
+        return self.dot
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    from kernel_ext.magics import _Parser
+    return _Parser(prog=f"%llb {prog}", description=description)
+
+
+# -- sub-commands ---------------------------------------------------------------------------
+
+def cmd_dockerfile(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("dockerfile", "The session as a plain Dockerfile that docker build accepts.")
+    p.add_argument("--write", metavar="PATH", help="write it to PATH")
+    args = p.parse_args(argv)
+    text = state.session.dockerfile()
+    if args.write:
+        Path(args.write).write_text(text)
+        return Text(f"wrote {args.write} ({len(text.splitlines())} lines)")
+    return Text(text)
+
+
+def cmd_dump(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("dump", "The LLB of a stage, as buildctl debug dump-llb prints it.")
+    p.add_argument("stage", nargs="?")
+    p.add_argument("--format", choices=("json", "dot"), default="json")
+    args = p.parse_args(argv)
+    from solver.llb import dump
+    definition = state.session.stage_state(args.stage)[1].marshal()
+    return Text(dump.to_json(definition) if args.format == "json" else dump.to_dot(definition))
+
+
+def cmd_graph(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("graph", "The build DAG of a stage (default: the current one), rendered by graphviz.")
+    p.add_argument("stage", nargs="?")
+    args = p.parse_args(argv)
+    dot = state.session.graph(args.stage)
+    svg = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True).stdout
+    return SVG(svg, dot)
+
+
+def cmd_history(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("history", "Per-vertex table of the last runs: instruction, cached, duration, size.")
+    p.parse_args(argv)
+    rows = []
+    seen: set[str] = set()
+    for cell in state.session.cells:
+        if cell.last_result is None:
+            continue
+        for v in cell.last_result.vertices:
+            if v.digest in seen or v.kind == "local":
+                continue
+            seen.add(v.digest)
+            size = _record_size(state.session, v.cache_keys)
+            rows.append([cell.filename, v.name, "CACHED" if v.cached else ("ERROR" if v.error else "built"),
+                         f"{v.duration:.2f}s" if v.duration is not None else "", _human(size)])
+    return Table(["cell", "instruction", "status", "duration", "size"], rows)
+
+
+def _record_size(session: NotebookSession, keys: list[str]) -> int:
+    for key in keys:
+        record = session.solver.store.get(key)
+        if record is not None:
+            return record.size
+    return 0
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def _reason_text(reason: dict[str, Any]) -> str:
+    text = reason.get("message", reason.get("kind", ""))
+    if reason.get("files"):
+        text += ": " + ", ".join(reason["files"])
+    return text
+
+
+def cmd_why(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("why", "Why vertices were rebuilt in a cell's last run (default: the last cell run).")
+    p.add_argument("target", nargs="?", help="a cell number or id, or a vertex digest (prefix)")
+    args = p.parse_args(argv)
+    session = state.session
+    records = []
+    if args.target and args.target.startswith("sha256:"):
+        for cell in session.cells:
+            for v in (cell.last_result.vertices if cell.last_result else []):
+                if v.digest.startswith(args.target):
+                    records.append(v)
+    else:
+        cell = session.cell(args.target) if args.target else (state.last_run.cell if state.last_run else None)
+        if cell is None:
+            raise LLBookError("no cell has run yet")
+        records = list(cell.last_result.vertices) if cell.last_result else []
+    lines = []
+    for v in records:
+        if v.kind == "local":
+            continue
+        if v.cached:
+            lines.append(f"{v.name}: CACHED")
+            continue
+        reasons = "; ".join(_reason_text(r) for r in v.reasons) or "no reason recorded"
+        lines.append(f"{v.name}: rebuilt — {reasons}")
+    return Text("\n".join(lines) or "nothing ran")
+
+
+def cmd_status(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("status", "The session's cells, their stages and status.")
+    p.parse_args(argv)
+    session = state.session
+    session.stale_cells()
+    rows = [[c.number, c.stage or "", c.status, c.text.strip().splitlines()[0][:60] if c.text.strip() else ""]
+            for c in session.cells]
+    return Table(["cell", "stage", "status", "first line"], rows,
+                 title=f"cache: {session.solver.paths.root}")
+
+
+def cmd_reset(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("reset", "Forget the session's cells (the on-disk cache stays).")
+    p.parse_args(argv)
+    state.session.reset()
+    state.last_run = None
+    return Text("session reset")
+
+
+def cmd_du(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("du", "Disk usage of the cache, per entry.")
+    p.parse_args(argv)
+    entries = state.session.solver.store.du()
+    rows = [[getattr(e, "name", "") or getattr(e, "key", "")[:19], _human(getattr(e, "size", 0))] for e in entries]
+    total = sum(getattr(e, "size", 0) for e in entries)
+    return Table(["entry", "size"], rows, title=f"total {_human(total)}")
+
+
+def cmd_prune(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("prune", "Remove cache entries, least recently used first (like buildctl prune).")
+    p.add_argument("--keep-storage", metavar="SIZE")
+    p.add_argument("--all", action="store_true")
+    args = p.parse_args(argv)
+    from solver.cli_cache import prune_cache
+    return Text(str(prune_cache(state.session.solver, args.keep_storage, args.all)))
+
+
+def cmd_config(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("config", "Show or set the session's settings.")
+    p.add_argument("--cache-dir")
+    p.add_argument("--executor", choices=("runc", "crun", "proot"))
+    p.add_argument("--context")
+    p.add_argument("--allow", action="append", default=[], choices=("network.host", "security.insecure"))
+    args = p.parse_args(argv)
+    session = state.session
+    changed = args.cache_dir or args.executor or args.allow
+    if args.context:
+        session.context = Path(args.context)
+    if changed:
+        session.close()
+        session.cache_dir = args.cache_dir or session.cache_dir
+        session.executor_name = args.executor or session.executor_name
+        session.entitlements = tuple(dict.fromkeys(session.entitlements + tuple(args.allow)))
+    solver = session.solver
+    mirrors = getattr(solver.registry_config, "describe", lambda: "")() if solver.registry_config else ""
+    rows = [["cache dir", str(solver.paths.root)], ["executor", type(solver.executor()).__name__],
+            ["snapshotter", type(solver.snapshotter).__name__], ["context", str(session.context)],
+            ["entitlements", ", ".join(session.entitlements) or "none"], ["registries", mirrors or "defaults"]]
+    return Table(["setting", "value"], rows)
+
+
+def cmd_export(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("export", "Export a stage: --output type=oci|docker|tar|local|image,... (docker build's syntax).")
+    p.add_argument("stage", nargs="?")
+    p.add_argument("--output", "-o", required=True, help="e.g. type=docker,dest=img.tar,name=app:latest")
+    p.add_argument("--tag", "-t", action="append", default=[])
+    args = p.parse_args(argv)
+    result = state.session.export(args.output, stage=args.stage, tags=tuple(args.tag))
+    return Table(["field", "value"], [[k, v] for k, v in result.items()], title="export")
+
+
+def cmd_layers(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("layers", "The layers of a stage's result, with their file changes (as dive shows).")
+    p.add_argument("stage", nargs="?")
+    p.add_argument("--files", action="store_true", help="list every changed path")
+    args = p.parse_args(argv)
+    from solver.export.result_source import layer_chain
+    session = state.session
+    key, stage_state, image_config = session.stage_state(args.stage)
+    result = session.solve_state(stage_state, scope=key)
+    snapshotter = session.solver.snapshotter
+    rows, details = [], []
+    history = [h for h in image_config.get("history", []) if not h.get("empty_layer")]
+    chain = layer_chain(snapshotter, result.snapshot) if result.snapshot else []
+    offset = len(chain) - len(history)
+    for i, name in enumerate(chain):
+        diff = snapshotter.layer_diff(name)
+        made_by = history[i - offset].get("created_by", "") if i >= offset else "(base image)"
+        rows.append([i, _human(diff.size), len(diff.added), len(diff.modified), len(diff.removed), made_by[:70]])
+        if args.files:
+            details += [f"[{i}] {c.kind[0].upper()} {c.path}" for c in diff.changes]
+    table = Table(["layer", "size", "added", "modified", "removed", "instruction"], rows, title=f"stage {key}")
+    return Text(repr(table) + ("\n\n" + "\n".join(details) if details else "")) if args.files else table
+
+
+def cmd_exec(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("exec", "Run a command in a throwaway container on a stage's current state; nothing is kept.")
+    p.add_argument("--stage")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise LLBookError("%llb exec needs a command after --")
+    session = state.session
+    key, stage_state, image_config = session.stage_state(args.stage)
+    result = session.solve_state(stage_state, scope=key)
+    image = image_config.get("config", {})
+    output, code = run_throwaway(session, result.snapshot, command, image)
+    return Text(output + ("" if code == 0 else f"\n(exit code {code})"))
+
+
+def run_throwaway(session: NotebookSession, snapshot: str | None, command: list[str],
+                  image_config: dict[str, Any]) -> tuple[str, int]:
+    """Run ``command`` on a writable copy of ``snapshot`` and drop the copy afterwards."""
+    from solver.executor.base import ProcessSpec
+    from solver.snapshot.mount import mounted
+    solver = session.solver
+    snapshotter = solver.snapshotter
+    key = f"exec-{uuid.uuid4().hex}"
+    mounts = snapshotter.prepare(key, snapshot)
+    chunks: list[bytes] = []
+    try:
+        with mounted(mounts, parent_dir=solver.paths.tmp) as root:
+            spec = ProcessSpec(args=command, env=image_config.get("Env", []),
+                               cwd=image_config.get("WorkingDir") or "/", user=image_config.get("User", ""))
+            code = solver.executor().run(root, spec, [], stdout=chunks.append, stderr=chunks.append,
+                                         cancel=threading.Event())
+    finally:
+        snapshotter.remove(key)
+    return b"".join(chunks).decode("utf-8", "replace"), code
+
+
+COMMANDS = {
+    "graph": cmd_graph, "layers": cmd_layers, "export": cmd_export, "dump": cmd_dump,
+    "dockerfile": cmd_dockerfile, "exec": cmd_exec, "history": cmd_history, "why": cmd_why,
+    "status": cmd_status, "reset": cmd_reset, "du": cmd_du, "prune": cmd_prune, "config": cmd_config,
+}
+
+
+def run(state: KernelState, argv: list[str]) -> Any:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        return Text("usage: %llb SUBCOMMAND [--help]\n\nsub-commands: " + ", ".join(COMMANDS))
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        raise LLBookError(f"unknown %llb sub-command {name!r}; use one of: {', '.join(COMMANDS)}")
+    return COMMANDS[name](state, rest)
+
+

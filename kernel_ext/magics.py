@@ -1,0 +1,156 @@
+"""``%%dockerfile`` and ``%llb``: the IPython side of the notebook session.
+
+The solve runs in a worker thread; the kernel's main thread waits on it, pumping
+progress into the cell's output, so SIGINT (the kernel's interrupt) lands here and is
+turned into a cancel of the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import threading
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from kernel_ext import commands
+from kernel_ext.progress_view import LiveProgress
+from kernel_ext.session import CellOptions, CellRun, NotebookSession
+from solver.errors import BuildError, DockerfileError, LLBookError
+
+CANCEL_GRACE = 10.0  # seconds to wait for a canceled build to clean up
+
+
+class UsageError(LLBookError):
+    """Bad arguments to a magic."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting the kernel."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            raise UsageError(message.strip())
+        raise _HelpShown()
+
+
+class _HelpShown(Exception):
+    """--help was printed; nothing else to do."""
+
+
+def dockerfile_parser() -> _Parser:
+    p = _Parser(prog="%%dockerfile", description="Add this cell's Dockerfile snippet to the session and build it.")
+    p.add_argument("--stage", help="continue this stage instead of the current one")
+    p.add_argument("--context", help="build context directory (default: the notebook's directory)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build-time variable")
+    p.add_argument("--no-cache", action="store_true", help="do not use the cache for this cell's build")
+    p.add_argument("--target", help="solve this stage instead of the cell's own end state")
+    p.add_argument("--platform", help="target platform, e.g. linux/amd64")
+    p.add_argument("--quiet", "-q", action="store_true", help="show only the summary")
+    return p
+
+
+def parse_build_args(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not key:
+            raise UsageError(f"--build-arg {value!r}: expected KEY=VALUE")
+        if not sep:
+            import os
+            val = os.environ.get(key, "")
+        out[key] = val
+    return out
+
+
+def _cell_error(err: BaseException, headline: str) -> BaseException:
+    """Make IPython show ``err`` as an error output with our text, no internal traceback."""
+    lines = [f"\x1b[31m{type(err).__name__}\x1b[0m: {headline}"] if headline else []
+    lines += str(err).splitlines() if not headline else str(err).splitlines()[1:]
+    err._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
+    return err
+
+
+@magics_class
+class LLBookMagics(Magics):
+    """The magics, bound to one kernel's session."""
+
+    def __init__(self, shell: Any, state: "commands.KernelState") -> None:
+        super().__init__(shell)
+        self.state = state
+
+    @property
+    def session(self) -> NotebookSession:
+        return self.state.session
+
+    # -- %%dockerfile ---------------------------------------------------------------------
+    @cell_magic
+    def dockerfile(self, line: str, cell: str) -> None:
+        """%%dockerfile [--stage NAME] [--context DIR] [--build-arg K=V]... [--no-cache] [--target T]
+        [--platform P] [--quiet]: build this cell's Dockerfile snippet."""
+        try:
+            args = dockerfile_parser().parse_args(shlex.split(line))
+            options = CellOptions(stage=args.stage, context=args.context,
+                                  build_args=parse_build_args(args.build_arg), no_cache=args.no_cache,
+                                  target=args.target, platform=args.platform, quiet=args.quiet)
+        except _HelpShown:
+            return
+        except UsageError as err:
+            raise _cell_error(err, str(err)) from None
+        self.state.last_run = self._run(cell, options)
+
+    def _run(self, text: str, options: CellOptions) -> CellRun | None:
+        live = LiveProgress(rich=self.state.rich_display, quiet=options.quiet)
+        cancel = threading.Event()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["run"] = self.session.run_cell(text, self.state.current_cell_id, options,
+                                                   progress=live, cancel=cancel)
+            except BaseException as err:  # handed to the main thread
+                box["error"] = err
+
+        worker = threading.Thread(target=work, name="llbook-solve", daemon=True)
+        worker.start()
+        interrupted = False
+        while worker.is_alive():
+            try:
+                worker.join(0.1)
+                live.pump()
+            except KeyboardInterrupt:
+                interrupted = True
+                cancel.set()
+                worker.join(CANCEL_GRACE)
+        self.state.current_cell_id = None
+        if interrupted:
+            live.finish("interrupted")
+            raise _cell_error(KeyboardInterrupt("build interrupted"), "build interrupted; nothing was kept") from None
+        if "error" in box:
+            err = box["error"]
+            live.finish("failed")
+            if isinstance(err, (BuildError, DockerfileError, LLBookError)):
+                raise _cell_error(err, str(err).splitlines()[0]) from None
+            raise err
+        run: CellRun = box["run"]
+        summary = run.summary
+        if run.stale:
+            summary += " — stale: " + ", ".join(c.filename for c in run.stale) + " (run them again)"
+        live.finish(summary)
+        return run
+
+    # -- %llb -----------------------------------------------------------------------------
+    @line_magic
+    def llb(self, line: str) -> Any:
+        """%llb graph|layers|export|dump|dockerfile|exec|history|why|status|reset|du|prune|config
+        [--help]: inspect and use the notebook's build session."""
+        try:
+            return commands.run(self.state, shlex.split(line))
+        except _HelpShown:
+            return None
+        except (UsageError, LLBookError) as err:
+            raise _cell_error(err, str(err).splitlines()[0]) from None

@@ -1,0 +1,349 @@
+"""The notebook's build session: cells → snippets → stages → LLB states.
+
+The session's Dockerfile is the snippets in the order their cells were first run.
+Re-running a cell (same cell id) replaces its snippet in place; every run re-lowers all
+snippets (cheap) and solves the state at the end of the cell that ran (the embedded
+solver's cache makes that incremental). A cell whose end state no longer matches the
+one it was last run with is *stale* until it runs again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from solver.errors import DockerfileError, LLBookError
+from solver.frontend import InstructionRecord, Lowering, LoweringOptions
+from solver.llb.state import State
+from solver.solve.progress import ProgressEvent
+from solver.solve.result import SolveResult
+from solver.solve.solver import Solver
+
+OK, FAILED, STALE, INTERRUPTED, NEW = "ok", "failed", "stale", "interrupted", "new"
+
+
+@dataclass
+class CellOptions:
+    """The ``%%dockerfile`` flags of one cell."""
+
+    stage: str | None = None
+    context: str | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    target: str | None = None
+    platform: str | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Cell:
+    """One ``%%dockerfile`` cell as the session knows it."""
+
+    cell_id: str
+    text: str
+    options: CellOptions
+    number: int  # 1-based, in first-run order; names the cell in errors ("cell 3")
+    status: str = NEW
+    solved_digest: str | None = None  # digest of the end state when it last ran
+    stage: str | None = None  # the stage its last instruction belongs to
+    last_result: SolveResult | None = None
+    duration: float | None = None
+
+    @property
+    def filename(self) -> str:
+        return f"cell {self.number}"
+
+
+@dataclass
+class LoweredCell:
+    """Where one cell landed in the session's lowering."""
+
+    cell: Cell
+    records: list[InstructionRecord]
+    stage: str | None
+    state: State | None  # the state at the cell's end (None: only global ARGs)
+
+
+@dataclass
+class SessionLowering:
+    """All cells lowered in order."""
+
+    lowering: Lowering
+    cells: list[LoweredCell]
+
+    def of(self, cell: Cell) -> LoweredCell:
+        for lowered in self.cells:
+            if lowered.cell is cell:
+                return lowered
+        raise KeyError(cell.cell_id)
+
+
+@dataclass
+class CellRun:
+    """What running one cell did."""
+
+    cell: Cell
+    result: SolveResult | None
+    stale: list[Cell]
+    seconds: float
+    records: list[InstructionRecord]
+
+    @property
+    def summary(self) -> str:
+        if self.result is None:
+            return f"0 steps, 0 cached, {self.seconds:.1f} s"
+        steps = [v for v in self.result.vertices if v.kind != "local"]
+        cached = sum(1 for v in steps if v.cached)
+        return f"{len(steps)} steps, {cached} cached, {self.seconds:.1f} s"
+
+
+class NotebookSession:
+    """The build session of one kernel."""
+
+    def __init__(self, *, cache_dir: str | Path | None = None, context: str | Path = ".",
+                 build_args: dict[str, str] | None = None, executor: str | None = None,
+                 registry_config: Any = None, entitlements: tuple[str, ...] = (),
+                 platform: str | None = None) -> None:
+        self.cache_dir = cache_dir
+        self.context = Path(context)
+        self.build_args = dict(build_args or {})
+        self.executor_name = executor
+        self.registry_config = registry_config
+        self.entitlements = tuple(entitlements)
+        self.platform = platform
+        self.cells: list[Cell] = []
+        self._by_id: dict[str, Cell] = {}
+        self._anonymous = itertools.count(1)
+        self._solver: Solver | None = None
+        self._resolved: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    # -- services -------------------------------------------------------------------------
+    @property
+    def solver(self) -> Solver:
+        if self._solver is None:
+            self._solver = Solver(self.cache_dir, registry_config=self.registry_config,
+                                  entitlements=self.entitlements, executor_name=self.executor_name)
+        return self._solver
+
+    def close(self) -> None:
+        if self._solver is not None:
+            self._solver.close()
+            self._solver = None
+
+    def _resolver(self, ref: str, platform: Any = None) -> tuple[str, dict[str, Any]]:
+        """FROM resolution, memoised for the kernel's life so cached cells stay fast."""
+        key = (ref, str(platform))
+        if key not in self._resolved:
+            self._resolved[key] = self.solver.image_resolver()(ref, platform)
+        return self._resolved[key]
+
+    # -- cells ----------------------------------------------------------------------------
+    def upsert(self, text: str, cell_id: str | None, options: CellOptions) -> Cell:
+        """Add a new cell, or replace the snippet of a known one in place."""
+        cid = cell_id or f"anonymous-{next(self._anonymous)}"
+        cell = self._by_id.get(cid)
+        if cell is None:
+            cell = Cell(cid, text, options, number=len(self.cells) + 1)
+            self.cells.append(cell)
+            self._by_id[cid] = cell
+        else:
+            cell.text, cell.options = text, options
+        return cell
+
+    def cell(self, key: str | int) -> Cell:
+        """A cell by id or by its number."""
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            number = int(key)
+            for cell in self.cells:
+                if cell.number == number:
+                    return cell
+        elif key in self._by_id:
+            return self._by_id[key]
+        raise LLBookError(f"no %%dockerfile cell {key!r} in this session")
+
+    def lower(self, build_args: dict[str, str] | None = None, upto: Cell | None = None) -> SessionLowering:
+        """Lower every cell (or those up to ``upto``) in first-run order."""
+        args = {**self.build_args, **(build_args or {})}
+        options = LoweringOptions(build_args=args, resolver=self._resolver,
+                                  platform=self._platform(), session_id="llbook-notebook")
+        lowering = Lowering(options=options)
+        lowered: list[LoweredCell] = []
+        for cell in self.cells:
+            records = lowering.add_snippet(cell.text, cell.filename, stage=cell.options.stage)
+            stage = lowering.current
+            state = lowering.stage_state(stage) if stage is not None else None
+            lowered.append(LoweredCell(cell, records, stage, state))
+            if cell is upto:
+                break
+        return SessionLowering(lowering, lowered)
+
+    def _platform(self) -> Any:
+        if not self.platform:
+            return None
+        from solver.llb.platform import Platform
+        return Platform.parse(self.platform)
+
+    @property
+    def stages(self) -> dict[str, State]:
+        lowering = self.lower().lowering
+        return {name: lowering.stages[name].state for name in lowering.stage_order}
+
+    def stale_cells(self, session: SessionLowering | None = None) -> list[Cell]:
+        """Cells that ran, but whose end state differs from the one they ran with."""
+        session = session or self.lower()
+        stale = []
+        for lowered in session.cells:
+            cell = lowered.cell
+            if cell.status in (OK, STALE) and cell.solved_digest != _head_digest(lowered.state):
+                cell.status = STALE
+                stale.append(cell)
+        return stale
+
+    # -- running --------------------------------------------------------------------------
+    def run_cell(self, text: str, cell_id: str | None = None, options: CellOptions | None = None, *,
+                 progress: Callable[[ProgressEvent], None] | None = None,
+                 cancel: threading.Event | None = None) -> CellRun:
+        """Add or replace the cell's snippet and solve the state at its end."""
+        options = options or CellOptions()
+        started = time.time()
+        cell = self.upsert(text, cell_id, options)
+        try:
+            session = self.lower(options.build_args)
+            lowered = session.of(cell)
+            state, stage = self._target_state(session, lowered, options)
+        except DockerfileError:
+            cell.status = FAILED
+            raise
+        cell.stage = stage
+        result = None
+        if state is not None:
+            try:
+                result = self.solve_state(state, options, progress=progress, cancel=cancel,
+                                          scope=stage or "")
+            except BaseException as err:
+                cell.status = INTERRUPTED if isinstance(err, KeyboardInterrupt) else FAILED
+                raise
+        cell.status = OK
+        cell.solved_digest = _head_digest(state)
+        cell.last_result = result
+        cell.duration = time.time() - started
+        stale = [c for c in self.stale_cells(session) if c is not cell]
+        return CellRun(cell, result, stale, cell.duration, lowered.records)
+
+    def _target_state(self, session: SessionLowering, lowered: LoweredCell,
+                      options: CellOptions) -> tuple[State | None, str | None]:
+        if options.target:
+            stages = session.lowering.stages
+            if options.target not in stages:
+                raise DockerfileError(f"target stage {options.target!r} could not be found", None,
+                                      lowered.cell.filename)
+            return stages[options.target].state, options.target
+        return lowered.state, lowered.stage
+
+    def solve_state(self, state: State, options: CellOptions | None = None, *,
+                    progress: Callable[[ProgressEvent], None] | None = None,
+                    cancel: threading.Event | None = None, scope: str = "") -> SolveResult:
+        options = options or CellOptions()
+        context = Path(options.context) if options.context else self.context
+        with self._lock:
+            return self.solver.solve(state, context_dirs={"context": context}, no_cache=options.no_cache,
+                                     progress=progress, cancel=cancel, place_scope=f"notebook/{scope}")
+
+    def solve(self, stage: str | None = None, **kwargs: Any) -> SolveResult:
+        """Solve a stage (default: the current one) from a code cell."""
+        lowering = self.lower().lowering
+        return self.solve_state(lowering.stage_state(stage), **kwargs)
+
+    # -- views ----------------------------------------------------------------------------
+    def dockerfile(self) -> str:
+        """The session as a plain Dockerfile: global ARG cells first, then each stage's
+        cells after the cell that started it, in first-run order."""
+        groups: dict[str | None, list[str]] = {}
+        for lowered in self.lower().cells:
+            key = _first_stage(lowered) or lowered.cell.options.stage or lowered.stage
+            groups.setdefault(key, []).append(lowered.cell.text.strip("\n"))
+        parts = groups.pop(None, []) + [text for texts in groups.values() for text in texts]
+        return "\n\n".join(parts) + "\n"
+
+    def stage_state(self, stage: str | None = None) -> tuple[str, State, dict[str, Any]]:
+        """(name, state, image config) of a stage; default: the current one."""
+        lowering = self.lower().lowering
+        key = stage or lowering.current
+        if key is None or key not in lowering.stages:
+            known = ", ".join(lowering.stage_order) or "none yet: run a %%dockerfile cell with FROM"
+            raise LLBookError(f"no stage {key!r}; stages: {known}")
+        return key, lowering.stages[key].state, lowering.stages[key].image.to_dict()
+
+    def vertex_status(self) -> dict[str, str]:
+        """Vertex digest → cached | built | failed, from the cells' last runs."""
+        out: dict[str, str] = {}
+        for cell in self.cells:
+            for v in (cell.last_result.vertices if cell.last_result else []):
+                out[v.digest] = "failed" if v.error else "cached" if v.cached else "built"
+        return out
+
+    def graph(self, stage: str | None = None) -> str:
+        """DOT source of a stage's LLB, vertices filled by their last status."""
+        from solver.llb import dump
+        _, state, _ = self.stage_state(stage)
+        return colour_dot(dump.to_dot(state.marshal()), self.vertex_status())
+
+    def export(self, output: str, stage: str | None = None, tags: tuple[str, ...] = (),
+               progress: Any = None) -> dict[str, str]:
+        """Solve ``stage`` (all cached when its cells ran) and export it; ``output`` is
+        docker build's ``--output`` syntax."""
+        from solver.export import epoch_from_env, export, parse_output
+        from solver.export.result_source import export_source
+        spec = parse_output(output, tags=tags)
+        key, state, image_config = self.stage_state(stage)
+        result = self.solve_state(state, scope=key)
+        source = export_source(self.solver, result, image_config)
+        from solver.source.registry import RegistryClient
+        done = export(source, spec, epoch=epoch_from_env(spec, self.build_args), progress=progress,
+                      registry_client=RegistryClient(self.solver.registry_config))
+        out = {"type": done.type, "destination": done.dest or ",".join(spec.names)}
+        if done.manifest_digest:
+            out["digest"] = done.manifest_digest
+            out["size"] = str(done.size)
+        if spec.type == "docker":
+            out["use"] = f"docker load -i {done.dest} && docker run --rm {spec.names[0] if spec.names else '<image>'}"
+        return out
+
+    def reset(self) -> None:
+        """Forget every cell (the on-disk cache stays)."""
+        self.cells.clear()
+        self._by_id.clear()
+        self._resolved.clear()
+
+
+STATUS_COLOURS = {"cached": "#d0d7de", "built": "#aceebb", "failed": "#ffcecb", "stale": "#fff8c5"}
+
+
+def colour_dot(dot: str, status: dict[str, str]) -> str:
+    """Fill the DOT nodes whose digest has a status with that status's colour."""
+    lines = []
+    for line in dot.splitlines():
+        head = line.strip().split(" ", 1)[0].strip('"')
+        kind = status.get(head)
+        if kind and "->" not in line:
+            line = line.replace("[", f'[style=filled fillcolor="{STATUS_COLOURS[kind]}" ', 1)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _first_stage(lowered: LoweredCell) -> str | None:
+    for record in lowered.records:
+        if record.stage and type(record.instruction).__name__ == "FromInstruction":
+            return record.stage
+    return None
+
+
+def _head_digest(state: State | None) -> str | None:
+    """Digest of the vertex a state ends in ("" for scratch, None for no state)."""
+    return None if state is None else state.marshal().head()
