@@ -247,3 +247,33 @@ def test_whiteouts_overlay_mode(tmp_path: Path) -> None:
     assert os.getxattr(root / "var/cache", "trusted.overlay.opaque") == b"y"
     assert (root / "var/cache/new").read_bytes() == b"n"
     assert not (root / "var/cache/.wh..wh..opq").exists()
+
+
+def test_corrupt_and_odd_input_gives_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(TarExtractError, match="corrupt layer tar"):
+        extract(io.BytesIO(b"this is not a tar archive at all" * 40), tmp_path / "r")
+    long_name = "d/" + "x" * 300
+    with pytest.raises(TarExtractError, match="cannot extract tar entry"):
+        extract(_tar(f(long_name, b"x")), tmp_path / "r2")
+
+
+def test_existing_hardlinked_file_is_replaced_not_written_through(sandbox: tuple[Path, Path]) -> None:
+    rootfs, outside = sandbox
+    # A lower layer's file that is a hard link to a file outside (e.g. a bind-mounted host
+    # file): a new layer's file of the same name must not change the outside inode.
+    os.link(outside / "victim", rootfs / "linked")
+    extract(_tar(f("linked", b"new content")), rootfs)
+    assert (outside / "victim").read_text() == "original"
+    assert (rootfs / "linked").read_bytes() == b"new content"
+
+
+def test_non_root_owner_access(tmp_path: Path) -> None:
+    extract(_tar(d("locked", 0o500), f("locked/secret", b"s", 0o000)), tmp_path / "r",
+            ExtractOptions(owner_access=True, same_owner=False))
+    assert (tmp_path / "r/locked").stat().st_mode & 0o700 == 0o700
+    assert (tmp_path / "r/locked/secret").stat().st_mode & 0o600 == 0o600
+    extract(_tar(d("exact", 0o500), f("exact/secret", b"s", 0o000)), tmp_path / "r",
+            ExtractOptions(owner_access=False, same_owner=False))
+    assert (tmp_path / "r/exact").stat().st_mode & 0o777 == 0o500
+    assert (tmp_path / "r/exact/secret").stat().st_mode & 0o777 == 0o000
+    os.chmod(tmp_path / "r/exact", 0o755)

@@ -46,7 +46,7 @@ from typing import BinaryIO, Protocol
 
 from solver.errors import LLBookError
 from solver.source.reference import Reference, api_host, parse as parse_reference
-from solver.source.registry_config import Credentials, RegistryConfig, is_loopback
+from solver.source.registry_config import Credentials, RegistryConfig, is_loopback, load_registry_config
 
 # --- media types -------------------------------------------------------------------------
 
@@ -431,11 +431,16 @@ class _NoAuthRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class RegistryClient:
-    """Talks the OCI distribution API to origins and mirrors. Safe to share between threads."""
+    """Talks the OCI distribution API to origins and mirrors. Safe to share between threads.
+
+    Without `config`, settings and credentials are loaded as the CLI does
+    (`load_registry_config()`: $LLBOOK_CONFIG or ~/.config/llbook/llbook.toml, and Docker's
+    config.json). Pass `RegistryConfig()` for a client with no settings at all.
+    """
 
     def __init__(self, config: RegistryConfig | None = None, retry: RetryPolicy | None = None,
                  timeout: float = 60.0, user_agent: str = USER_AGENT) -> None:
-        self.config = config if config is not None else RegistryConfig()
+        self.config = config if config is not None else load_registry_config()
         self.retry = retry if retry is not None else RetryPolicy()
         self.timeout = timeout
         self.user_agent = user_agent

@@ -411,6 +411,13 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     return out
 
 
+def _extract_one(extractor: _Extractor, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    try:
+        extractor.extract_member(archive, member)
+    except (OSError, ValueError) as exc:
+        raise TarExtractError(f"cannot extract tar entry {member.name!r} into {extractor.root}: {exc}") from exc
+
+
 def extract(stream: BinaryIO, root: Path | str, options: ExtractOptions | None = None) -> ExtractStats:
     """Extract an uncompressed tar stream into `root`, confined to it (see module doc).
 
@@ -423,7 +430,7 @@ def extract(stream: BinaryIO, root: Path | str, options: ExtractOptions | None =
     try:
         with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as archive:
             for member in archive:
-                extractor.extract_member(archive, member)
+                _extract_one(extractor, archive, member)
         extractor.finish_dirs()
     except tarfile.TarError as exc:
         raise TarExtractError(f"corrupt layer tar while extracting into {root_path}: {exc}") from exc
