@@ -159,6 +159,7 @@ class Lowering:
     current: str | None = None
     meta_args: list[ArgInstruction] = field(default_factory=list)
     declared: list[str] = field(default_factory=list)  # stage keys of the whole file, by index
+    named: set[str] = field(default_factory=set)  # keys that are "AS" names (FROM can use them)
 
     def __post_init__(self) -> None:
         lexer = Lexer(escape_token=self.escape)
@@ -180,9 +181,12 @@ class Lowering:
 
     def add_instruction(self, ins: Instruction, stage: str | None = None, *,
                         cmd_total: int | None = None) -> InstructionRecord:
-        """Dispatch one instruction; ``stage`` names the stage to continue (default: current)."""
+        """Dispatch one instruction; ``stage`` names the stage to continue (default: current).
+
+        For a FROM, ``stage`` is the key the new stage is stored under (default: its
+        ``AS`` name or ``stage-N``)."""
         if isinstance(ins, FromInstruction):
-            return self._start_stage(ins, cmd_total)
+            return self._start_stage(ins, cmd_total, stage)
         if isinstance(ins, ArgInstruction) and not self.stages:
             return self._meta_arg(ins)
         name = stage or self.current
@@ -224,19 +228,21 @@ class Lowering:
     def stage_key(self, ins: FromInstruction) -> str:
         return ins.stage_name or f"stage-{len(self.stage_order)}"
 
-    def _start_stage(self, ins: FromInstruction, cmd_total: int | None) -> InstructionRecord:
+    def _start_stage(self, ins: FromInstruction, cmd_total: int | None, key: str | None) -> InstructionRecord:
         try:
             base_name = self.build.lexer.process_word(ins.base_name, self.build.global_args)
         except WordError as err:
             raise ins.error(str(err)) from None
         if not base_name:
             raise ins.error(f"base name ({ins.base_name}) should not be blank")
-        key = self.stage_key(ins)
-        base = self.stages.get(base_name.lower()) if base_name.lower() in self.stages else None
+        key = key or self.stage_key(ins)
+        base = self.stages.get(base_name.lower()) if base_name.lower() in self.named else None
         platform = self._from_platform(ins)
         display = "" if self.single_stage_names else key
         stage, names = self._init_stage(ins, base_name, base, platform, display, cmd_total)
         self.stages[key] = stage
+        if ins.stage_name:
+            self.named.add(key)
         if key not in self.stage_order:
             self.stage_order.append(key)
         self.current = key
@@ -457,7 +463,7 @@ def _dispatch_stage(lowering: Lowering, stage: Stage) -> None:
     assert head is not None
     base_is_image = stage.base is None and stage.base_name.lower() != SCRATCH
     total = count_commands(stage.instructions, base_is_image)
-    lowering.add_instruction(head, cmd_total=total)
+    lowering.add_instruction(head, _stage_key(stage), cmd_total=total)
     key = lowering.current
     for ins in stage.instructions:
         lowering.add_instruction(ins, key)

@@ -44,7 +44,7 @@ class StageGraph:
 
     def by_name(self, name: str) -> Stage | None:
         lowered = name.lower()
-        for stage in self.stages:
+        for stage in reversed(self.stages):
             if stage.name and stage.name == lowered:
                 return stage
         return None
