@@ -225,3 +225,33 @@ def test_go_path_match_errors(pattern: str) -> None:
 )
 def test_clean_path(raw: str, cleaned: str) -> None:
     assert clean_path(raw) == cleaned
+
+
+def test_validation_is_filepath_match_not_path_match() -> None:
+    # Go's filepath.Match stops at the first failing chunk, so patternmatcher accepts a
+    # pattern whose malformed tail is never reached while matching "."...
+    pm = PatternMatcher(["-**[**"])
+    # ...and the bad part only fails when a path is matched against it.
+    with pytest.raises(BadPatternError):
+        pm.matches_or_parent_matches("a/[")
+    # path.Match (used for wildcard COPY sources) validates the whole pattern.
+    with pytest.raises(BadPatternError):
+        path_match("-**[**", ".")
+
+
+@pytest.mark.parametrize(
+    "pattern,path,expected",
+    [
+        ("a\\\\b", "a\\b", True),  # an escaped backslash
+        ("*\\d", "x5", True),  # RE2 keeps \d as a digit class
+        ("end\\z*", "endx", False),  # \z is "end of text" in RE2
+    ],
+)
+def test_regexp_escapes_follow_re2(pattern: str, path: str, expected: bool) -> None:
+    assert PatternMatcher([pattern]).matches_or_parent_matches(path) is expected
+
+
+def test_regexp_escape_re2_rejects() -> None:
+    pm = PatternMatcher(["*[\\b]"])  # \b is not allowed in an RE2 class
+    with pytest.raises(BadPatternError):
+        pm.matches_or_parent_matches("x")

@@ -19,6 +19,7 @@ Paths given to the matchers are slash-separated and relative to the context root
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "PatternMatcher",
     "clean_path",
     "contains_wildcards",
+    "filepath_match",
     "path_match",
     "read_ignore_lines",
 ]
@@ -187,6 +189,16 @@ def path_match(pattern: str, name: str) -> bool:
 
     Raises ``BadPatternError`` for malformed patterns, as Go returns ``ErrBadPattern``.
     """
+    return _match(pattern, name, check_rest=True)
+
+
+def filepath_match(pattern: str, name: str) -> bool:
+    """Go's ``filepath.Match`` on Linux: like ``path_match``, but a pattern is only
+    checked as far as matching got (the rest of a failed pattern is not validated)."""
+    return _match(pattern, name, check_rest=False)
+
+
+def _match(pattern: str, name: str, check_rest: bool) -> bool:
     while pattern:
         star, chunk, pattern = _scan_chunk(pattern)
         if star and chunk == "":
@@ -210,7 +222,8 @@ def path_match(pattern: str, name: str) -> bool:
                 i += 1
             if advanced:
                 continue
-        _check_rest(pattern)
+        if check_rest:
+            _check_rest(pattern)
         return False
     return name == ""
 
@@ -230,19 +243,61 @@ class MatchType(Enum):
 _REGEX_ESCAPED = set(".+()|{}$")
 
 
+_CLASS_ESCAPES = set("dDsSwWafnrtv")
+_OUTSIDE_ESCAPES = _CLASS_ESCAPES | set("AbB")
+
+
+def _translate_escape(ch: str, in_class: bool) -> str:
+    """One ``\\c`` escape of a Go (RE2) regexp, in Python syntax."""
+    if not ch.isalnum() or not ch.isascii():
+        return "\\" + ch
+    if ch == "z" and not in_class:
+        return r"\Z"
+    if ch in (_CLASS_ESCAPES if in_class else _OUTSIDE_ESCAPES):
+        return "\\" + ch
+    # RE2 rejects other letters here; hex, octal and \p{..} escapes are not supported.
+    raise re.error(f"invalid escape sequence \\{ch}")
+
+
 def _go_regex_to_python(regex: str) -> str:
-    """Go's ``$`` (no multi-line flag) only matches at the very end; Python's ``\\Z`` does."""
-    body = regex[:-1]
-    trailing_backslashes = len(body) - len(body.rstrip("\\"))
-    if trailing_backslashes % 2 == 1:
-        return regex  # the '$' is escaped: a literal dollar and no end anchor, as in Go
-    return body + r"\Z"
+    """Rewrite the regexp patternmatcher builds (RE2 syntax) for Python's ``re``.
+
+    Escapes follow RE2's rules (``\\b`` is invalid in a class, ``\\z`` is the end), and
+    the final unescaped ``$`` becomes ``\\Z``: Go's ``$`` only matches at the very end.
+    """
+    out: list[str] = []
+    in_class = False
+    class_start = 0
+    i = 0
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\" and i + 1 < len(regex):
+            out.append(_translate_escape(regex[i + 1], in_class))
+            i += 2
+            continue
+        if in_class:
+            if ch == "]" and i > class_start:
+                in_class = False
+            out.append(ch)
+        elif ch == "[":
+            in_class = True
+            class_start = i + 1
+            if regex.startswith("^", class_start):
+                class_start += 1
+            out.append(ch)
+        elif ch == "$" and i == len(regex) - 1:
+            out.append(r"\Z")
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 @dataclass(frozen=True)
 class _Compiled:
     match_type: MatchType
     regex: re.Pattern[str] | None
+    error: str = ""  # Go compiles lazily: a bad regexp fails when a path is matched
 
 
 def _compile_pattern(pattern: str) -> _Compiled:
@@ -295,9 +350,11 @@ def _compile_pattern(pattern: str) -> _Compiled:
     if detected != MatchType.REGEXP:
         return _Compiled(detected, None)
     try:
-        return _Compiled(detected, re.compile(_go_regex_to_python(reg + "$")))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "[[" is a plain '[' for Go too
+            return _Compiled(detected, re.compile(_go_regex_to_python(reg + "$")))
     except re.error as exc:
-        raise BadPatternError(f"syntax error in pattern {pattern!r}: {exc}") from exc
+        return _Compiled(detected, None, f"syntax error in pattern {pattern!r}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -321,7 +378,7 @@ class Pattern:
             if len(text) == 1:
                 raise BadPatternError('illegal exclusion pattern: "!"')
             text = text[1:]
-        path_match(text, ".")  # Go validates syntax with filepath.Match(p, ".")
+        filepath_match(text, ".")  # Go validates syntax with filepath.Match(p, ".")
         return cls(text, exclusion, tuple(text.split("/")), _compile_pattern(text))
 
     def __str__(self) -> str:
@@ -340,7 +397,9 @@ class Pattern:
                 return True
             return suffix.startswith("/") and path == suffix[1:]
         regex = self._compiled.regex
-        return regex is not None and regex.match(path) is not None
+        if regex is None:
+            raise BadPatternError(self._compiled.error or "syntax error in pattern")
+        return regex.match(path) is not None
 
     def without_trailing_glob(self) -> str:
         """The pattern with one trailing ``/**`` or ``/*`` removed (fsutil's helper)."""

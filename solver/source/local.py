@@ -45,7 +45,7 @@ from solver.source.dockerignore import (
     PatternMatcher,
     clean_path,
     contains_wildcards,
-    path_match,
+    filepath_match,
 )
 
 __all__ = ["ContextEntry", "ContextError", "EntryKind", "LocalContext", "Selection", "resolve_follow_paths"]
@@ -329,7 +329,7 @@ class _FollowResolver:
 def _quiet_match(pattern: str, name: str) -> bool:
     """``filepath.Match`` with a malformed pattern counting as no match (fsutil ignores it)."""
     try:
-        return path_match(pattern, name)
+        return filepath_match(pattern, name)
     except ValueError:
         return False
 
