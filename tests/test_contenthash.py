@@ -525,3 +525,12 @@ def test_fifo_and_device_are_hashed_without_reading(tmp_path: Path) -> None:
         os.remove(root / "null")
         os.mknod(root / "null", 0o666 | 0o020000, os.makedev(1, 5))
         assert record_digest(root / "null") != header  # devminor is in the header
+
+
+def test_required_paths(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    ok = Selector("/", include_patterns=("src/*.py",), required_paths=("/src/a.py",))
+    assert checksum(root, ok) == checksum(root, "/", include_patterns=["src/*.py"])
+    missing = Selector("/", include_patterns=("src/*.py",), required_paths=("/src/zzz.py",))
+    with pytest.raises(ChecksumNotFoundError):
+        checksum(root, missing)

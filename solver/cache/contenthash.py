@@ -309,6 +309,8 @@ class Selector:
     wildcard: bool = False
     include_patterns: tuple[str, ...] = ()
     exclude_patterns: tuple[str, ...] = ()
+    # Each must prefix some selected path (checked with filters only, as in BuildKit).
+    required_paths: tuple[str, ...] = ()
 
     @property
     def has_filters(self) -> bool:
@@ -586,7 +588,14 @@ def _included_paths(tree: _Tree, sel: Selector) -> tuple[str, list[_Included]]:
             item.included = True
         if entry.is_header:
             parents.append(item)
+    _check_required(sel, included)
     return orig_prefix, included
+
+
+def _check_required(sel: Selector, included: list[_Included]) -> None:
+    for required in sel.required_paths:
+        if not any(item.path.startswith(required) for item in included):
+            raise ChecksumNotFoundError(f"{required!r}: not found")
 
 
 def _pattern_matches(pattern: str, name: str) -> bool:
@@ -683,13 +692,7 @@ def checksum_many(
     digests: list[bytes] = []
     for raw in chosen:
         sel = _make_selector(raw, follow_symlinks, wildcard, include_patterns, exclude_patterns)
-        sel = Selector(
-            clean_path("/" + sel.path),
-            sel.follow_symlinks,
-            sel.wildcard,
-            sel.include_patterns,
-            sel.exclude_patterns,
-        )
+        sel = replace(sel, path=clean_path("/" + sel.path))
         digests.append(_checksum(tree, sel).encode())
     return _sha256(b"\0".join(digests))
 
