@@ -20,9 +20,11 @@ from solver.snapshot.overlay import OverlaySnapshotter
 pytestmark = pytest.mark.root
 
 
-def _mount_count() -> int:
+def _mount_count(mentioning: str | Path = "/") -> int:
+    """Mounts that mention ``mentioning`` (the test's own directory: other processes may
+    mount and unmount meanwhile)."""
     with open("/proc/self/mountinfo") as f:
-        return len(f.readlines())
+        return sum(1 for line in f if str(mentioning) in line)
 
 
 def _overlay_works(tmp: Path) -> bool:
@@ -75,13 +77,13 @@ def do_changes(root: Path) -> None:
 
 
 def test_prepare_commit_chain_whiteout_opaque_and_diff(sn: OverlaySnapshotter) -> None:
-    before = _mount_count()
+    before = _mount_count(sn.root)
     build_base(sn)
     with mounted(sn.prepare("k1", "base")) as root:
         assert (root / "keep").read_text() == "keep"
         do_changes(root)
     sn.commit("l1", "k1")
-    assert _mount_count() == before
+    assert _mount_count(sn.root) == before == 0
     upper = sn.diff_dir("l1")
     st = os.lstat(upper / "gone")
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0  # kernel whiteout
@@ -196,16 +198,16 @@ def test_exists_remove_and_in_use(sn: OverlaySnapshotter) -> None:
 
 def test_mounted_unmounts_on_exception(sn: OverlaySnapshotter) -> None:
     build_base(sn)
-    before = _mount_count()
+    before = _mount_count(sn.root)
     with pytest.raises(RuntimeError):
         with mounted(sn.prepare("k", "base")) as root:
-            assert _mount_count() == before + 1
+            assert _mount_count(sn.root) == before + 1
             raise RuntimeError("boom")
-    assert _mount_count() == before
+    assert _mount_count(sn.root) == before
     with pytest.raises(KeyboardInterrupt):
         with mounted(sn.view("v", "base")):
             raise KeyboardInterrupt
-    assert _mount_count() == before
+    assert _mount_count(sn.root) == before
 
 
 CRASH = """

@@ -116,6 +116,8 @@ def default_mounts(*, rootless: bool, insecure: bool) -> list[dict[str, Any]]:
         mounts.append(_mount("/sys", "bind", "/sys", ("rbind", "nosuid", "noexec", "nodev", *sys_ro)))
     else:
         mounts.append(_mount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", *sys_ro)))
+    if rootless:
+        return mounts  # runc binds the host's device nodes itself inside a user namespace
     for node in DEVICE_NODES:
         mounts.append(_mount(f"/dev/{node}", "bind", f"/dev/{node}", ("rbind", "nosuid", "noexec")))
     return mounts

@@ -138,6 +138,7 @@ class RuncExecutor(Executor):
     def _run_container(self, container_id: str, bundle: Path, stdout: Output, stderr: Output,
                        cancel: threading.Event | None, stdin: bytes | None) -> int:
         cmd = self._runc("run", "--bundle", str(bundle), "--no-new-keyring", container_id)
+        cmd[1:1] = ["--log", str(bundle / "runc.log")]  # runc's warnings stay out of the RUN's log
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, cwd=bundle)
