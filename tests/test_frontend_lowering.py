@@ -259,7 +259,7 @@ def test_tmpfs_secret_and_ssh_mounts():
     k = _mount(ex, "/k")
     assert k.secret_opt == pb.SecretOpt(id="key", uid=5, gid=0, mode=0o440, optional=False)
     ssh = next(m for m in ex.mounts if m.mount_type == pb.MountType.SSH)
-    assert ssh.ssh_opt.id == "default" and ssh.ssh_opt.mode == 0o600 and ssh.ssh_opt.optional
+    assert ssh.ssh_opt.id == "" and ssh.dest == "/run/buildkit/ssh_agent.0" and ssh.ssh_opt.mode == 0o600 and ssh.ssh_opt.optional
 
 
 def test_relative_mount_target_joins_workdir():
@@ -578,3 +578,21 @@ def test_lowering_is_deterministic_with_session():
     one = lower(text, session_id="s1").definition().to_bytes()
     two = lower(text, session_id="s1").definition().to_bytes()
     assert one == two
+
+
+def test_add_git_source():
+    g = graph("FROM busybox\nADD https://github.com/moby/buildkit.git#v0.12.0:docs /src\n"
+              "ADD --keep-git-dir git://example.com/repo /r\n")
+    idents = sorted(s.identifier for s in g.sources() if s.identifier.startswith("git://"))
+    assert idents == ["git://example.com/repo", "git://github.com/moby/buildkit.git#v0.12.0:docs"]
+    keep = next(s for s in g.sources() if s.identifier == "git://example.com/repo")
+    assert keep.attrs["git.keepgitdir"] == "true"
+    c1, c2 = g.copies()
+    assert (c1.src, c1.dest, c1.create_dest_path, c1.follow_symlink) == ("/", "/src", True, False)
+
+
+def test_copy_of_git_ref_is_rejected():
+    from solver.errors import DockerfileError
+    with pytest.raises(DockerfileError) as err:
+        lower("FROM busybox\nCOPY https://github.com/a/b.git /src\n")
+    assert "can't be a git ref for COPY" in err.value.message

@@ -26,7 +26,8 @@ from solver.frontend.instructions import (ArgInstruction, CmdInstruction, CopyIn
                                           HealthcheckInstruction, Instruction, LabelInstruction,
                                           MaintainerInstruction, OnbuildInstruction, RunInstruction,
                                           ShellInstruction, StopSignalInstruction, UserInstruction,
-                                          VolumeInstruction, WorkdirInstruction, parse_instructions)
+                                          VolumeInstruction, WorkdirInstruction, parse_instruction,
+                                          parse_instructions)
 from solver.frontend.parser import parse_dockerfile
 from solver.frontend.paths import normalize_workdir
 from solver.frontend.shell_words import Lexer, WordError
@@ -336,7 +337,6 @@ class Lowering:
                 raise ins.error("onbuild trigger should be a single expression")
             node = parsed.nodes[0]
             node.start_line = node.end_line = ins.line
-            from solver.frontend.instructions import parse_instruction
             trig = parse_instruction(node)
             stage.is_onbuild = True
             try:

@@ -13,7 +13,8 @@ from solver.frontend.paths import base as path_base
 from solver.frontend.paths import contains_wildcards, normalize_path, relative_to_workdir
 from solver.frontend.shell_words import Lexer
 from solver.llb.fileop import Chown, FileAction, copy, mkfile
-from solver.llb.sources import http
+from solver.frontend.gitref import GitRef, parse_git_ref
+from solver.llb.sources import git, http
 from solver.llb.state import State, merge, scratch
 
 _SYMBOLIC_MODE = re.compile(r"^[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+(?:,[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+)*\Z")
@@ -52,7 +53,7 @@ def parse_chmod(chmod: str) -> int | str | None:
 
 
 def is_http_source(src: str) -> bool:
-    return src.startswith("http://") or src.startswith("https://")
+    return (src.startswith("http://") or src.startswith("https://")) and parse_git_ref(src) is None
 
 
 def _plan(build: BuildState, stage: StageState, ins: CopyInstruction) -> CopyPlan:
@@ -77,9 +78,11 @@ def _check(ins: CopyInstruction, plan: CopyPlan) -> None:
             raise ins.error("checksum can't be specified for COPY")
         if len(plan.sources) != 1:
             raise ins.error("checksum can't be specified for multiple sources")
-        if not is_http_source(plan.sources[0]):
+        if not is_http_source(plan.sources[0]) and parse_git_ref(plan.sources[0]) is None:
             raise ins.error("checksum requires HTTP(S) or Git sources")
     for src in plan.sources:
+        if parse_git_ref(src) is not None and not ins.is_add:
+            raise ins.error("source can't be a git ref for COPY")
         if is_http_source(src) and not ins.is_add:
             raise ins.error("source can't be a URL for COPY")
 
@@ -135,6 +138,11 @@ def _http_copy(chain: _Chain, src: str, dest: str, ins: CopyInstruction, options
     chain.add(state, filename, dest, attempt_unpack=bool(ins.unpack), **options)
 
 
+def _git_copy(chain: _Chain, ref: GitRef, dest: str, ins: CopyInstruction, options: dict, name: str) -> None:
+    state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(ins.keep_git_dir), custom_name=name)
+    chain.add(state, "/", dest, **options)
+
+
 def _local_copy(chain: _Chain, source: State, src: str, dest: str, ins: CopyInstruction, options: dict) -> None:
     patterns: list[str] = []
     required: list[str] = []
@@ -160,6 +168,15 @@ def _inline_copy(chain: _Chain, content: SourceContent, dest: str, options: dict
     chain.add(state, content.path, dest, **options)
 
 
+def _record_context_paths(build: BuildState, ins: CopyInstruction, plan: CopyPlan, source: State | None) -> None:
+    """Context paths this instruction reads (BuildKit skips only http(s) sources of ADD)."""
+    if source is not None:
+        return
+    for src in plan.sources:
+        if not (ins.is_add and src.startswith(("http://", "https://"))):
+            build.ctx_paths.add(normalize_path("/", src, False))
+
+
 def dispatch_copy(build: BuildState, stage: StageState, ins: CopyInstruction, source: State | None) -> list[str]:
     """Lower one COPY/ADD; ``source`` is the ``--from`` stage (None: the build context)."""
     plan = _plan(build, stage, ins)
@@ -170,12 +187,14 @@ def dispatch_copy(build: BuildState, stage: StageState, ins: CopyInstruction, so
     options = _common(plan, build)
     chain = _Chain()
     for src in plan.sources:
-        if is_http_source(src):
+        git_ref = parse_git_ref(src)
+        if git_ref is not None:
+            _git_copy(chain, git_ref, dest, ins, options, name)
+        elif is_http_source(src):
             _http_copy(chain, src, dest, ins, options, name)
         else:
             _local_copy(chain, source if source is not None else build.context, src, dest, ins, options)
-            if source is None:
-                build.ctx_paths.add(normalize_path("/", src, False))
+    _record_context_paths(build, ins, plan, source)
     for content in plan.contents:
         _inline_copy(chain, content, dest, options)
     assert chain.action is not None

@@ -80,7 +80,8 @@ def _ssh_mount(m: MountSpec):
     if m.source:
         raise MountError("ssh does not support source")
     mode = m.mode if m.mode is not None else 0o600
-    return llb_exec.ssh(m.target, m.id or "default", uid=m.uid or 0, gid=m.gid or 0, mode=mode,
+    # BuildKit passes the id as given; an empty id means the "default" agent.
+    return llb_exec.ssh(m.target, m.id, uid=m.uid or 0, gid=m.gid or 0, mode=mode,
                    optional=not m.required)
 
 

@@ -7,6 +7,7 @@ build args of one stage, plus one record per dispatched instruction.
 
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -93,7 +94,6 @@ class BuildState:
     def history_created(self) -> str | None:
         if self.epoch is None:
             return None
-        import datetime
         moment = datetime.datetime.fromtimestamp(self.epoch, tz=datetime.timezone.utc)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
