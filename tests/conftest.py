@@ -30,7 +30,6 @@ Fixtures (all session-scoped unless noted):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -10,12 +10,11 @@ import os
 import shutil
 import subprocess
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fixtures.imagebuild import (OCILayoutWriter, build_image, dir_entry, file_entry, layer_from_dir,
+from fixtures.imagebuild import (OCILayoutWriter, build_image, dir_entry, file_entry,
                                  layer_from_entries, push_image, symlink_entry)
 from fixtures.proxies import FlakyProxy, TokenAuthProxy
 from fixtures.registry_server import write_docker_config, write_llbook_config
@@ -23,7 +22,7 @@ from solver.cache.content import ContentStore
 from solver.source.image import (DiffIDMismatchError, ImageSource, PullProgress, unpack_image, unpack_layer)
 from solver.source.oci_layout import OCILayout, OCILayoutError, open_layout_ref, parse_layout_ref
 from solver.source.reference import ReferenceError, familiar, normalize, parse
-from solver.source.registry import (AuthenticationError, BlobDigestMismatchError, Descriptor, ManifestError,
+from solver.source.registry import (AuthenticationError, BlobDigestMismatchError, Descriptor,
                                     NotFoundError, Platform, RegistryError, PlatformNotFoundError, RegistryClient,
                                     RegistryUnavailableError, RetryPolicy, choose_manifest, parse_challenges,
                                     sha256_digest)
@@ -63,11 +62,10 @@ def test_reference_normalisation(text: str, full: str, short: str) -> None:
     assert familiar(full) == short
 
 
-@pytest.mark.parametrize("bad", ["", "Busybox", "a//b", "app:bad tag", "app@sha256:xyz", "a" * 64 + "0" * 0,
+@pytest.mark.parametrize("bad", ["", "Busybox", "a//b", "app:bad tag", "app@sha256:xyz",
+                                 "0123456789abcdef" * 4,  # a bare image ID
                                  "-app", "app:"])
 def test_reference_rejects_invalid(bad: str) -> None:
-    if bad == "a" * 64:
-        bad = "0123456789abcdef" * 4  # a bare image ID
     with pytest.raises(ReferenceError):
         parse(bad)
 

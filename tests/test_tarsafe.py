@@ -150,7 +150,7 @@ def test_hardlink_to_outside_is_refused(sandbox: tuple[Path, Path]) -> None:
     rootfs, outside = sandbox
     before = snapshot(outside)
     with pytest.raises(UnsafeTarError):
-        extract(_tar(hard("stolen", f"../outside/victim")), rootfs)
+        extract(_tar(hard("stolen", "../outside/victim")), rootfs)
     # Through a symlink to outside: the link target resolves inside the root, where there is
     # no such file, so the hard link is refused and nothing outside is linked.
     with pytest.raises(TarExtractError, match="does not exist"):
