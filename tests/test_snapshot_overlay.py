@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from solver.snapshot.base import SnapshotExistsError, SnapshotInUseError, SnapshotNotFoundError
+from solver.snapshot.base import SnapshotError, SnapshotExistsError, SnapshotInUseError, SnapshotNotFoundError
 from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, FileType, walk_oci
 from solver.snapshot.mount import Mount, mount_all, mounted, unmount
 from solver.snapshot.overlay import OverlaySnapshotter
@@ -194,6 +194,16 @@ def test_exists_remove_and_in_use(sn: OverlaySnapshotter) -> None:
     with pytest.raises(SnapshotNotFoundError):
         sn.prepare("x", "base")
     assert sn.usage is not None
+
+
+def test_commit_refuses_a_mounted_snapshot(sn: OverlaySnapshotter) -> None:
+    build_base(sn)
+    with mounted(sn.prepare("k", "base")) as root:
+        (root / "x").write_text("x")
+        with pytest.raises(SnapshotError, match="still mounted"):
+            sn.commit("c", "k")
+    sn.commit("c", "k")
+    assert sn.exists("c")
 
 
 def test_mounted_unmounts_on_exception(sn: OverlaySnapshotter) -> None:

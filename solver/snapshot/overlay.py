@@ -38,6 +38,16 @@ def kernel_overlay_options() -> tuple[str, ...]:
     return tuple(options)
 
 
+def upper_in_use(upper: Path) -> bool:
+    """True when an overlay mount of this mount namespace uses ``upper`` as its upperdir."""
+    needle = f"upperdir={upper}"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            return any(needle + "," in line or line.rstrip().endswith(needle) for line in f)
+    except OSError:
+        return False
+
+
 def dedupe_lowers(lowers: Sequence[str]) -> list[str]:
     """Drop repeated layers, keeping each one at its lowest position."""
     seen: set[str] = set()
@@ -163,6 +173,8 @@ class OverlaySnapshotter(Snapshotter):
     # -- committing and removing --------------------------------------------------------------
     def commit(self, name: str, key: str) -> None:
         def finalize(directory: Path, meta: Meta) -> None:
+            if upper_in_use(directory / "fs"):
+                raise SnapshotError(f"snapshot {key!r} is still mounted; unmount it before commit")
             remove_tree(directory / "work")
 
         self.layout.commit(name, key, finalize)
