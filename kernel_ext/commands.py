@@ -99,7 +99,7 @@ def cmd_dump(state: KernelState, argv: list[str]) -> Any:
     args = p.parse_args(argv)
     from solver.llb import dump
     definition = state.session.stage_state(args.stage)[1].marshal()
-    return Text(dump.to_json(definition) if args.format == "json" else dump.to_dot(definition))
+    return Text(dump.dump_json(definition) if args.format == "json" else dump.dump_dot(definition))
 
 
 def cmd_graph(state: KernelState, argv: list[str]) -> Any:

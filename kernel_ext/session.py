@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from solver.errors import DockerfileError, LLBookError
+from solver.errors import BuildError, DockerfileError, LLBookError
 from solver.frontend import InstructionRecord, Lowering, LoweringOptions
 from solver.llb.state import State
 from solver.solve.progress import ProgressEvent
@@ -167,9 +167,17 @@ class NotebookSession:
             return self._by_id[key]
         raise LLBookError(f"no %%dockerfile cell {key!r} in this session")
 
-    def lower(self, build_args: dict[str, str] | None = None, upto: Cell | None = None) -> SessionLowering:
+    def effective_build_args(self) -> dict[str, str]:
+        """The session's build args, then each cell's ``--build-arg`` in first-run order:
+        as with docker build, a build arg applies to the whole build."""
+        args = dict(self.build_args)
+        for cell in self.cells:
+            args.update(cell.options.build_args)
+        return args
+
+    def lower(self, upto: Cell | None = None) -> SessionLowering:
         """Lower every cell (or those up to ``upto``) in first-run order."""
-        args = {**self.build_args, **(build_args or {})}
+        args = self.effective_build_args()
         options = LoweringOptions(build_args=args, resolver=self._resolver,
                                   platform=self._platform(), session_id="llbook-notebook")
         lowering = Lowering(options=options)
@@ -214,7 +222,7 @@ class NotebookSession:
         started = time.time()
         cell = self.upsert(text, cell_id, options)
         try:
-            session = self.lower(options.build_args)
+            session = self.lower()
             lowered = session.of(cell)
             state, stage = self._target_state(session, lowered, options)
         except DockerfileError:
@@ -226,6 +234,10 @@ class NotebookSession:
             try:
                 result = self.solve_state(state, options, progress=progress, cancel=cancel,
                                           scope=stage or "")
+            except BuildError as err:
+                cell.status = FAILED
+                _locate(err, session)
+                raise
             except BaseException as err:
                 cell.status = INTERRUPTED if isinstance(err, KeyboardInterrupt) else FAILED
                 raise
@@ -292,7 +304,7 @@ class NotebookSession:
         """DOT source of a stage's LLB, vertices filled by their last status."""
         from solver.llb import dump
         _, state, _ = self.stage_state(stage)
-        return colour_dot(dump.to_dot(state.marshal()), self.vertex_status())
+        return colour_dot(dump.dump_dot(state.marshal()), self.vertex_status())
 
     def export(self, output: str, stage: str | None = None, tags: tuple[str, ...] = (),
                progress: Any = None) -> dict[str, str]:
@@ -305,7 +317,7 @@ class NotebookSession:
         result = self.solve_state(state, scope=key)
         source = export_source(self.solver, result, image_config)
         from solver.source.registry import RegistryClient
-        done = export(source, spec, epoch=epoch_from_env(spec, self.build_args), progress=progress,
+        done = export(source, spec, epoch=epoch_from_env(spec, self.effective_build_args()), progress=progress,
                       registry_client=RegistryClient(self.solver.registry_config))
         out = {"type": done.type, "destination": done.dest or ",".join(spec.names)}
         if done.manifest_digest:
@@ -335,6 +347,17 @@ def colour_dot(dot: str, status: dict[str, str]) -> str:
             line = line.replace("[", f'[style=filled fillcolor="{STATUS_COLOURS[kind]}" ', 1)
         lines.append(line)
     return "\n".join(lines)
+
+
+def _locate(err: BuildError, session: SessionLowering) -> None:
+    """Point a build error at its cell and line when the solver could not."""
+    if err.line is not None and err.filename:
+        return
+    for record in session.lowering.records:
+        if err.name and err.name in record.vertex_names:
+            err.filename, err.line = record.filename, record.line
+            err.args = (str(err),)
+            return
 
 
 def _first_stage(lowered: LoweredCell) -> str | None:
