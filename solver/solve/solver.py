@@ -41,7 +41,7 @@ from solver.solve.progress import (ProgressBus, ProgressEvent, VertexCached, Ver
 from solver.solve.result import Ref, SolveResult, VertexRecord
 from solver.solve.scheduler import Canceled, Scheduler
 
-_STEP_RE = re.compile(r"^\[(?:(?P<stage>[^\]]*?)\s+)?(?P<i>\d+)/(?P<n>\d+)\]\s*")
+_STEP_RE = re.compile(r"^\[(?:(?P<stage>[^\]]*?)\s+)?(?P<i>\d+)(?:/(?P<n>\d+))?\]\s*")
 _INTERNAL_RE = re.compile(r"^\[internal\]\s*")
 
 
@@ -203,16 +203,29 @@ class Solver:
                 self._image_source = ImageSource(RegistryClient(self.registry_config))
             return self._image_source
 
-    def image_resolver(self) -> Callable[..., tuple[str, dict[str, Any]]]:
-        """``resolver(ref, platform) -> (pinned ref, image config)`` for the frontend."""
+    def image_resolver(self, pull: bool = False) -> Callable[..., tuple[str, dict[str, Any]]]:
+        """``resolver(ref, platform) -> (pinned ref, image config)`` for the frontend.
+
+        A reference resolved before is answered from the cache directory (as docker build
+        uses a base image it already has); ``pull=True`` asks the registry again.
+        """
+        from solver.solve.ops_source import ResolutionCache
+        cache = ResolutionCache(self.paths.root / "resolved")
+
         def resolve(ref: str, platform: Any = None) -> tuple[str, dict[str, Any]]:
-            from solver.source.registry import Platform
+            from solver.source.registry import Platform, default_platform
             if platform is not None and not isinstance(platform, Platform):
                 text = platform if isinstance(platform, str) else \
                     "/".join(p for p in (platform.os, platform.architecture, platform.variant) if p)
                 platform = Platform.parse(text)
-            resolved = self.image_source().resolve(ref, platform)
-            return resolved.pinned, resolved.config
+            platform = platform or default_platform()
+            text = f"{platform.os}/{platform.architecture}/{platform.variant}"
+            found = None if pull else cache.get(ref, text)
+            if found is None:
+                resolved = self.image_source().resolve(ref, platform)
+                found = (resolved.pinned, dict(resolved.config))
+                cache.put(ref, text, *found)
+            return found
         return resolve
 
     def close(self) -> None:
@@ -253,7 +266,7 @@ class Solver:
             context_dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
             secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
             registry_config=self.registry_config, platform=platform,
-            memo=_new_memo(self.paths.root), image_source=self.image_source())
+            memo=_new_memo(self.paths.root), image_source_factory=self.image_source)
         state = _SolveState(graph, ctx, no_cache, place_scope)
         for position, v in enumerate(vertices):
             filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
