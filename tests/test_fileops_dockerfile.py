@@ -218,7 +218,7 @@ def _gnu_chmod(tmp: Path, mode: str, perm: int, is_dir: bool) -> int:
 @pytest.mark.parametrize("mode", ["go-w", "u=rw,g=r,o=r", "a+X", "u+rw,g+r,o-x,o+w", "+x", "u=rwx,go=u-w",
                                   "g=u", "o=g", "a-rwx", "u+x,g-w", "ug+rw", "a=", "u+s,g+s",
                                   "go=", "u-w+x", "g+X", "=r,u+w"])
-@pytest.mark.parametrize("perm", [0o644, 0o755, 0o124, 0o666, 0o700, 0o000, 0o751])
+@pytest.mark.parametrize("perm", [0o644, 0o124, 0o000, 0o751])
 @pytest.mark.parametrize("is_dir", [False, True])
 def test_mode_str_agrees_with_chmod(tmp_path: Path, mode: str, perm: int, is_dir: bool) -> None:
     expected = _gnu_chmod(tmp_path, mode, perm, is_dir)
