@@ -237,3 +237,22 @@ def test_instruction_keeps_code_and_lines():
     assert run.keyword == "RUN" and run.network == "none"
     assert run.code == "run --network=none    echo hi"
     assert (run.line, run.end_line) == (1, 2)
+
+
+def test_continuation_at_end_of_file_is_kept():
+    parsed = nodes("FROM alpine:3.5\n\nRUN something \\")
+    assert [(n.original, n.start_line, n.end_line) for n in parsed] == [
+        ("FROM alpine:3.5", 1, 1), ("RUN something ", 3, 3)]
+    parsed = nodes("ENV a=1 \\\n  b=2 \\\n")
+    assert parsed[0].args == ["a", "1", "b", "2"] and parsed[0].end_line == 2
+
+
+def test_line_ranges_like_buildkit_testfile_line():
+    text = ("\n\n\n# ESCAPE=\\\n\nFROM brimstone/ubuntu:14.04\n\n\n# TORUN -v /var/run/docker.sock:/var/run/docker.sock\n\n"
+            "ENV GOPATH \\\n/go\n\n\n\n# Install the packages we need, clean up after them and us\nRUN apt-get update \\\n"
+            "\t&& dpkg -l | awk '/^ii/ {print $2}' > /tmp/dpkg.clean \\\n\n\n    && apt-get install -y --no-install-recommends git golang ca-certificates \\\n"
+            "    && apt-get clean \\\n    && rm -rf /var/lib/apt/lists \\\n\n\t&& go get -v github.com/brimstone/consul-stress \\\n"
+            "    && go get -v github.com/brimstone/docker-consul \\\n\n\t&& dpkg -l | awk '/^ii/ {print $2}' > /tmp/dpkg.dirty \\\n"
+            "\t&& apt-get remove --purge -y $(diff /tmp/dpkg.clean /tmp/dpkg.dirty | awk '/^>/ {print $2}') \\\n"
+            "\t&& rm /tmp/dpkg.* \\\n\t&& rm -rf $GOPATH/pkg \\\n\t&& rm -rf $GOPATH/src\n")
+    assert [(n.start_line, n.end_line) for n in nodes(text)] == [(6, 6), (11, 12), (17, 32)]

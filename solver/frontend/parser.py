@@ -121,12 +121,16 @@ class _LineGrouper:
         """(start, end) 0-based inclusive line ranges of the instructions from ``pos`` on."""
         chunk = [f"# escape={self.escape}\n"]
         chunk.extend(self._sanitize(line) for line in self.lines[pos:])
+        # A sentinel line ends a continuation left open at the end of the file, which
+        # dockerfile-parse would otherwise drop.
+        chunk.append("_\n")
         parser = DockerfileParser(fileobj=io.BytesIO("".join(chunk).encode("utf-8", "replace")))
         offset = pos - 1
+        last = len(self.lines) - 1
         return [
-            (item["startline"] + offset, item["endline"] + offset)
+            (item["startline"] + offset, min(item["endline"] + offset, last))
             for item in parser.structure
-            if item["instruction"] != "COMMENT"
+            if item["instruction"] != "COMMENT" and item["startline"] + offset <= last
         ]
 
     def _sanitize(self, raw: str) -> str:
