@@ -76,6 +76,14 @@ def test_writes_stay_in_rootfs_and_mounts(executor: ProotExecutor, rootfs: Path,
     assert not (rootfs / "data").exists() and not (rootfs / "t").exists()
 
 
+def test_ulimits_and_extra_hosts(executor: ProotExecutor, rootfs: Path) -> None:
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit is not installed")
+    code, cap = run(executor, rootfs, "ulimit -n; grep -w db /etc/hosts",
+                    ulimits=(("nofile", 256, 300),), extra_hosts=(("db", "10.1.1.1"),))
+    assert cap.text.splitlines() == ["256", "10.1.1.1\tdb"]
+
+
 def test_network_none_is_reported(executor: ProotExecutor, rootfs: Path) -> None:
     code, cap = run(executor, rootfs, "true", network="none")
     assert code == 0 and b"not enforced" in cap.err

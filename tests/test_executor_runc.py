@@ -119,6 +119,14 @@ def test_env_cwd_user_and_hostname(executor: RuncExecutor, rootfs: Path) -> None
         run(executor, rootfs, "true", user="app:nogroup")
 
 
+def test_extra_hosts_and_ulimits(executor: RuncExecutor, rootfs: Path) -> None:
+    code, cap = run(executor, rootfs, "cat /etc/hosts; ulimit -n; ulimit -Hn",
+                    extra_hosts=(("db", "10.0.0.5"), ("cache", "10.0.0.6")), ulimits=(("nofile", 512, 700),))
+    lines = cap.text.splitlines()
+    assert lines[:2] == ["127.0.0.1\tlocalhost buildkitsandbox", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    assert lines[2:] == ["10.0.0.5\tdb", "10.0.0.6\tcache", "512", "700"]
+
+
 def test_stdin(executor: RuncExecutor, rootfs: Path) -> None:
     code, cap = run(executor, rootfs, "tr a-z A-Z", stdin=b"hello\n")
     assert code == 0 and cap.text == "HELLO\n"

@@ -54,6 +54,8 @@ class ProcessSpec:
     network: str = NETWORK_HOST  # host | none
     security: str = SECURITY_SANDBOX  # sandbox | insecure
     valid_exit_codes: Sequence[int] = ()
+    extra_hosts: Sequence[tuple[str, str]] = ()  # (host, ip) lines added to /etc/hosts
+    ulimits: Sequence[tuple[str, int, int]] = ()  # (name like "nofile", soft, hard)
 
     def __post_init__(self) -> None:
         if not self.args:

@@ -8,6 +8,7 @@ back to public resolvers when none are left (``executor/oci/resolvconf.go``).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
@@ -15,9 +16,10 @@ SYSTEMD_RESOLV_CONF = Path("/run/systemd/resolve/resolv.conf")
 DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844")
 
 
-def hosts_file(hostname: str, extra_hosts: dict[str, str] | None = None) -> str:
+def hosts_file(hostname: str, extra_hosts: Sequence[tuple[str, str]] = ()) -> str:
+    """localhost lines, then one ``ip<TAB>host`` line per extra host, in order."""
     lines = [f"127.0.0.1\tlocalhost {hostname}".rstrip(), "::1\tlocalhost ip6-localhost ip6-loopback"]
-    for name, ip in sorted((extra_hosts or {}).items()):
+    for name, ip in extra_hosts:
         lines.append(f"{ip}\t{name}")
     return "\n".join(lines) + "\n"
 

@@ -149,7 +149,7 @@ def _process(process: ProcessSpec, user: ResolvedUser, insecure: bool,
     user_json: dict[str, Any] = {"uid": user.uid, "gid": user.gid}
     if user.additional_gids:
         user_json["additionalGids"] = list(user.additional_gids)
-    return {
+    out: dict[str, Any] = {
         "terminal": False,
         "user": user_json,
         "args": list(process.args),
@@ -158,6 +158,10 @@ def _process(process: ProcessSpec, user: ResolvedUser, insecure: bool,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": False,
     }
+    if process.ulimits:  # BuildKit leaves rlimits unset unless the op asks
+        out["rlimits"] = [{"type": f"RLIMIT_{name.upper()}", "soft": soft, "hard": hard}
+                          for name, soft, hard in process.ulimits]
+    return out
 
 
 def build_spec(process: ProcessSpec, inputs: SpecInputs) -> dict[str, Any]:

@@ -55,6 +55,17 @@ def proot_args(proot: str, rootfs: Path, process: ProcessSpec, user: ResolvedUse
     return [*args, *process.args]
 
 
+def with_ulimits(cmd: list[str], process: ProcessSpec) -> list[str]:
+    """Wrap ``cmd`` in util-linux ``prlimit`` when the process asks for resource limits."""
+    if not process.ulimits:
+        return cmd
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        raise ExecutorUnavailableError("ulimits with the proot executor need prlimit (util-linux)")
+    limits = [f"--{name.lower()}={soft}:{hard}" for name, soft, hard in process.ulimits]
+    return [prlimit, *limits, *cmd]
+
+
 def proot_env(process: ProcessSpec, user: ResolvedUser) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in process.env_with_defaults():
@@ -91,7 +102,7 @@ class ProotExecutor(Executor):
         try:
             binds = self._binds(work, process, mounts)
             stubs.record([*HOST_BINDS, *(dest for _, dest in binds)])
-            cmd = proot_args(self.proot, rootfs, process, user, binds)
+            cmd = with_ulimits(proot_args(self.proot, rootfs, process, user, binds), process)
             return self._run(cmd, proot_env(process, user), stdout, stderr, cancel, stdin)
         finally:
             try:
@@ -102,7 +113,7 @@ class ProotExecutor(Executor):
     @staticmethod
     def _binds(work: Path, process: ProcessSpec, mounts: Sequence[MountSpec]) -> list[tuple[str, str]]:
         (work / "resolv.conf").write_text(resolv_conf(process.network == NETWORK_HOST))
-        (work / "hosts").write_text(hosts_file(process.hostname))
+        (work / "hosts").write_text(hosts_file(process.hostname, process.extra_hosts))
         binds = [(str(work / "resolv.conf"), "/etc/resolv.conf"), (str(work / "hosts"), "/etc/hosts")]
         for i, m in enumerate(mounts):
             source = m.source

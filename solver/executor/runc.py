@@ -112,7 +112,7 @@ class RuncExecutor(Executor):
         resolv = bundle / "resolv.conf"
         hosts = bundle / "hosts"
         resolv.write_text(resolv_conf(process.network == NETWORK_HOST))
-        hosts.write_text(hosts_file(process.hostname))
+        hosts.write_text(hosts_file(process.hostname, process.extra_hosts))
         for path in (resolv, hosts):
             os.chmod(path, 0o644)
         os.chmod(bundle, 0o755)
