@@ -277,3 +277,52 @@ def test_truncated_archive_is_an_error(src: Path, dest: Path, compression: str) 
     (src / "a.tar").write_bytes(data[:len(data) // 2] if compression == "gzip" else data[:3000])
     with pytest.raises(FileOpError, match="failed to unpack /a.tar"):
         apply_action(add("/a.tar"), dest, src)
+
+
+# ----------------------------------------------------------------- BuildKit's ADD scenarios (dockerfile_add_test.go)
+
+
+def test_add_archive_with_implied_parent_dir(src: Path, dest: Path) -> None:
+    tar = make_tar([entry("etc/dnf/", kind=tarfile.DIRTYPE, mode=0o755),
+                    entry("etc/dnf/dnf.conf", b"content0")])
+    (src / "t.tar.gz").write_bytes(gzip.compress(tar))
+    apply_action(add("/t.tar.gz", dest="/"), dest, src)
+    assert (dest / "etc/dnf/dnf.conf").read_bytes() == b"content0"
+    assert stat.S_IMODE(os.lstat(dest / "etc").st_mode) == 0o755
+
+
+def test_add_archive_through_absolute_symlink(src: Path, dest: Path) -> None:
+    rootfs = make_tar([entry("run/", kind=tarfile.DIRTYPE, mode=0o755),
+                       entry("var/", kind=tarfile.DIRTYPE, mode=0o755),
+                       entry("var/run", None, kind=tarfile.SYMTYPE, linkname="/run", mode=0o777)])
+    payload = make_tar([entry(name, kind=tarfile.DIRTYPE, mode=0o755) for name in (
+        "var/run/act/", "var/run/act/actions/", "var/run/act/actions/broad/",
+        "var/run/act/actions/broad/.git/")] + [
+        entry("var/run/act/actions/broad/.git/HEAD", b"ref: refs/heads/main\n"),
+        entry("var/run/act/actions/broad/.git/HEAD.link", None, kind=tarfile.LNKTYPE,
+              linkname="var/run/act/actions/broad/.git/HEAD")])
+    (src / "rootfs.tar").write_bytes(rootfs)
+    (src / "payload.tar").write_bytes(payload)
+    apply_action(add("/rootfs.tar", dest="/"), dest, src)
+    apply_action(add("/payload.tar", dest="/"), dest, src)
+    head = dest / "run/act/actions/broad/.git/HEAD"
+    assert head.read_bytes() == b"ref: refs/heads/main\n"
+    assert os.path.samefile(head, dest / "run/act/actions/broad/.git/HEAD.link")
+    assert os.readlink(dest / "var/run") == "/run"
+
+
+def test_add_chown_archive(src: Path, dest: Path) -> None:
+    (src / "t.tar").write_bytes(make_tar([entry("foo", b"content0")]))
+    owner = pb.ChownOpt(user=pb.UserOpt(user=100), group=pb.UserOpt(user=200))
+    apply_action(add("/t.tar", dest="/out/", owner=owner), dest, src)
+    for p in (dest / "out", dest / "out/foo"):
+        st = os.lstat(p)
+        assert (st.st_uid, st.st_gid) == (100, 200)
+
+
+def test_add_archive_wildcard(src: Path, dest: Path) -> None:
+    (src / "t.tar").write_bytes(make_tar([entry("foo", b"content0")]))
+    (src / "b.tar").write_bytes(make_tar([entry("bar", b"content1")]))
+    apply_action(add("/*.tar", dest="/dest"), dest, src)
+    assert (dest / "dest/foo").read_bytes() == b"content0"
+    assert (dest / "dest/bar").read_bytes() == b"content1"

@@ -213,7 +213,7 @@ def copy(src_root: Path, dest_root: Path, action: pb.FileActionCopy, owner: Owne
                 src_root, match, dest_root, dest_path, owner, options.timestamp_ns):
             included.append(gopath.join("/", match))
             continue
-        copier = Copier(src_root, dest_root, options)
+        copier = Copier(src_root, dest_root, options, track_included=bool(action.required_paths))
         created = copier.copy(match, dest_path)
         _retime_created_dirs(created, options.timestamp_ns)
         included += copier.included

@@ -536,13 +536,14 @@ class _ParentDir:
 class Copier:
     """Copies one source tree onto a destination with ``cp -a`` semantics and options.
 
-    ``included`` collects the root-relative source paths that were copied, for
-    BuildKit's ``required_paths`` check.
+    With ``track_included``, ``included`` collects the source paths (as seen inside
+    ``src_root``) that were copied, for BuildKit's ``required_paths`` check.
     """
 
     src_root: Path
     dest_root: Path
     options: CopyOptions
+    track_included: bool = False
     included: list[str] = field(default_factory=list, init=False)
     _mode_set: ModeSet | None = field(default=None, init=False)
     _include: PatternMatcher | None = field(default=None, init=False)
@@ -663,7 +664,8 @@ class Copier:
             raise FileOpError(f"failed to stat {shown}: {exc.strerror}", shown) from exc
 
     def _note_included(self, src: str) -> None:
-        self.included.append(display_path(self.src_root, src))
+        if self.track_included:
+            self.included.append(display_path(self.src_root, src))
 
     def _remove_target_if_needed(self, target: str, src_st: os.stat_result,
                                  target_st: os.stat_result | None) -> None:
