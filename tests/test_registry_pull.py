@@ -335,6 +335,35 @@ def test_bearer_token_auth_with_basic_credentials(registry_with_busybox, tmp_pat
         assert any("repository:tok/pushed:pull,push" in scopes for _, scopes in proxy.token_requests)
 
 
+def test_bearer_tokens_verified_by_real_registry(busybox_images, tmp_path: Path) -> None:
+    """docker-registry in `auth: token` mode checks our JWTs itself (x5c, iss, aud, access)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    from fixtures.registry_server import registry_binary, start_registry
+    from fixtures.token_server import TokenIssuer, TokenServer
+    if registry_binary() is None:
+        pytest.skip("docker-registry not installed")
+    issuer = TokenIssuer.create(tmp_path / "issuer")
+    with TokenServer(issuer, users={"bob": "hunter2"}) as tokens:
+        server = start_registry(tmp_path / "registry", token_auth=tokens.registry_auth())
+        try:
+            write_docker_config(tmp_path / "docker", {server.host: ("bob", "hunter2")})
+            config = load_registry_config(env={"DOCKER_CONFIG": str(tmp_path / "docker")}, home=tmp_path)
+            image = busybox_images["linux/arm64"]
+            push_image(client_for(config), parse(f"{server.host}/team/app:v1"), image)
+            assert any(user == "bob" and "repository:team/app:pull,push" in scopes
+                       for user, scopes in tokens.requests)
+            source = ImageSource(client_for(config))
+            resolved = source.resolve(f"{server.host}/team/app:v1", ARM64)
+            assert resolved.manifest_digest == image.manifest.digest
+            source.pull(resolved, store(tmp_path))
+            assert ("bob", ["repository:team/app:pull"]) in tokens.requests  # pull asks for pull only
+            with pytest.raises(AuthenticationError, match="refused anonymous access"):
+                ImageSource(client_for()).resolve(f"{server.host}/team/app:v1")
+        finally:
+            server.stop()
+
+
 # --- integrity ----------------------------------------------------------------------------
 
 
