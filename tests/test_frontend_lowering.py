@@ -596,3 +596,36 @@ def test_copy_of_git_ref_is_rejected():
     with pytest.raises(DockerfileError) as err:
         lower("FROM busybox\nCOPY https://github.com/a/b.git /src\n")
     assert "can't be a git ref for COPY" in err.value.message
+
+
+def test_copy_from_keeps_stage_labels():
+    lowered = lower("FROM scratch AS base\nLABEL marker=base\n\nFROM base AS sibling\nLABEL marker=sibling\n\n"
+                    "FROM base AS consumer\nCOPY --from=sibling / /\n")
+    assert lowered.image_config["config"]["Labels"] == {"marker": "base"}
+
+
+@pytest.mark.parametrize("text,line", [
+    ("FROM busybox AS stage0\nCOPY --from=stage0 f1 /sub/\n", 2),
+    ("FROM busybox AS stage0\nCOPY --from=stage2 f1 /sub/\nFROM busybox AS stage1\nCOPY --from=stage0 f2 /sub/\n"
+     "FROM busybox AS stage2\nCOPY --from=stage1 f2 /sub/\n", 4),
+])
+def test_circular_dependencies(text, line):
+    from solver.errors import DockerfileError
+    with pytest.raises(DockerfileError) as err:
+        lower(text)
+    assert err.value.message == "circular dependency detected on stage: stage0"
+    assert err.value.line == line
+
+
+def test_healthcheck_history_format():
+    lowered = lower("FROM scratch\nHEALTHCHECK --interval=1s --timeout=10s --start-period=3s "
+                    '--start-interval=100ms --retries=5 CMD ["bin", "-c", "exit 0"]\n')
+    assert lowered.image_config["history"][-1]["created_by"] == (
+        "HEALTHCHECK {Test:[CMD bin -c exit 0] Interval:1s Timeout:10s StartPeriod:3s StartInterval:100ms "
+        "Retries:5}")
+
+
+def test_target_name_is_case_insensitive():
+    lowered = lower("FROM scratch AS foo\nENV FOO bar\nFROM foo\nCOPY --from=foo f1 /\nCOPY --from=0 f2 /\n",
+                    target="Foo")
+    assert lowered.target == "foo"
