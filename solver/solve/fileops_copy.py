@@ -552,6 +552,8 @@ class Copier:
     _parents: list[_ParentDir] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
+        self.src_root = Path(os.path.abspath(self.src_root))
+        self.dest_root = Path(os.path.abspath(self.dest_root))
         if self.options.mode_str:
             self._mode_set = ModeSet.parse(self.options.mode_str)
         self._include = _matcher(self.options.include_patterns, "includepatterns")
@@ -606,6 +608,8 @@ class Copier:
             target = os.path.join(target, go_base(src)) if go_base(src) not in (".", "/") else target
         parent = target if (self.options.copy_dir_contents and src_is_dir and dest_st is None) \
             else os.path.dirname(target)
+        if not _is_within(parent, self.dest_root):
+            return target, []  # the target is the root itself, which exists
         return target, self._mkdir_all(Path(parent), dir_mode)
 
     # -- recursion
@@ -788,6 +792,11 @@ def _matcher(patterns: Sequence[str], what: str) -> PatternMatcher | None:
         return PatternMatcher(patterns)
     except BadPatternError as exc:
         raise FileOpError(f"invalid {what}: {list(patterns)}: {exc}") from exc
+
+
+def _is_within(path: str, root: Path) -> bool:
+    base = str(root)
+    return path == base or path.startswith(base.rstrip("/") + "/")
 
 
 def _lstat_or_none(path: str) -> os.stat_result | None:
