@@ -709,3 +709,66 @@ def test_kill_9_at_random_moments_never_corrupts(cache_dir: Path) -> None:
                         list_snapshots=list_snapshots_in(cache_dir), orphan_grace=0)
     assert again.ok and not (again.orphan_blobs_removed or again.orphan_snapshots_removed or again.orphan_tmp_removed)
     _assert_index_consistent(cache_dir)
+
+
+def test_delete_queues_unused_snapshot_for_removal(store: CacheStore, cache_dir: Path) -> None:
+    only = commit_snapshot(cache_dir, b"only user")
+    shared = commit_snapshot(cache_dir, b"two users")
+    store.put(rec("a", only))
+    store.put(rec("b", shared))
+    store.put(rec("c", shared))
+    assert store.delete("a") and store.delete("b")
+    assert not store.delete("a")
+    removed: list[str] = []
+    report = store.prune(keep_storage="1TB", remove_snapshot=lambda s: (removed.append(s), remove_snapshot_in(cache_dir)(s)))
+    assert report.removed == [] and removed == [only]  # "c" still uses the shared snapshot
+    assert list_snapshots_in(cache_dir)() == [shared]
+
+
+def _put_same_blob_repeatedly(cache_dir: str, rounds: int) -> int:
+    store = CacheStore(Path(cache_dir))
+    failures = 0
+    for i in range(rounds):
+        digest = store.content.write_bytes(b"popular base layer")
+        try:
+            store.put(rec(f"{os.getpid()}-{i}", None, blobs=(digest,)))
+        except MissingContentError:
+            failures += 1  # pruned between write and put: reported, never indexed dangling
+    return failures
+
+
+def test_prune_racing_puts_of_same_blob_never_dangle(cache_dir: Path) -> None:
+    store = CacheStore(cache_dir)
+    with SPAWN.Pool(3) as pool:
+        pending = pool.starmap_async(_put_same_blob_repeatedly, [(str(cache_dir), 150)] * 3)
+        while not pending.ready():
+            store.prune(all=True, remove_snapshot=lambda s: None)
+        pending.get(60)
+    _assert_index_consistent(cache_dir)
+    for r in store.records():
+        for digest in r.blobs:
+            assert store.content.verify(digest)
+
+
+def test_one_store_shared_by_threads(store: CacheStore) -> None:
+    import threading
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(30):
+                blob = store.content.write_bytes(f"{t}/{i}".encode())
+                with store.lease() as lease, store.building(f"t{t}-{i % 10}", lease=lease) as found:
+                    if found is None:
+                        store.put(rec(f"t{t}-{i % 10}", None, blobs=(blob,)), place=f"thread{t}", lease=lease)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert errors == []
+    assert len(store.records()) == 60 and len(store.places()) == 6
+    assert store.integrity_check() == ["ok"]

@@ -504,12 +504,12 @@ class CacheStore:
         latest record at that place (same transaction). With ``lease``, the record is
         leased from the moment it exists.
         """
-        for digest in record.blobs:
-            if not is_digest(digest) or not self.content.has(digest):
-                raise MissingContentError(record.cache_key, digest)
         now = time.time()
         stored = replace(record, last_used=record.last_used or now)
         with self._index.write() as conn:
+            for digest in record.blobs:  # inside the transaction: prune deletes blobs in one too
+                if not is_digest(digest) or not self.content.has(digest):
+                    raise MissingContentError(record.cache_key, digest)
             self._insert_record(conn, stored, now)
             if place is not None:
                 self._set_place_in(conn, place, stored, now)
@@ -532,10 +532,26 @@ class CacheStore:
                          (digest, rec.cache_key))
 
     def delete(self, cache_key: str) -> bool:
-        """Drop a record from the index (its snapshot and blobs stay until prune/check)."""
+        """Drop a record from the index.
+
+        Its snapshot, if no other record uses it, is queued for removal by the next prune
+        or check; its blobs stay indexed (unreferenced) until prune.
+        """
         with self._index.write() as conn:
-            cur = conn.execute("DELETE FROM records WHERE cache_key = ?", (cache_key,))
-        return cur.rowcount > 0
+            row = conn.execute("SELECT snapshot FROM records WHERE cache_key = ?", (cache_key,)).fetchone()
+            if row is None:
+                return False
+            conn.execute("DELETE FROM records WHERE cache_key = ?", (cache_key,))
+            snapshot = row["snapshot"]
+            if snapshot is not None and self._snapshot_unused_in(conn, snapshot):
+                conn.execute("INSERT OR IGNORE INTO pending_removals (kind, ref) VALUES ('snapshot', ?)",
+                             (snapshot,))
+        return True
+
+    @staticmethod
+    def _snapshot_unused_in(conn: sqlite3.Connection, snapshot: str) -> bool:
+        return conn.execute("SELECT 1 FROM records WHERE snapshot = ? OR EXISTS (SELECT 1 FROM"
+                            " json_each(records.parents) WHERE value = ?)", (snapshot, snapshot)).fetchone() is None
 
     @contextmanager
     def building(self, cache_key: str, lease: Lease | None = None,
@@ -590,10 +606,10 @@ class CacheStore:
 
     def add_blob(self, digest: str, media_type: str = "", size: int | None = None) -> BlobEntry:
         """Index a committed blob of the content store (e.g. a pulled layer)."""
-        if not self.content.has(digest):
-            raise MissingContentError("-", digest)
         now = time.time()
         with self._index.write() as conn:
+            if not self.content.has(digest):
+                raise MissingContentError("-", digest)
             self._register_blob_in(conn, digest, size, media_type, now)
         entry = self.blob(digest)
         assert entry is not None
@@ -784,29 +800,38 @@ class CacheStore:
         done = 0
         for row in rows:
             kind, ref = row["kind"], row["ref"]
-            if not self._still_unreferenced(kind, ref):
-                self._drop_pending(kind, ref)  # re-added since (same content or snapshot reused)
-                continue
             try:
                 if kind == "blob":
-                    self.content.delete(ref)
-                elif remove_snapshot is None:
-                    continue
-                else:
-                    remove_snapshot(ref)
+                    done += self._finish_blob_removal(ref)
+                elif remove_snapshot is not None:
+                    done += self._finish_snapshot_removal(ref, remove_snapshot)
             except Exception as e:  # keep the queue row: the next prune or check retries
                 errors.append(f"removing {kind} {ref}: {e}")
-                continue
-            self._drop_pending(kind, ref)
-            done += 1
         return done
 
-    def _still_unreferenced(self, kind: str, ref: str) -> bool:
-        conn = self._index.conn()
-        if kind == "blob":
-            return conn.execute("SELECT 1 FROM blobs WHERE digest = ?", (ref,)).fetchone() is None
-        return conn.execute("SELECT 1 FROM records WHERE snapshot = ? OR EXISTS (SELECT 1 FROM"
-                            " json_each(records.parents) WHERE value = ?)", (ref, ref)).fetchone() is None
+    def _finish_blob_removal(self, digest: str) -> int:
+        """Delete the file inside the write transaction, so a concurrent put of the same
+        digest either sees it gone (and fails loudly) or re-indexes it first (and we keep it)."""
+        with self._index.write() as conn:
+            conn.execute("DELETE FROM pending_removals WHERE kind = 'blob' AND ref = ?", (digest,))
+            if self._blob_unused_in(conn, digest):
+                self.content.delete(digest)
+                return 1
+        return 0
+
+    def _finish_snapshot_removal(self, snapshot: str, remove_snapshot: Callable[[str], None]) -> int:
+        with self._index.read() as conn:
+            unused = self._snapshot_unused_in(conn, snapshot) and snapshot not in self._leased(conn, "snapshot")
+        if unused:
+            remove_snapshot(snapshot)  # may be slow (a tree): outside any transaction
+        self._drop_pending("snapshot", snapshot)
+        return int(unused)
+
+    @staticmethod
+    def _blob_unused_in(conn: sqlite3.Connection, digest: str) -> bool:
+        row = conn.execute("SELECT 1 FROM blobs WHERE digest = ? UNION SELECT 1 FROM lease_refs"
+                           " WHERE kind = 'blob' AND ref = ?", (digest, digest)).fetchone()
+        return row is None
 
     def _drop_pending(self, kind: str, ref: str) -> None:
         with self._index.write() as conn:
@@ -969,17 +994,17 @@ class CacheStore:
                 age = now - info.path.stat().st_mtime
             except FileNotFoundError:
                 continue
-            if age >= grace and self._blob_unindexed(info.digest):
-                self.content.delete(info.digest)
+            if age >= grace and self._remove_blob_if_unindexed(info.digest):
                 removed.append(info.digest)
         return removed
 
-    def _blob_unindexed(self, digest: str) -> bool:
-        """Re-check under a write transaction so a concurrent add_blob wins."""
+    def _remove_blob_if_unindexed(self, digest: str) -> bool:
+        """Re-check and delete under a write transaction so a concurrent add_blob/put wins."""
         with self._index.write() as conn:
-            row = conn.execute("SELECT 1 FROM blobs WHERE digest = ? UNION SELECT 1 FROM lease_refs"
-                               " WHERE kind = 'blob' AND ref = ?", (digest, digest)).fetchone()
-        return row is None
+            if not self._blob_unused_in(conn, digest):
+                return False
+            self.content.delete(digest)
+        return True
 
     def _remove_orphan_snapshots(self, list_snapshots: Callable[[], Iterable[str]],
                                  remove_snapshot: Callable[[str], None], errors: list[str]) -> list[str]:
