@@ -200,6 +200,24 @@ def test_anonymous_pull_and_unpack(registry_with_busybox, busybox_rootfs: Path, 
     assert [e.status for e in events] == ["exists"]
 
 
+def test_pinned_reference_resolves_offline_from_the_store(registry_with_busybox, tmp_path: Path) -> None:
+    pushed = registry_with_busybox
+    cs = store(tmp_path)
+    online = ImageSource(client_for())
+    pulled = online.resolve(pushed.ref, ARM64)
+    online.pull(pulled, cs)
+    assert cs.has(pushed.digest)  # the index is kept too
+    # a client whose every request fails: only the store can answer
+    with FlakyProxy(pushed.host, failures=10_000, mode="drop") as dead:
+        offline = ImageSource(client_for(retry=RetryPolicy(attempts=1)))
+        pinned = f"{dead.host}/library/busybox:latest@{pushed.digest}"
+        local = offline.resolve(pinned, ARM64, content_store=cs)
+        assert local.manifest_digest == pulled.manifest_digest and local.config == pulled.config
+        assert local.index_digest == pushed.digest and dead.requests == []
+        with pytest.raises(RegistryUnavailableError):  # amd64 manifest was never pulled
+            offline.resolve(pinned, AMD64, content_store=cs)
+
+
 def test_docker_media_types_single_manifest(registry_with_busybox, tmp_path: Path) -> None:
     pushed = registry_with_busybox
     image = ImageSource(client_for()).resolve(f"{pushed.host}/library/busybox:docker")

@@ -83,6 +83,7 @@ class ResolvedImage:
     media_type: str = MEDIA_TYPE_DOCKER_MANIFEST
     platform: Platform = field(default_factory=default_platform)
     index_digest: str | None = None  # set when chosen from an index / manifest list
+    index_bytes: bytes = field(default=b"", repr=False)  # that index, kept for offline resolution
 
     @property
     def diff_ids(self) -> list[str]:
@@ -133,7 +134,8 @@ def _json_object(data: bytes, what: str) -> dict:
 
 
 def resolved_from_documents(name: str, manifest_bytes: bytes, config_bytes: bytes,
-                            index_digest: str | None = None, media_type: str = "") -> ResolvedImage:
+                            index_digest: str | None = None, media_type: str = "",
+                            index_bytes: bytes = b"") -> ResolvedImage:
     """Check a manifest and its config against each other and build a ResolvedImage."""
     manifest_digest = sha256_digest(manifest_bytes)
     what = f"manifest {manifest_digest} of {name}"
@@ -155,7 +157,7 @@ def resolved_from_documents(name: str, manifest_bytes: bytes, config_bytes: byte
     return ResolvedImage(name=name, manifest_digest=manifest_digest, manifest=manifest, config=config,
                          config_digest=config_desc.digest, layers=layers, manifest_bytes=manifest_bytes,
                          config_bytes=config_bytes, media_type=media_type, platform=platform,
-                         index_digest=index_digest)
+                         index_digest=index_digest, index_bytes=index_bytes)
 
 
 class ImageSource:
@@ -165,10 +167,19 @@ class ImageSource:
         self.client = client if client is not None else RegistryClient()
         self.max_workers = max_workers
 
-    def resolve(self, ref: str | Reference, platform: Platform | None = None) -> ResolvedImage:
-        """Fetch the manifest (choosing `platform` from an index) and the config."""
+    def resolve(self, ref: str | Reference, platform: Platform | None = None,
+                content_store: ContentStoreLike | None = None) -> ResolvedImage:
+        """Fetch the manifest (choosing `platform` from an index) and the config.
+
+        With `content_store`, a digest-pinned reference whose index/manifest and config
+        were pulled before resolves from the store without any network access.
+        """
         reference = parse_reference(ref) if isinstance(ref, str) else ref
         want = platform or default_platform()
+        if content_store is not None and reference.digest:
+            local = resolve_from_store(reference, want, content_store)
+            if local is not None:
+                return local
         top = self.client.get_manifest(reference)
         endpoints = self._endpoints_from(top.endpoint, reference)
         index_digest = None
@@ -186,7 +197,8 @@ class ImageSource:
         config_desc = Descriptor.from_dict(document["config"], f"manifest {manifest.digest}")
         config_bytes = self.client.read_blob(reference, config_desc, endpoints=endpoints)
         return resolved_from_documents(reference.string, manifest.data, config_bytes,
-                                       index_digest=index_digest, media_type=manifest.media_type)
+                                       index_digest=index_digest, media_type=manifest.media_type,
+                                       index_bytes=top.data if index_digest else b"")
 
     def _endpoints_from(self, first: Endpoint, ref: Reference) -> list[Endpoint]:
         """The endpoint that answered first, then the others in their usual order."""
@@ -196,6 +208,8 @@ class ImageSource:
              progress: Callable[[PullProgress], None] | None = None) -> list[Path]:
         """Store manifest, config and every layer (in parallel, verified); return layer paths."""
         ref = parse_reference(resolved.name)
+        if resolved.index_digest and resolved.index_bytes and not content_store.has(resolved.index_digest):
+            content_store.write_bytes(resolved.index_bytes, resolved.index_digest)
         if not content_store.has(resolved.manifest_digest):
             content_store.write_bytes(resolved.manifest_bytes, resolved.manifest_digest)
         if not content_store.has(resolved.config_digest):
@@ -234,6 +248,39 @@ class ImageSource:
         if progress is not None:
             progress(PullProgress(desc.digest, desc.size, desc.size, "done"))
         return digest
+
+
+def _read_stored(store: ContentStoreLike, digest: str) -> bytes | None:
+    if not store.has(digest):
+        return None
+    data = store.path(digest).read_bytes()
+    return data if sha256_digest(data) == digest else None
+
+
+def resolve_from_store(ref: Reference, platform: Platform, store: ContentStoreLike) -> ResolvedImage | None:
+    """Resolve a digest-pinned `ref` from documents a previous pull stored; None if any is missing."""
+    assert ref.digest is not None
+    top = _read_stored(store, ref.digest)
+    if top is None:
+        return None
+    document = _json_object(top, f"stored manifest {ref.digest}")
+    media_type = manifest_media_type(document)
+    index_digest, index_bytes, manifest_bytes = None, b"", top
+    if media_type in INDEX_TYPES:
+        chosen = choose_manifest(document, platform, f"stored index {ref.digest} of {ref.familiar}")
+        stored = _read_stored(store, chosen.digest)
+        if stored is None:
+            return None
+        index_digest, index_bytes, manifest_bytes = ref.digest, top, stored
+        media_type = manifest_media_type(_json_object(stored, f"stored manifest {chosen.digest}"))
+    config_desc = _json_object(manifest_bytes, f"stored manifest of {ref.familiar}").get("config")
+    if not isinstance(config_desc, dict):
+        return None
+    config_bytes = _read_stored(store, Descriptor.from_dict(config_desc).digest)
+    if config_bytes is None:
+        return None
+    return resolved_from_documents(ref.string, manifest_bytes, config_bytes, index_digest=index_digest,
+                                   media_type=media_type, index_bytes=index_bytes)
 
 
 class _ByteCounter:
