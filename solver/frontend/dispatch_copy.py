@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from solver.frontend.dispatch_run import process_cmd_env, uppercase_cmd
@@ -107,7 +108,7 @@ class _Chain:
 
     action: FileAction | None = None
 
-    def add(self, source: State, src: str, dest: str, **options: object) -> None:
+    def add(self, source: State, src: str, dest: str, **options: Any) -> None:
         if self.action is None:
             self.action = copy(source, src, dest, **options)
         else:

@@ -19,7 +19,7 @@ from dockerfile_parse import DockerfileParser
 
 from solver.errors import DockerfileError
 from solver.frontend.heredoc import Heredoc, heredocs_from_line, read_heredoc_bodies
-from solver.frontend.textutil import go_isspace, go_trim_space, lstrip_go_space, split_ws
+from solver.frontend.textutil import go_isspace, go_trim_space, lstrip_go_space
 
 HEREDOC_INSTRUCTIONS = frozenset({"ADD", "COPY", "RUN"})
 _DIRECTIVE_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
@@ -135,8 +135,8 @@ class _LineGrouper:
 
     def _sanitize(self, raw: str) -> str:
         line = _trim_newline(raw)
-        if is_comment(line) or not go_trim_space(line) or _only_go_space_after_strip(line):
-            return "#\n"
+        if is_comment(line) or _only_go_space_after_strip(line):
+            return "#\n"  # BuildKit skips these lines, also inside a continuation
         bk_continues = bool(self.cont.search(line))
         safe = line.replace("\r", " ")
         if not bk_continues and self.dfp_cont.match(safe):
