@@ -71,3 +71,16 @@ def test_cost_follows_the_change_not_the_rootfs(tmp_path: Path) -> None:
     assert [c.path for c in diff.changes] == ["/added", "/dir7", "/dir7/f3"]
     assert view.calls == 3  # one lookup per entry of the diff dir, none for the 2000 others
     assert sum(len(files) for _, _, files in os.walk(lower)) == 2000
+
+
+def test_apply_layer_in_oci_form(tmp_path: Path) -> None:
+    from solver.snapshot.fsutil import apply_layer
+
+    target = _tree(tmp_path / "target", {"keep": "k", "gone": "g", "d/old": "o", "f/x": "dir"})
+    layer = _tree(tmp_path / "layer", {".wh.gone": "", "d/.wh..wh..opq": "", "d/new": "n",
+                                       "f": "now a file", "keep": "k2"})
+    apply_layer(layer, target)
+    assert sorted(os.listdir(target)) == ["d", "f", "keep"]
+    assert os.listdir(target / "d") == ["new"]
+    assert (target / "f").read_text() == "now a file"
+    assert (target / "keep").read_text() == "k2"

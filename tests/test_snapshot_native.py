@@ -143,3 +143,58 @@ def test_crash_during_commit_leaves_no_committed_snapshot(native: NativeSnapshot
     assert [i.name for i in native.list()] == ["base"]
     native.remove("base")  # no child markers are left behind
     assert native.list() == []
+
+
+UNPRIVILEGED = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from solver.snapshot.mount import mounted
+from solver.snapshot.native import NativeSnapshotter
+from solver.snapshot.diff import walk_oci
+sn = NativeSnapshotter(Path(sys.argv[2]) / "snapshots")
+with mounted(sn.prepare("k0")) as root:
+    (root / "d").mkdir()
+    (root / "d" / "a").write_text("a")
+    (root / "d" / "b").write_text("b")
+    (root / "gone").write_text("x")
+sn.commit("base", "k0")
+with mounted(sn.prepare("k1", "base")) as root:
+    (root / "gone").unlink()
+    (root / "d" / "a").unlink()
+    (root / "new").write_text("n")
+sn.commit("l1", "k1")
+print(sorted(os.listdir(sn.diff_dir("l1"))))
+print(sorted((c.path, c.kind) for c in sn.layer_diff("l1").changes))
+print([e.name for e in walk_oci(sn.diff_dir("l1"))])
+with mounted(sn.view("v", "l1")) as root:
+    print(sorted(os.listdir(root)), sorted(os.listdir(root / "d")))
+"""
+
+
+def test_native_works_without_privileges(tmp_path: Path) -> None:
+    """The binder case: no root, no trusted xattrs, maybe no mknod (then .wh. files)."""
+    import shutil
+    import tempfile
+
+    python = "/usr/bin/python3"
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists(python):
+        pytest.skip("needs root (to drop to uid 1000 with setpriv) and a system python3")
+    base = Path(tempfile.mkdtemp(prefix="llbook-unpriv-"))
+    try:
+        os.chown(base, 1000, 1000)
+        os.chmod(base, 0o755)
+        repo = str(Path(__file__).resolve().parents[1])
+        proc = subprocess.run(["setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups",
+                               python, "-c", UNPRIVILEGED, repo, str(base)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        # Linux >= 5.8 lets anyone mknod a 0/0 whiteout; older kernels get the .wh. file
+        assert lines[0] in ("['.wh.gone', 'd', 'new']", "['d', 'gone', 'new']")
+        assert lines[1] == ("[('/d', 'modified'), ('/d/a', 'removed'), ('/gone', 'removed'), "
+                            "('/new', 'added')]")
+        assert lines[2] == "['.wh.gone', 'd', 'd/.wh.a', 'new']"
+        assert lines[3] == "['d', 'new'] ['b']"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
