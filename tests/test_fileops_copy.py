@@ -549,3 +549,40 @@ def test_copy_tree_clones_everything(src: Path, tmp_path: Path) -> None:
     st = os.lstat(out / "a/b")
     assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 3, 4)
     assert stat.S_IMODE(os.lstat(out).st_mode) == 0o750
+
+
+# ----------------------------------------------------------------- property: nothing outside the root changes
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PART = st.sampled_from(["a", "b", "..", ".", "out", "link", "abs"])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dest_links=st.dictionaries(st.sampled_from(["link", "a/link", "abs", "a/b"]),
+                                  st.sampled_from(["OUTSIDE", "../../OUTSIDE", "/", "..", "a", "/a/b/../.."]),
+                                  max_size=3),
+       dest_path=st.lists(_PART, min_size=1, max_size=5).map("/".join),
+       src_name=st.sampled_from(["f", "d", "ln"]))
+def test_copy_never_writes_outside(tmp_path_factory: pytest.TempPathFactory, dest_links: dict[str, str],
+                                   dest_path: str, src_name: str) -> None:
+    base = tmp_path_factory.mktemp("conf")
+    outside = base / "OUTSIDE"
+    outside.mkdir()
+    (outside / "sentinel").write_text("keep")
+    src, dest = base / "src", base / "dest"
+    write(src, "f", "data")
+    write(src, "d/inner", "data")
+    os.symlink("/../../OUTSIDE/sentinel", src / "ln")
+    (dest / "a").mkdir(parents=True)
+    for name, target in dest_links.items():
+        if not os.path.lexists(dest / name):
+            os.symlink(str(outside) if target == "OUTSIDE" else target, dest / name)
+    try:
+        apply_action(dockerfile_cp(f"/{src_name}", dest_path), dest, src)
+    except FileOpError:
+        pass
+    assert sorted(p.name for p in outside.iterdir()) == ["sentinel"]
+    assert (outside / "sentinel").read_text() == "keep"
+    assert sorted(p.name for p in base.iterdir()) == ["OUTSIDE", "dest", "src"]

@@ -178,3 +178,40 @@ def test_mode_set_apply(mode: str, perm: int, is_dir: bool, expected: int) -> No
 def test_mode_set_syntax_errors(bad: str) -> None:
     with pytest.raises(ModeSyntaxError):
         ModeSet.parse(bad)
+
+
+# ----------------------------------------------------------------- property: confinement
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_COMPONENT = st.sampled_from(["a", "b", "..", ".", "", "etc", "link", "up", "abs"])
+_LINK_TARGET = st.lists(_COMPONENT, min_size=1, max_size=6).map("/".join).filter(bool) | st.sampled_from(
+    ["/", "/etc", "../../..", "/../../etc", "/proc/self/root", "link", "a/../.."])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(links=st.dictionaries(st.sampled_from(["link", "up", "abs", "a/link", "a/b"]), _LINK_TARGET,
+                             max_size=4),
+       path=st.lists(_COMPONENT, max_size=8).map("/".join))
+def test_root_path_always_stays_inside(tmp_path_factory: pytest.TempPathFactory, links: dict[str, str],
+                                       path: str) -> None:
+    root = tmp_path_factory.mktemp("prop") / "root"
+    (root / "a").mkdir(parents=True)
+    for name, target in links.items():
+        if not os.path.lexists(root / name):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, root / name)
+    try:
+        resolved = root_path(root, path)
+    except FileOpError as exc:
+        assert "too many links" in str(exc)
+        return
+    real_root = os.path.realpath(root)
+    assert str(resolved) == str(root) or str(resolved).startswith(str(root) + "/")
+    # whatever exists of the result, followed by the kernel, is inside the root too
+    probe = resolved
+    while not os.path.lexists(probe) and probe != root:
+        probe = probe.parent
+    real = os.path.realpath(probe)
+    assert real == real_root or real.startswith(real_root + "/")
