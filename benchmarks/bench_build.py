@@ -133,6 +133,7 @@ class Llbook:
         self.workdir = workdir
         self.cache = workdir / "llbook-cache"
         self.env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure as users run it: with .pyc files
 
     def reset(self, base: str) -> None:
         shutil.rmtree(self.cache, ignore_errors=True)

@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-context", dest="build_contexts", action="append", default=[],
                         type=lambda t: parse_key_value(t, "--build-context"), metavar="NAME=PATH")
     parser.add_argument("--no-cache", action="store_true", help="do not use the cache")
+    parser.add_argument("--pull", action="store_true", help="resolve base image tags again")
     parser.add_argument("--cache-dir", default=None, help="cache directory (default $LLBOOK_CACHE_DIR, "
                         "$XDG_CACHE_HOME/llbook)")
     parser.add_argument("--config", default=None, help="registry config (buildkitd.toml format)")
@@ -186,7 +187,7 @@ def run_build(args: argparse.Namespace) -> int:
     try:
         with Solver(cache_dir=args.cache_dir, registry_config=_registry_config(args.config),
                     entitlements=args.allow, executor_name=args.executor) as solver:
-            lowered = lower(args, context, solver.image_resolver())
+            lowered = lower(args, context, solver.image_resolver(pull=args.pull))
             image_config = getattr(lowered, "image_config", None)
             dirs, _ = _named_contexts(args.build_contexts)
             locations = {d: (r.filename, r.line) for d, r in lowered.vertex_sources().items()}

@@ -51,9 +51,11 @@ def _view(solver: Solver, name: str):
         solver.snapshotter.remove(key)
 
 
-def _mount_count() -> int:
+def _mount_count(under: Path) -> int:
+    """Mounts below ``under`` (other tests on this machine mount elsewhere concurrently)."""
+    prefix = str(under).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
-        return sum(1 for _ in f)
+        return sum(1 for line in f if line.split()[4].startswith(prefix))
 
 
 def _children() -> set[int]:
@@ -119,7 +121,7 @@ def test_three_sleeping_stages_overlap(solver: Solver):
 def test_failing_run_raises_build_error_and_leaves_nothing(solver: Solver):
     base = llb.image("busybox")
     solver.solve(base)
-    mounts_before, children_before = _mount_count(), _children()
+    mounts_before, children_before = _mount_count(solver.paths.root), _children()
     records_before = len(solver.store.records())
     bad = _run(base, "echo about to fail; echo oops >&2; exit 3", "[2/2] RUN exit 3")
     with pytest.raises(BuildError) as info:
@@ -130,7 +132,7 @@ def test_failing_run_raises_build_error_and_leaves_nothing(solver: Solver):
     assert err.vertex.startswith("sha256:")
     assert "oops" in "\n".join(err.log_tail) and "about to fail" in "\n".join(err.log_tail)
     assert len(solver.store.records()) == records_before
-    assert _mount_count() == mounts_before
+    assert _mount_count(solver.paths.root) == mounts_before
     assert _children() <= children_before
     active = [i for i in solver.snapshotter.list() if i.kind != "committed"]
     assert active == []
@@ -150,7 +152,7 @@ def test_build_error_carries_dockerfile_line(solver: Solver):
 def test_cancel_kills_the_container_quickly_and_leaves_nothing(solver: Solver):
     base = llb.image("busybox")
     solver.solve(base)
-    mounts_before, children_before = _mount_count(), _children()
+    mounts_before, children_before = _mount_count(solver.paths.root), _children()
     cancel = threading.Event()
     started = threading.Event()
 
@@ -176,7 +178,7 @@ def test_cancel_kills_the_container_quickly_and_leaves_nothing(solver: Solver):
     assert not thread.is_alive()
     assert time.monotonic() - t0 < 2.0
     assert errors and isinstance(errors[0], Canceled)
-    assert _mount_count() == mounts_before
+    assert _mount_count(solver.paths.root) == mounts_before
     assert _children() <= children_before
     assert not [i for i in solver.snapshotter.list() if i.kind != "committed"]
 

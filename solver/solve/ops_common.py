@@ -66,7 +66,7 @@ class OpContext:
     registry_config: Any = None
     platform: pb.Platform | None = None
     memo: Any = None  # contenthash StatMemo shared by the solve
-    image_source: Any = None  # solver.source.image.ImageSource, shared (token cache)
+    image_source_factory: Callable[[], Any] | None = None  # the solver's shared ImageSource
     resolved: dict[tuple[str, str], Any] = field(default_factory=dict)  # per-solve resolutions
     locals: dict[Ref, Any] = field(default_factory=dict)  # local ref -> (LocalContext, Selection)
     local_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -69,11 +69,12 @@ def _platform(ctx: OpContext, op: pb.Op):
 
 
 def _image_source(ctx: OpContext):
-    if ctx.image_source is None:
+    if ctx.image_source_factory is None:
         from solver.source.image import ImageSource
         from solver.source.registry import RegistryClient
-        ctx.image_source = ImageSource(RegistryClient(ctx.registry_config))
-    return ctx.image_source
+        source = ImageSource(RegistryClient(ctx.registry_config))
+        ctx.image_source_factory = lambda: source
+    return ctx.image_source_factory()
 
 
 def resolve_image(ctx: OpContext, ref: str, op: pb.Op):
@@ -186,3 +187,46 @@ def execute_source(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
     if src.identifier.startswith(IMAGE_SCHEME):
         return [*execute_image(ctx, info)]
     raise BuildError(f"unsupported source {src.identifier}", vertex=info.digest, name=info.name)
+
+
+# ------------------------------------------------------------------------------ resolution cache
+
+
+class ResolutionCache:
+    """Image references resolved before, like docker's local image store.
+
+    ``docker build`` uses a base image it already has without asking the registry; only
+    ``--pull`` re-resolves the tag. llbook keeps ``ref + platform -> (pinned ref, config)``
+    under ``<cache>/resolved/`` for the same behaviour (a warm build touches no network),
+    and in memory for the length of a process.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._memory: dict[str, tuple[str, dict]] = {}
+
+    def _path(self, ref: str, platform: str) -> Path:
+        name = hashlib.sha256(f"{ref}\0{platform}".encode()).hexdigest()
+        return self.directory / f"{name}.json"
+
+    def get(self, ref: str, platform: str) -> tuple[str, dict] | None:
+        key = f"{ref}\0{platform}"
+        if key in self._memory:
+            return self._memory[key]
+        try:
+            data = json.loads(self._path(ref, platform).read_text())
+            found = (str(data["pinned"]), dict(data["config"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        self._memory[key] = found
+        return found
+
+    def put(self, ref: str, platform: str, pinned: str, config: dict) -> None:
+        import os
+        import tempfile
+        self._memory[f"{ref}\0{platform}"] = (pinned, config)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".resolve-", dir=self.directory)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"ref": ref, "platform": platform, "pinned": pinned, "config": config}, out)
+        os.replace(tmp, self._path(ref, platform))
