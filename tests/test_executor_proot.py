@@ -114,3 +114,41 @@ def test_cancel_kills_the_tree(executor: ProotExecutor, rootfs: Path) -> None:
     assert isinstance(result.get("error"), ExecCancelledError)
     time.sleep(0.1)
     assert _pids_with(f"sleep\0{marker}") == []
+
+
+UNPRIVILEGED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from solver.executor.proot import ProotExecutor
+from solver.executor.base import ProcessSpec
+out = bytearray()
+code = ProotExecutor().run(sys.argv[2], ProcessSpec(
+    ["/bin/sh", "-c", "id -u; touch /root-owned; ls -n /root-owned | cut -c1-30 | tr -s ' ' | cut -d' ' -f3"]),
+    stdout=out.extend, stderr=out.extend)
+sys.stdout.write(out.decode() + "code=%d\\n" % code)
+"""
+
+
+def test_proot_as_an_unprivileged_user(executor: ProotExecutor) -> None:
+    """The binder case: no root at all; proot fakes it."""
+    import subprocess
+    import tempfile
+
+    python = "/usr/bin/python3"
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists(python):
+        pytest.skip("needs root (to drop to uid 1000 with setpriv) and a system python3")
+    base = Path(tempfile.mkdtemp(prefix="llbook-proot-unpriv-"))
+    try:
+        make_busybox_rootfs(base / "rootfs")
+        subprocess.run(["chown", "-R", "1000:1000", str(base)], check=True)
+        os.chmod(base, 0o755)
+        repo = str(Path(__file__).resolve().parents[1])
+        proc = subprocess.run(["setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups",
+                               "env", "-i", "PATH=/usr/bin:/bin", python, "-c", UNPRIVILEGED, repo,
+                               str(base / "rootfs")],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["0", "0", "code=0"]
+        assert os.stat(base / "rootfs" / "root-owned").st_uid == 1000  # really the user's
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
