@@ -586,3 +586,4 @@ def test_copy_never_writes_outside(tmp_path_factory: pytest.TempPathFactory, des
     assert sorted(p.name for p in outside.iterdir()) == ["sentinel"]
     assert (outside / "sentinel").read_text() == "keep"
     assert sorted(p.name for p in base.iterdir()) == ["OUTSIDE", "dest", "src"]
+

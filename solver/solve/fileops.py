@@ -213,11 +213,24 @@ def copy(src_root: Path, dest_root: Path, action: pb.FileActionCopy, owner: Owne
                 src_root, match, dest_root, dest_path, owner, options.timestamp_ns):
             included.append(gopath.join("/", match))
             continue
-        copier = Copier(src_root, dest_root, options, track_included=bool(action.required_paths))
-        created = copier.copy(match, dest_path)
-        _retime_created_dirs(created, options.timestamp_ns)
-        included += copier.included
+        included += _copy_one(src_root, dest_root, match, dest_path, options, bool(action.required_paths))
     _check_required_paths(action.required_paths, included)
+
+
+def _copy_one(src_root: Path, dest_root: Path, src: str, dest: str, options: CopyOptions,
+              track_included: bool) -> list[str]:
+    """One fsutil ``Copy``; file system failures become ``FileOpError``s naming the path."""
+    copier = Copier(src_root, dest_root, options, track_included=track_included)
+    try:
+        created = copier.copy(src, dest)
+        _retime_created_dirs(created, options.timestamp_ns)
+    except OSError as exc:
+        where = str(exc.filename or "")
+        shown = display_path(dest_root, where) if where.startswith(str(dest_root)) \
+            else display_path(src_root, where)
+        raise FileOpError(f"failed to copy {gopath.join('/', src)} to {dest}: {shown}: "
+                          f"{exc.strerror or exc}", shown) from exc
+    return copier.included
 
 
 def _check_dest_parent(dest_root: Path, dest: str) -> None:
