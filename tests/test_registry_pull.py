@@ -449,6 +449,22 @@ def test_blob_download_is_retried(registry_with_busybox, tmp_path: Path) -> None
         assert proxy.failures_sent == 3 and cs.verify(image.layers[0].digest)
 
 
+def test_download_cut_off_midway_restarts_with_a_fresh_writer(registry_with_busybox, tmp_path: Path) -> None:
+    with FlakyProxy(registry_with_busybox.host, failures=2, mode="truncate",
+                    match=lambda method, path: method == "GET" and "/blobs/" in path) as proxy:
+        source = ImageSource(client_for())
+        image = source.resolve(f"{proxy.host}/library/busybox:latest", AMD64)  # config blob cut twice
+        layer = image.layers[0]
+        proxy.failures_left = 2
+        events: list[PullProgress] = []
+        cs = store(tmp_path)
+        source.pull(image, cs, progress=events.append)
+        assert proxy.failures_sent == 4 and cs.verify(layer.digest)
+        assert list(cs.tmp_files()) == []
+        downloading = [e.done for e in events if e.status == "downloading"]
+        assert max(downloading) == layer.size  # progress rewound after each cut, never beyond total
+
+
 def test_persistent_failure_gives_up_with_clear_error(registry_with_busybox) -> None:
     with FlakyProxy(registry_with_busybox.host, failures=100, mode="503") as proxy:
         with pytest.raises(RegistryUnavailableError, match=f"{proxy.host}.*503"):

@@ -40,9 +40,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 from solver.errors import LLBookError
 from solver.source.reference import Reference, api_host, parse as parse_reference
@@ -76,6 +76,7 @@ CHUNK_SIZE = 1024 * 1024
 USER_AGENT = "llbook/0.1"
 _SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 # --- errors ------------------------------------------------------------------------------
 
@@ -371,7 +372,7 @@ class BlobWriterLike(Protocol):
     def commit(self) -> str: ...
 
 
-ProgressFn = Callable[[int], None]  # called with the number of new bytes
+ProgressFn = Callable[[int], None]  # new bytes; a negative count rewinds a failed attempt
 Body = bytes | Callable[[], BinaryIO] | None
 
 
@@ -448,6 +449,7 @@ class RegistryClient:
         self._tokens: dict[tuple[str, frozenset[str]], tuple[str, float]] = {}
         self._challenges: dict[str, Challenge] = {}
         self._openers: dict[tuple[str, bool, tuple[str, ...]], urllib.request.OpenerDirector] = {}
+        self._credentials: dict[str, Credentials | None] = {}
 
     # -- endpoints --
 
@@ -455,7 +457,17 @@ class RegistryClient:
         bare, _, prefix = host.partition("/")
         return Endpoint(host=bare, scheme=self.config.scheme(bare), verify_tls=self.config.verify_tls(bare),
                         ca_files=self.config.ca_files(bare), prefix=prefix, mirror=mirror,
-                        credentials=self.config.credentials_for(bare))
+                        credentials=self._credentials_for(bare))
+
+    def _credentials_for(self, host: str) -> Credentials | None:
+        """Credentials per host, looked up once (a credential helper is a subprocess)."""
+        with self._lock:
+            if host in self._credentials:
+                return self._credentials[host]
+        found = self.config.credentials_for(host)
+        with self._lock:
+            self._credentials[host] = found
+        return found
 
     def endpoints(self, ref: Reference, *, push: bool = False) -> list[Endpoint]:
         """Mirrors first (pull only), then the origin."""
@@ -519,7 +531,8 @@ class RegistryClient:
         attempt = 0
         while True:
             all_headers = dict(headers or {})
-            auth = self._auth_header(endpoint, scope_set)
+            same_host = urllib.parse.urlsplit(url).netloc == endpoint.host
+            auth = self._auth_header(endpoint, scope_set) if same_host else None
             if auth:
                 all_headers["Authorization"] = auth
             try:
@@ -656,8 +669,7 @@ class RegistryClient:
 
     # -- pull: manifests --
 
-    def _try_endpoints(self, endpoints: list[Endpoint], what: str,
-                       action: Callable[[Endpoint], object]) -> object:
+    def _try_endpoints(self, endpoints: list[Endpoint], what: str, action: Callable[[Endpoint], T]) -> T:
         """Run `action` against each endpoint in order; first success wins."""
         failures: list[tuple[Endpoint, RegistryError]] = []
         for endpoint in endpoints:
@@ -680,13 +692,13 @@ class RegistryClient:
         """GET the manifest (or index) of `ref` by digest or tag, verified."""
         ref = parse_reference(ref) if isinstance(ref, str) else ref
         return self._try_endpoints(endpoints or self.endpoints(ref), f"manifest {ref}",
-                                   lambda e: self._get_manifest_from(e, ref, ref.object, accept))  # type: ignore[return-value]
+                                   lambda e: self._get_manifest_from(e, ref, ref.object, accept))
 
     def get_manifest_by_digest(self, ref: Reference, digest: str,
                                endpoints: list[Endpoint] | None = None) -> ManifestResponse:
         target = ref.with_digest(digest)
         return self._try_endpoints(endpoints or self.endpoints(ref), f"manifest {target}",
-                                   lambda e: self._get_manifest_from(e, target, digest, ACCEPT_MANIFESTS))  # type: ignore[return-value]
+                                   lambda e: self._get_manifest_from(e, target, digest, ACCEPT_MANIFESTS))
 
     def _get_manifest_from(self, endpoint: Endpoint, ref: Reference, obj: str, accept: str) -> ManifestResponse:
         what = f"manifest {ref.familiar if not endpoint.mirror else ref.string}"
@@ -747,7 +759,7 @@ class RegistryClient:
 
         def open_writer() -> AbstractContextManager[BlobWriterLike]:
             parts.clear()
-            return _nullcontext(_Mem())
+            return nullcontext(_Mem())
 
         self.download_blob(ref, desc, open_writer, endpoints=endpoints)
         return b"".join(parts)
@@ -767,7 +779,7 @@ class RegistryClient:
             return self._download_from(endpoint, ref, desc, open_writer, progress)
 
         return self._try_endpoints(endpoints or self.endpoints(ref), f"blob {desc.digest} of {ref}",
-                                   from_endpoint)  # type: ignore[return-value]
+                                   from_endpoint)
 
     def _download_from(self, endpoint: Endpoint, ref: Reference, desc: Descriptor,
                        open_writer: Callable[[], AbstractContextManager[BlobWriterLike]],
@@ -789,30 +801,44 @@ class RegistryClient:
         with self.request(endpoint, "GET", url, scopes=[_pull_scope(_repo_of(url, endpoint))],
                           what=what) as response:
             self._check_status(response, endpoint, what, ok=(200,))
-            hasher = hashlib.sha256()
-            size = 0
-            with open_writer() as writer:
-                try:
-                    for chunk in response.iter_chunks():
-                        size += len(chunk)
-                        if size > desc.size:
-                            raise BlobDigestMismatchError(
-                                f"{what} from {endpoint}: more than the {desc.size} bytes the descriptor "
-                                f"promises; refused, nothing stored", blob=desc.digest, actual="", size=size)
-                        hasher.update(chunk)
-                        writer.write(chunk)
-                        if progress is not None:
-                            progress(len(chunk))
-                except (OSError, http.client.HTTPException) as exc:
-                    raise TransferInterruptedError(f"{what}: download from {endpoint} broke off after "
-                                                   f"{size} bytes: {_reason(exc)}") from exc
-                actual = "sha256:" + hasher.hexdigest()
-                if actual != desc.digest or size != desc.size:
+            counted = _Counted(progress)
+            try:
+                with open_writer() as writer:
+                    self._stream_verified(response, desc, writer, counted, f"{what} from {endpoint}")
+                    return writer.commit()
+            except BaseException:
+                counted.rewind()
+                raise
+
+    @staticmethod
+    def _stream_verified(response: _Response, desc: Descriptor, writer: BlobWriterLike,
+                         counted: "_Counted", what: str) -> str:
+        """Copy the body into `writer` while hashing; raise unless it is exactly `desc`."""
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            for chunk in response.iter_chunks():
+                size += len(chunk)
+                if size > desc.size:
                     raise BlobDigestMismatchError(
-                        f"{what} from {endpoint}: got {size} bytes with digest {actual}, expected "
-                        f"{desc.size} bytes with digest {desc.digest}; refused, nothing stored",
-                        blob=desc.digest, actual=actual, size=size)
-                return writer.commit()
+                        f"{what}: more than the {desc.size} bytes the descriptor promises; "
+                        f"refused, nothing stored", blob=desc.digest, actual="", size=size)
+                hasher.update(chunk)
+                writer.write(chunk)
+                counted(len(chunk))
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransferInterruptedError(f"{what}: download broke off after {size} bytes: "
+                                           f"{_reason(exc)}") from exc
+        declared = response.headers.get("Content-Length")
+        if size < desc.size and (declared is None or declared == str(desc.size)):
+            # http.client returns a short read, not an error, when the peer closes early
+            raise TransferInterruptedError(f"{what}: download broke off after {size} of {desc.size} bytes")
+        actual = "sha256:" + hasher.hexdigest()
+        if actual != desc.digest or size != desc.size:
+            raise BlobDigestMismatchError(
+                f"{what}: got {size} bytes with digest {actual}, expected {desc.size} bytes with "
+                f"digest {desc.digest}; refused, nothing stored", blob=desc.digest, actual=actual, size=size)
+        return actual
 
     # -- push --
 
@@ -945,15 +971,22 @@ class RegistryClient:
 # --- helpers -----------------------------------------------------------------------------
 
 
-class _nullcontext(AbstractContextManager):
-    def __init__(self, value: object) -> None:
-        self.value = value
+class _Counted:
+    """Forwards byte counts to a progress callback and can take them back."""
 
-    def __enter__(self) -> object:
-        return self.value
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.progress = progress
+        self.total = 0
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    def __call__(self, n: int) -> None:
+        self.total += n
+        if self.progress is not None:
+            self.progress(n)
+
+    def rewind(self) -> None:
+        if self.progress is not None and self.total:
+            self.progress(-self.total)
+        self.total = 0
 
 
 def _basic(creds: Credentials | None) -> str:
