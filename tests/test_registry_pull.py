@@ -537,7 +537,8 @@ def test_hostile_layer_from_registry_stays_inside(registry, tmp_path: Path) -> N
     outside.mkdir()
     (outside / "victim").write_text("original")
     hostile = layer_from_entries([symlink_entry("escape", str(outside)), file_entry("escape/victim", b"pwned"),
-                                  symlink_entry("up", "../../../../.."), file_entry("up/tmp/pwned", b"x")])
+                                  symlink_entry("up", "../../../../../../../.."),
+                                  file_entry("up" + str(outside) + "/planted", b"x")])
     image = build_image([hostile], AMD64)
     push_image(client_for(), parse(f"{registry.host}/hostile/layer:v1"), image)
     source = ImageSource(client_for())
@@ -547,7 +548,8 @@ def test_hostile_layer_from_registry_stays_inside(registry, tmp_path: Path) -> N
     rootfs = tmp_path / "rootfs"
     unpack_image(resolved, cs, rootfs)
     assert (outside / "victim").read_text() == "original"
-    assert not Path("/tmp/pwned").exists()
+    assert sorted(os.listdir(outside)) == ["victim"]
+    assert (rootfs / str(outside).lstrip("/") / "planted").read_bytes() == b"x"
     assert (rootfs / str(outside).lstrip("/") / "victim").read_bytes() == b"pwned"
 
 
