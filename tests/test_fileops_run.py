@@ -167,3 +167,45 @@ def test_errors_name_the_action(base: Path, make) -> None:
         run_file_actions(actions, [base], make)
     assert info.value.action_index == 1
     assert str(info.value) == "file action 1: mkdir /x/y/z: No such file or directory"
+
+
+# ----------------------------------------------------------------- with FileOps built by the State API
+
+
+def _file_op(state) -> tuple[pb.FileOp, int]:
+    op = state.op()
+    assert isinstance(op.op, pb.FileOp)
+    return op.op, len(op.inputs)
+
+
+def test_state_api_mkdir_chain(make) -> None:
+    from solver import llb
+
+    st = llb.scratch().file(llb.mkdir("/a", 0o700).mkdir("/a/b", 0o700).mkdir("/a/b/c", 0o700))
+    file_op, n_inputs = _file_op(st)
+    assert [(a.input, a.secondary_input, a.output) for a in file_op.actions] == [(-1, -1, -1), (0, -1, -1),
+                                                                                  (1, -1, 0)]
+    assert n_inputs == 0
+    [out] = run_file_actions(file_op.actions, [], make).outputs
+    assert tree(out) == ["a", "a/b", "a/b/c"]
+
+
+def test_state_api_copy_from_local_and_from_an_action(tmp_path: Path, make) -> None:
+    from solver import llb
+
+    ctx = tmp_path / "ctx"
+    (ctx / "src").mkdir(parents=True)
+    (ctx / "src/main.c").write_text("int main;")
+    generated = llb.mkdir("/gen", 0o755).mkfile("/gen/version", 0o644, "1.0").with_state(llb.scratch())
+    st = llb.scratch().file(
+        llb.copy(llb.local("context", session="s"), "/src/*.c", "/app/", allow_wildcard=True,
+                 create_dest_path=True)
+        .copy(generated, "/gen/version", "/app/VERSION", create_dest_path=True)
+        .symlink("VERSION", "/app/current"))
+    file_op, n_inputs = _file_op(st)
+    assert n_inputs == 1
+    [out] = run_file_actions(file_op.actions, [ctx], make).outputs
+    assert (out / "app/main.c").read_text() == "int main;"
+    assert (out / "app/VERSION").read_text() == "1.0"
+    assert os.readlink(out / "app/current") == "VERSION"
+    assert not (out / "gen").exists()
