@@ -16,6 +16,7 @@ a `Definition`; a parsed Definition then re-encodes byte for byte.
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from dataclasses import dataclass, field, fields
@@ -112,9 +113,17 @@ def check_schema(cls: type[Message]) -> None:
 # ---------------------------------------------------------------- encoding
 
 
+@functools.lru_cache(maxsize=None)
+def _layout(cls: type[Message]) -> tuple[tuple[Field, ...], tuple[str, ...], dict[int, Field]]:
+    """Per class: non-oneof fields by number, oneof group names, fields by number."""
+    plain = tuple(sorted((f for f in cls.FIELDS if not f.oneof), key=lambda f: f.number))
+    groups = tuple(sorted({f.oneof for f in cls.FIELDS if f.oneof}))
+    return plain, groups, {f.number: f for f in cls.FIELDS}
+
+
 def encode(msg: Message, deterministic: bool = True) -> bytes:
     """Serialize `msg`: plain fields by number, then the set oneof member, then unknown fields."""
-    plain = sorted((f for f in msg.FIELDS if not f.oneof), key=lambda f: f.number)
+    plain, _, _ = _layout(type(msg))
     out = bytearray()
     for spec in plain:
         out += _encode_field(spec, getattr(msg, spec.attr), deterministic)
@@ -126,7 +135,7 @@ def encode(msg: Message, deterministic: bool = True) -> bytes:
 def _encode_oneofs(msg: Message, deterministic: bool) -> bytes:
     """Write the member of each oneof group that is set."""
     out = bytearray()
-    groups = sorted({f.oneof for f in msg.FIELDS if f.oneof})
+    _, groups, _ = _layout(type(msg))
     for group in groups:
         value = getattr(msg, group)
         if value is None:
@@ -231,7 +240,7 @@ def _map_sort_key(key: Any) -> Any:
 
 def decode(cls: type[M], data: bytes) -> M:
     """Parse `data` into a new `cls`; fields we do not know are kept verbatim."""
-    by_number = {f.number: f for f in cls.FIELDS}
+    _, _, by_number = _layout(cls)
     values: dict[str, Any] = {}
     unknown = bytearray()
     for raw in wire.iter_fields(data):

@@ -130,7 +130,7 @@ class State:
             args=_argv(args, shell), env=tuple(base.env_list()), cwd=base.cwd,
             user=base.user if user is None else user, hostname=hostname or base.hostname,
             cgroup_parent=base.cgroup_parent,
-            valid_exit_codes=tuple(valid_exit_codes) if valid_exit_codes is not None else None,
+            valid_exit_codes=tuple(valid_exit_codes) if valid_exit_codes else None,
             extra_hosts=base.extra_hosts + tuple(extra_hosts), ulimits=base.ulimits,
             network=NetMode(base.network if network is None else network),
             security=SecurityMode(base.security if security is None else security),
