@@ -179,3 +179,76 @@ def _has_process(cmdline: str) -> bool:
         if text == cmdline:
             return True
     return False
+
+
+def _pids_of(cmdline: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                text = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if text == cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_kill_9_repeated_then_check_and_build_succeed(registry_config, tmp_path: Path):
+    ctx = tmp_path / "ctx"
+    write(ctx / "big.txt", "x" * 200_000)
+    write(ctx / "Dockerfile", "FROM busybox\nCOPY big.txt /big.txt\nRUN echo step > /step\nRUN sleep 1014\n")
+    cache = tmp_path / "cache"
+    try:
+        for delay in (0.2, 0.6, 1.2, None):
+            proc = subprocess.Popen([*LLBOOK, "build", "--progress", "quiet", "--cache-dir", str(cache), str(ctx)],
+                                    env=_env(registry_config), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            if delay is None:  # the last one dies while the container runs
+                deadline = time.time() + 60
+                while time.time() < deadline and not _pids_of("sleep 1014"):
+                    time.sleep(0.05)
+            else:
+                time.sleep(delay)
+            proc.kill()
+            proc.wait(10)
+    finally:
+        for pid in _pids_of("sleep 1014"):  # containers of the killed builds (started by this test)
+            os.kill(pid, signal.SIGKILL)
+    out = subprocess.run([*LLBOOK, "check", "--cache-dir", str(cache)], env=_env(registry_config),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "corrupt" not in out.stdout.lower().replace("corrupt entries", "")
+    assert _mounts_under(cache) == 0
+    write(ctx / "Dockerfile", "FROM busybox\nCOPY big.txt /big.txt\nRUN echo step > /step\nRUN echo done\n")
+    build(registry_config, ctx, cache)
+    _, warm = build(registry_config, ctx, cache)
+    assert executed(warm) == []
+
+
+def test_two_concurrent_builds_in_one_cache_dir(registry_config, tmp_path: Path):
+    ctx = tmp_path / "ctx"
+    write(ctx / "a.txt", "a\n")
+    write(ctx / "Dockerfile", "FROM busybox\nCOPY a.txt /a.txt\nRUN sleep 1; echo one > /one\n"
+                              "RUN echo two > /two\n")
+    cache = tmp_path / "cache"
+    metas = [tmp_path / "m1.json", tmp_path / "m2.json"]
+    procs = [subprocess.Popen([*LLBOOK, "build", "--progress", "plain", "--cache-dir", str(cache),
+                               "--metadata-file", str(m), str(ctx)], env=_env(registry_config),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in metas]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    results = [json.loads(m.read_text()) for m in metas]
+    snapshots = {r["llbook.result.snapshot"] for r in results}
+    assert len(snapshots) == 1  # the second waited for the first's result instead of building again
+    ran = [executed(r) for r in results]
+    assert not set(ran[0]) & set(ran[1])  # each step ran in one build; the other waited and reused it
+    assert len(set(ran[0]) | set(ran[1])) == 4
+    _, third = build(registry_config, ctx, cache)
+    assert executed(third) == []
+    out = subprocess.run([*LLBOOK, "check", "--cache-dir", str(cache)], env=_env(registry_config),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
