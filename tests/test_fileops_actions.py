@@ -220,3 +220,11 @@ def test_rm_parent_traversal_does_not_escape_root(tmp_path: Path, path: str) -> 
         apply_action(pb.FileActionRm(path=path, allow_not_found=True, allow_wildcard=True), root)
     assert (victim / "data").read_text() == "data"
     assert root.is_dir()
+
+
+def test_mkdir_parents_through_a_file_names_the_path_inside(root: Path) -> None:
+    (root / "file").write_text("")
+    with pytest.raises(FileOpError) as info:
+        apply_action(pb.FileActionMkDir(path="/file/sub", mode=0o755, make_parents=True, timestamp=-1), root)
+    assert str(info.value) == "mkdir /file/sub: Not a directory"
+    assert str(root) not in str(info.value)

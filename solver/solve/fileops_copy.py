@@ -470,7 +470,7 @@ def mkdir_all(path: Path, mode: int, owner: Owner | None, timestamp_ns: int | No
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             return []
-        raise _os_error("mkdir", path, errno.ENOTDIR)
+        raise _os_error(path, errno.ENOTDIR)
     created: list[Path] = []
     parent = path.parent
     if parent != path:
@@ -488,8 +488,8 @@ def mkdir_all(path: Path, mode: int, owner: Owner | None, timestamp_ns: int | No
     return created
 
 
-def _os_error(op: str, path: Path | str, code: int) -> OSError:
-    return OSError(code, f"{op} {path}: {os.strerror(code)}", str(path))
+def _os_error(path: Path | str, code: int) -> OSError:
+    return OSError(code, os.strerror(code), str(path))
 
 
 def copy_xattrs(src: str, dst: str) -> None:
