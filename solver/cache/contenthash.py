@@ -114,46 +114,38 @@ def _xattrs(path: str) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _typeflag_and_size(st: os.stat_result) -> tuple[bytes, int]:
-    mode = st.st_mode
-    if st_mod.S_ISDIR(mode):
-        return b"5", 0
-    if st_mod.S_ISLNK(mode):
-        return b"2", 0
-    if st_mod.S_ISCHR(mode):
-        return b"3", 0
-    if st_mod.S_ISBLK(mode):
-        return b"4", 0
-    if st_mod.S_ISFIFO(mode):
-        return b"6", 0
-    # Regular files, and sockets (Go clears the socket bit, leaving a "regular" file).
-    return b"0", st.st_size
+_TYPEFLAGS = {
+    st_mod.S_IFDIR: b"5",
+    st_mod.S_IFLNK: b"2",
+    st_mod.S_IFCHR: b"3",
+    st_mod.S_IFBLK: b"4",
+    st_mod.S_IFIFO: b"6",
+}
+_HEADER_FORMAT = (
+    b"name" b"mode%d" b"uid%d" b"gid%d" b"size%d" b"typeflag%s" b"linkname%s"
+    b"uname" b"gname" b"devmajor%d" b"devminor%d"
+)
 
 
 def tarsum_header(st: os.stat_result, linkname: bytes, xattrs: Sequence[tuple[bytes, bytes]]) -> bytes:
-    """The tarsum-v1 header bytes of one entry (everything hashed before its content)."""
+    """The tarsum-v1 header bytes of one entry (everything hashed before its content).
+
+    Regular files, and sockets (Go clears the socket bit, leaving a "regular" file),
+    have typeflag '0' and their size; every other type has size 0.
+    """
+    fmt = st_mod.S_IFMT(st.st_mode)
     perm = st_mod.S_IMODE(st.st_mode)
-    if st_mod.S_ISLNK(st.st_mode):
+    if fmt == st_mod.S_IFLNK:
         perm |= 0o777
-    typeflag, size = _typeflag_and_size(st)
+    typeflag = _TYPEFLAGS.get(fmt, b"0")
+    size = st.st_size if typeflag == b"0" else 0
     devmajor = devminor = 0
-    if st_mod.S_ISCHR(st.st_mode) or st_mod.S_ISBLK(st.st_mode):
+    if fmt in (st_mod.S_IFCHR, st_mod.S_IFBLK):
         devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    fields: list[tuple[bytes, bytes]] = [
-        (b"name", b""),
-        (b"mode", str(perm).encode()),
-        (b"uid", str(st.st_uid).encode()),
-        (b"gid", str(st.st_gid).encode()),
-        (b"size", str(size).encode()),
-        (b"typeflag", typeflag),
-        (b"linkname", linkname),
-        (b"uname", b""),
-        (b"gname", b""),
-        (b"devmajor", str(devmajor).encode()),
-        (b"devminor", str(devminor).encode()),
-    ]
-    fields.extend(xattrs)
-    return b"".join(k + v for k, v in fields)
+    header = _HEADER_FORMAT % (perm, st.st_uid, st.st_gid, size, typeflag, linkname, devmajor, devminor)
+    if xattrs:
+        header += b"".join(k + v for k, v in xattrs)
+    return header
 
 
 @dataclass(frozen=True)
@@ -393,18 +385,24 @@ class _Tree:
         self.visible = visible
         self._records: dict[str, str] = {}
         self._dirs: dict[str, str] = {}
+        self._stats: dict[str, os.stat_result | None] = {}
 
     # -- filesystem access, always below the root, never through a symlink
     def fs_path(self, p: str) -> str:
         return self.root + p if p else self.root
 
     def lstat(self, p: str) -> os.stat_result | None:
-        if p and self.visible is not None and not self.visible(p[1:]):
-            return None
-        try:
-            return os.lstat(self.fs_path(p))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        """lstat of a real path below the root (None when missing or hidden), cached."""
+        if p in self._stats:
+            return self._stats[p]
+        st: os.stat_result | None = None
+        if not (p and self.visible is not None and not self.visible(p[1:])):
+            try:
+                st = os.lstat(self.fs_path(p))
+            except (FileNotFoundError, NotADirectoryError):
+                st = None
+        self._stats[p] = st
+        return st
 
     def readlink(self, p: str) -> str:
         return os.readlink(self.fs_path(p))
@@ -447,7 +445,10 @@ class _Tree:
         """Record digest of the entry at real path ``p`` (a directory: its header)."""
         known = self._records.get(p)
         if known is None:
-            known = record_digest(self.fs_path(p), memo=self.memo, opener=self.opener)
+            st = self.lstat(p)
+            if st is None:
+                raise ChecksumNotFoundError(f"{p or '/'!r}: not found")
+            known = record_digest(self.fs_path(p), st, memo=self.memo, opener=self.opener)
             self._records[p] = known
         return known
 

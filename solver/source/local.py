@@ -699,7 +699,10 @@ class LocalContext:
         copier = _Copier(src_fd, dst_fd)
         try:
             for entry in chosen:
-                copier.copy(entry)
+                try:
+                    copier.copy(entry)
+                except OSError as exc:
+                    raise ContextError(f"{entry.path!r}: cannot copy: {exc}") from exc
             copier.finish_dirs()
         finally:
             copier.close()
