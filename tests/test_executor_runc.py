@@ -39,7 +39,8 @@ def executor(tmp_path_factory: pytest.TempPathFactory) -> RuncExecutor:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    return RuncExecutor(state_root=tmp_path_factory.mktemp("runc-state"))
+    return RuncExecutor(state_root=tmp_path_factory.mktemp("runc-state"),
+                        bundle_parent=tmp_path_factory.mktemp("bundles"))
 
 
 @pytest.fixture
@@ -221,13 +222,7 @@ def test_cancel_kills_everything_quickly(executor: RuncExecutor, rootfs: Path) -
     assert _pids_with(f"sleep\0{marker}") == []
     assert executor.list_containers() == []
     assert _mount_count(rootfs.parent) == mounts_before == 0
-    assert list(Path(tempfile_dir()).glob("llbook-bundle-*")) == []
-
-
-def tempfile_dir() -> str:
-    import tempfile
-
-    return tempfile.gettempdir()
+    assert executor.bundle_parent is not None and os.listdir(executor.bundle_parent) == []
 
 
 def test_keyboard_interrupt_in_callback_cleans_up(executor: RuncExecutor, rootfs: Path) -> None:

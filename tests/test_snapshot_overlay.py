@@ -211,7 +211,7 @@ def test_mounted_unmounts_on_exception(sn: OverlaySnapshotter) -> None:
     before = _mount_count(sn.root)
     with pytest.raises(RuntimeError):
         with mounted(sn.prepare("k", "base")) as root:
-            assert _mount_count(sn.root) == before + 1
+            assert (root / "keep").exists() and _mount_count(sn.root) == before + 1
             raise RuntimeError("boom")
     assert _mount_count(sn.root) == before
     with pytest.raises(KeyboardInterrupt):

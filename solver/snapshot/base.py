@@ -13,6 +13,7 @@ or view; commit it only after it was unmounted.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,7 @@ class Snapshotter(abc.ABC):
         """Every snapshot of the store."""
 
     @abc.abstractmethod
-    def remove_orphans(self, *, include_active: bool = False) -> list[str]:
+    def remove_orphans(self, *, include_active: bool = False) -> "builtins.list[str]":
         """Delete leftovers of interrupted work (and, if asked, all active snapshots and
         views); return what was removed."""
 

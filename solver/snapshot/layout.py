@@ -15,6 +15,7 @@ removed by ``remove_orphans``.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import hashlib
 import json
@@ -238,7 +239,7 @@ class Layout:
         expected = self.committed_dir(meta.name) if meta.kind == COMMITTED else self.active_dir(meta.name)
         return directory == expected
 
-    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> list[str]:
+    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> "builtins.list[str]":
         removed: list[str] = []
         now = time.time()
         for name in _listdir(self.root / "tmp"):

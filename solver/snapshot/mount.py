@@ -97,10 +97,6 @@ class Mount:
     def is_bind(self) -> bool:
         return self.type in ("bind", "rbind") or "bind" in self.options or "rbind" in self.options
 
-    def option_string(self) -> str:
-        """The data string passed to mount(2) for filesystem-specific options."""
-        return ",".join(o for o in self.options if o not in _FLAGS)
-
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -175,17 +171,6 @@ def unmount(target: str | Path, *, attempts: int = 20) -> None:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):
             raise MountError(f"lazy unmount {target}: {os.strerror(err)}", err)
-
-
-def is_mountpoint(path: str | Path) -> bool:
-    """True when ``path`` is listed as a mount point in /proc/self/mountinfo."""
-    want = os.path.realpath(path)
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            point = line.split(" ")[4].encode().decode("unicode_escape")
-            if point == want:
-                return True
-    return False
 
 
 def _passthrough(mounts: Sequence[Mount]) -> str | None:

@@ -10,6 +10,7 @@ extra space.
 
 from __future__ import annotations
 
+import builtins
 import filecmp
 import os
 import stat
@@ -146,7 +147,7 @@ class NativeSnapshotter(Snapshotter):
     def list(self) -> list[SnapshotInfo]:
         return self.layout.list()
 
-    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> list[str]:
+    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> "builtins.list[str]":
         return self.layout.remove_orphans(include_active=include_active, min_age=min_age)
 
 

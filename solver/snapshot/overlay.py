@@ -13,6 +13,7 @@ applied into ``flat/`` beside it, and later chains stop there.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,6 +208,6 @@ class OverlaySnapshotter(Snapshotter):
     def list(self) -> list[SnapshotInfo]:
         return self.layout.list()
 
-    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> list[str]:
+    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> "builtins.list[str]":
         return self.layout.remove_orphans(include_active=include_active, min_age=min_age)
 
