@@ -119,9 +119,10 @@ class Snapshotter(abc.ABC):
         """Every snapshot of the store."""
 
     @abc.abstractmethod
-    def remove_orphans(self, *, include_active: bool = False) -> "builtins.list[str]":
-        """Delete leftovers of interrupted work (and, if asked, all active snapshots and
-        views); return what was removed."""
+    def remove_orphans(self, *, include_active: bool = False,
+                       min_age: float = 0.0) -> "builtins.list[str]":
+        """Delete leftovers of interrupted work older than ``min_age`` seconds (and, if
+        asked, all active snapshots and views); return what was removed."""
 
     def parent(self, name: str) -> str | None:
         """The single parent of ``name``; None for a base layer or a merge."""
