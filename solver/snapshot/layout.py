@@ -249,6 +249,8 @@ class Layout:
                 removed.append(str(path))
         for directory, meta in list(self.entries()):
             broken = meta is None or not self._well_placed(directory, meta)
+            if broken and now - _mtime(directory / META) < min_age:
+                continue  # may be a commit or creation in progress in another process
             if broken or (include_active and meta is not None and meta.kind != COMMITTED):
                 if meta is not None and not broken:
                     self.remove(meta.name)
