@@ -128,7 +128,7 @@ def _lower_dockerfile(args: argparse.Namespace) -> Any:
     return lowered.state.marshal(platform=platform)
 
 
-def _registry_resolver() -> Callable[[str, Any], tuple[str, dict[str, Any]]]:
+def _registry_resolver() -> Any:
     """A resolver that asks registries: (pinned `name:tag@sha256:…`, image config) per ref and platform."""
     from solver.source.image import ImageSource, Platform as RegistryPlatform
 

@@ -16,7 +16,6 @@ a `Definition`; a parsed Definition then re-encodes byte for byte.
 
 from __future__ import annotations
 
-import functools
 import keyword
 import re
 from dataclasses import dataclass, field, fields
@@ -90,6 +89,7 @@ class Message:
     """Base of every generated message: unknown fields are kept for lossless re-encoding."""
 
     FIELDS: ClassVar[tuple[Field, ...]] = ()
+    LAYOUT: ClassVar[Layout | None] = None
     unknown_fields: bytes = field(default=b"", repr=False, kw_only=True)
 
     def to_bytes(self, deterministic: bool = True) -> bytes:
@@ -103,29 +103,42 @@ class Message:
 
 
 def check_schema(cls: type[Message]) -> None:
-    """Fail at import time when a FIELDS entry does not name a dataclass attribute."""
+    """Fail at import time when a FIELDS entry does not name a dataclass attribute; store the layout."""
     names = {f.name for f in fields(cls)}
     for spec in cls.FIELDS:
         if spec.attr not in names:
             raise TypeError(f"{cls.__name__}: no attribute {spec.attr!r} for field {spec.proto_name}")
+    cls.LAYOUT = Layout.of(cls.FIELDS)
 
 
 # ---------------------------------------------------------------- encoding
 
 
-@functools.lru_cache(maxsize=None)
-def _layout(cls: type[Message]) -> tuple[tuple[Field, ...], tuple[str, ...], dict[int, Field]]:
+@dataclass(frozen=True)
+class Layout:
     """Per class: non-oneof fields by number, oneof group names, fields by number."""
-    plain = tuple(sorted((f for f in cls.FIELDS if not f.oneof), key=lambda f: f.number))
-    groups = tuple(sorted({f.oneof for f in cls.FIELDS if f.oneof}))
-    return plain, groups, {f.number: f for f in cls.FIELDS}
+
+    plain: tuple[Field, ...]
+    groups: tuple[str, ...]
+    by_number: dict[int, Field]
+
+    @classmethod
+    def of(cls, fields_: tuple[Field, ...]) -> Layout:
+        plain = tuple(sorted((f for f in fields_ if not f.oneof), key=lambda f: f.number))
+        groups = tuple(sorted({f.oneof for f in fields_ if f.oneof}))
+        return cls(plain, groups, {f.number: f for f in fields_})
+
+
+def _layout(cls: type[Message]) -> Layout:
+    """The layout `check_schema` stored on the class (computed on first use for unchecked classes)."""
+    layout = cls.__dict__.get("LAYOUT")
+    return layout if layout is not None else Layout.of(cls.FIELDS)
 
 
 def encode(msg: Message, deterministic: bool = True) -> bytes:
     """Serialize `msg`: plain fields by number, then the set oneof member, then unknown fields."""
-    plain, _, _ = _layout(type(msg))
     out = bytearray()
-    for spec in plain:
+    for spec in _layout(type(msg)).plain:
         out += _encode_field(spec, getattr(msg, spec.attr), deterministic)
     out += _encode_oneofs(msg, deterministic)
     out += msg.unknown_fields
@@ -135,8 +148,7 @@ def encode(msg: Message, deterministic: bool = True) -> bytes:
 def _encode_oneofs(msg: Message, deterministic: bool) -> bytes:
     """Write the member of each oneof group that is set."""
     out = bytearray()
-    _, groups, _ = _layout(type(msg))
-    for group in groups:
+    for group in _layout(type(msg)).groups:
         value = getattr(msg, group)
         if value is None:
             continue
@@ -240,7 +252,7 @@ def _map_sort_key(key: Any) -> Any:
 
 def decode(cls: type[M], data: bytes) -> M:
     """Parse `data` into a new `cls`; fields we do not know are kept verbatim."""
-    _, _, by_number = _layout(cls)
+    by_number = _layout(cls).by_number
     values: dict[str, Any] = {}
     unknown = bytearray()
     for raw in wire.iter_fields(data):

@@ -381,8 +381,10 @@ class _MarshalState:
             src = fa.action.source
             if isinstance(src, FileActionWithState):
                 st.input2_relative = self.add(src.action).target
-            elif getattr(src, "output", None) is not None:
-                st.input2 = self.add_input(src.output)  # type: ignore[union-attr]
+            else:
+                out = getattr(src, "output", None)
+                if out is not None:
+                    st.input2 = self.add_input(out)
         st.target = len(self.actions)
         self.visited[id(fa)] = st
         self.actions.append(st)

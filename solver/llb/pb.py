@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Union
+from typing import TypeVar, Union, dataclass_transform
 
 from solver.llb.codec import Field, Kind, Message, check_schema, decode, encode, enum_type, register
 
@@ -32,12 +32,16 @@ I32, I64, U32, U64 = Kind.INT32, Kind.INT64, Kind.UINT32, Kind.UINT64
 EN, MSG = Kind.ENUM, Kind.MESSAGE
 
 
-def message(cls: type) -> type:
+_T = TypeVar("_T")
+
+
+@dataclass_transform(field_specifiers=(field,))
+def message(cls: type[_T]) -> type[_T]:
     """Dataclass decorator for messages: registers the class and checks its schema."""
-    cls = dataclass(cls)
-    register(cls)
-    check_schema(cls)
-    return cls
+    made = dataclass(cls)
+    register(made)
+    check_schema(made)  # type: ignore[arg-type]
+    return made
 
 
 # ----------------------------------------------------------------- enums

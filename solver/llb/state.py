@@ -311,7 +311,7 @@ def _argv(args: str | Sequence[str], shell: bool) -> tuple[str, ...]:
 def _proxy_env(value: pb.ProxyEnv | Mapping[str, str] | None) -> pb.ProxyEnv | None:
     if value is None or isinstance(value, pb.ProxyEnv):
         return value
-    return pb.ProxyEnv(**dict(value))
+    return pb.ProxyEnv(**dict(value))  # type: ignore[arg-type]
 
 
 def _split_mounts(mounts: Iterable[MountSpec]) -> tuple[list[FsMount], tuple[SecretMount, ...], tuple[SSHMount, ...]]:
