@@ -593,6 +593,7 @@ def _concurrent_writer(cache_dir: str, worker: int, count: int) -> list[str]:
     return keys
 
 
+@pytest.mark.slow
 def test_many_processes_share_one_cache_dir(cache_dir: Path) -> None:
     workers, count = 6, 25
     with SPAWN.Pool(workers) as pool:
@@ -737,6 +738,7 @@ def _put_same_blob_repeatedly(cache_dir: str, rounds: int) -> int:
     return failures
 
 
+@pytest.mark.slow
 def test_prune_racing_puts_of_same_blob_never_dangle(cache_dir: Path) -> None:
     store = CacheStore(cache_dir)
     with SPAWN.Pool(3) as pool:
@@ -772,3 +774,52 @@ def test_one_store_shared_by_threads(store: CacheStore) -> None:
     assert errors == []
     assert len(store.records()) == 60 and len(store.places()) == 6
     assert store.integrity_check() == ["ok"]
+
+
+# --- property: the prune plan keeps every invariant ------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def gc_inputs(draw):
+    n = draw(st.integers(0, 12))
+    snaps = [f"S{i}" for i in range(draw(st.integers(1, 6)))]
+    digests = [f"sha256:{i:064x}" for i in range(draw(st.integers(0, 5)))]
+    records = []
+    for i in range(n):
+        snap = draw(st.sampled_from(snaps + [None]))
+        parents = tuple(draw(st.lists(st.sampled_from(snaps), max_size=2)))
+        records.append(RecordInfo(f"k{i}", snap, draw(st.integers(0, 1000)), draw(st.floats(0, 100)),
+                                  parents, tuple(draw(st.lists(st.sampled_from(digests), max_size=2))) if digests else (),
+                                  draw(st.booleans())))
+    blobs = [BlobUnitInfo(d, draw(st.integers(0, 500)), draw(st.floats(0, 100)), draw(st.booleans()))
+             for d in digests]
+    keep = draw(st.one_of(st.none(), st.integers(0, 5000)))
+    return records, blobs, keep
+
+
+@settings(max_examples=150, deadline=None)
+@given(gc_inputs())
+def test_plan_prune_invariants(inputs) -> None:
+    records, blobs, keep = inputs
+    plan = plan_prune(records, blobs, keep_storage=keep, now=1000.0)
+    removed_keys, removed_blobs = set(plan.records), set(plan.blobs)
+    remaining = [r for r in records if r.cache_key not in removed_keys]
+    in_use_snaps = {r.snapshot for r in records if r.in_use and r.snapshot}
+    for r in records:
+        if r.cache_key in removed_keys:
+            assert not r.in_use and r.snapshot not in in_use_snaps
+    # a snapshot unit is removed whole, and only when no remaining record needs it
+    still_needed = {r.snapshot for r in remaining} | {p for r in remaining for p in r.parents}
+    assert not set(plan.snapshots) & still_needed
+    assert set(plan.snapshots) == {r.snapshot for r in records if r.cache_key in removed_keys and r.snapshot}
+    referenced = {d for r in remaining for d in r.blobs}
+    for b in blobs:
+        if b.digest in removed_blobs:
+            assert not b.in_use and b.digest not in referenced
+    assert plan.total_before - plan.reclaimed == plan.total_after
+    if keep is None:
+        # everything removable went: what remains is in use or needed by something that is
+        assert all(b.in_use or b.digest in referenced for b in blobs if b.digest not in removed_blobs)

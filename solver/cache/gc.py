@@ -61,11 +61,15 @@ def parse_size(text: str | int | float) -> int:
 def format_size(size: int) -> str:
     """``1536 -> '1.5KiB'``; binary units, as ``docker system df`` prints MB of 2**20 bytes."""
     value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}".replace(".0", "")
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    for unit in units:
+        if abs(value) < 1024 or unit == units[-1]:
+            break
         value /= 1024
-    return f"{size}B"
+    if unit == "B":
+        return f"{size}B"
+    text = f"{value:.1f}"
+    return (text[:-2] if text.endswith(".0") else text) + unit
 
 
 # --- prune planning --------------------------------------------------------------------

@@ -725,11 +725,12 @@ class CacheStore:
                            counts.get(r["digest"], 0) > 1, r["digest"] in leased)
                 for r in conn.execute("SELECT * FROM blobs")]
 
-    def _mount_usage(self, row: sqlite3.Row) -> UsageEntry:
+    def _mount_usage(self, row: sqlite3.Row, in_use: bool | None = None) -> UsageEntry:
+        """``in_use=None`` probes the mount's lock; callers holding it pass False."""
         directory = self.paths.cachemounts / row["dir"]
-        base_id = row["id"].split("#", 1)[0]
-        return UsageEntry("cachemount", row["id"], base_id, _tree_size(directory), row["last_used"],
-                          row["created"], False, self.locks.cache_mount_in_use(row["id"]))
+        busy = self.locks.cache_mount_in_use(row["id"]) if in_use is None else in_use
+        return UsageEntry("cachemount", row["id"], row["id"].split("#", 1)[0], _tree_size(directory),
+                          row["last_used"], row["created"], False, busy)
 
     # prune -----------------------------------------------------------------------------
 
@@ -844,7 +845,7 @@ class CacheStore:
             if not lock.acquire(blocking=False):
                 continue  # in use
             try:
-                entry = self._mount_usage_unlocked(row)
+                entry = self._mount_usage(row, in_use=False)
                 with self._index.write() as conn:
                     conn.execute("DELETE FROM cachemounts WHERE id = ?", (row["id"],))
                 self._remove_tree(self.paths.cachemounts / row["dir"], errors)
@@ -852,11 +853,6 @@ class CacheStore:
             finally:
                 lock.release()
         return removed
-
-    def _mount_usage_unlocked(self, row: sqlite3.Row) -> UsageEntry:
-        directory = self.paths.cachemounts / row["dir"]
-        return UsageEntry("cachemount", row["id"], row["id"].split("#", 1)[0], _tree_size(directory),
-                          row["last_used"], row["created"], False, False)
 
     def _remove_tree(self, directory: Path, errors: list[str]) -> None:
         """Rename into tmp/ first (atomic), then delete; leftovers are cleaned by check."""
