@@ -77,3 +77,16 @@ def test_parse_reports_garbage() -> None:
     with pytest.raises(InvalidDefinitionError, match="failed to parse definition"):
         parse(b"\x0a\x05ab")
     assert isinstance(InvalidDefinitionError("x"), llb.InvalidDefinitionError)
+
+
+def test_deep_chain_in_any_order_loads_without_recursion_limits() -> None:
+    st = llb.image("busybox")
+    for i in range(1500):
+        st = st.run(f"echo {i}").root()
+    defn = st.marshal(AMD64)
+    reversed_defn = pb.Definition(def_=[*reversed(defn.def_[:-1]), defn.def_[-1]], metadata=defn.metadata)
+    graph = load(reversed_defn)
+    assert len(graph.vertices) == 1501
+    assert graph.result.digest == st.digest(AMD64)
+    order = [v.digest for v in graph.reachable()]
+    assert order[0] == llb.image("busybox").digest(AMD64) and order[-1] == st.digest(AMD64)

@@ -161,29 +161,37 @@ def _recompute_digests(ops: dict[str, Vertex]) -> dict[str, str]:
     """Re-marshal every op canonically, rewriting input digests; re-key `ops` in place."""
     renamed: dict[str, str] = {}
     for dgst in list(ops):
-        _recompute(ops, renamed, dgst, set())
+        _recompute(ops, renamed, dgst)
     return renamed
 
 
-def _recompute(ops: dict[str, Vertex], renamed: dict[str, str], dgst: str, path: set[str]) -> str:
-    if dgst in renamed:
-        return renamed[dgst]
-    vertex = ops.get(dgst)
-    if vertex is None:
-        raise InvalidDefinitionError(f"invalid missing input digest {dgst}")
-    if dgst in path:
-        raise InvalidDefinitionError(f"invalid cycle through {dgst}")
-    path.add(dgst)
-    for inp in vertex.op.inputs:
-        inp.digest = _recompute(ops, renamed, inp.digest, path)
-    path.discard(dgst)
-    new = digest_of(vertex.op.to_bytes())
-    if new != dgst:
-        del ops[dgst]
-        vertex.digest = new
-        ops[new] = vertex
-    renamed[dgst] = new
-    return new
+def _recompute(ops: dict[str, Vertex], renamed: dict[str, str], root: str) -> None:
+    """Go's `recomputeDigests` for `root` and its inputs, without recursion (deep chains are fine)."""
+    stack: list[tuple[str, bool]] = [(root, False)]
+    on_path: set[str] = set()
+    while stack:
+        dgst, inputs_done = stack.pop()
+        if dgst in renamed:
+            continue
+        vertex = ops.get(dgst)
+        if vertex is None:
+            raise InvalidDefinitionError(f"invalid missing input digest {dgst}")
+        if not inputs_done:
+            if dgst in on_path:
+                raise InvalidDefinitionError(f"invalid cycle through {dgst}")
+            on_path.add(dgst)
+            stack.append((dgst, True))
+            stack.extend((inp.digest, False) for inp in reversed(vertex.op.inputs) if inp.digest not in renamed)
+            continue
+        on_path.discard(dgst)
+        for inp in vertex.op.inputs:
+            inp.digest = renamed[inp.digest]
+        new = digest_of(vertex.op.to_bytes())
+        if new != dgst:
+            del ops[dgst]
+            vertex.digest = new
+            ops[new] = vertex
+        renamed[dgst] = new
 
 
 def validate_op(op: pb.Op) -> None:
