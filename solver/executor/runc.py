@@ -40,7 +40,7 @@ from solver.executor.ocispec import SpecInputs, build_spec, current_capabilities
 from solver.executor.rootpath import resolve_in_root
 from solver.executor.streams import Pipes
 from solver.executor.stubs import MountStubs
-from solver.executor.user import resolve_user
+from solver.executor.user import ResolvedUser, resolve_user
 
 KILL_TIMEOUT = 2.0
 POLL = 0.05
@@ -108,7 +108,7 @@ class RuncExecutor(Executor):
 
     # -- bundle ---------------------------------------------------------------------------
     def _write_bundle(self, bundle: Path, rootfs: Path, process: ProcessSpec,
-                      mounts: Sequence[MountSpec], user, container_id: str) -> None:
+                      mounts: Sequence[MountSpec], user: ResolvedUser, container_id: str) -> None:
         resolv = bundle / "resolv.conf"
         hosts = bundle / "hosts"
         resolv.write_text(resolv_conf(process.network == NETWORK_HOST))

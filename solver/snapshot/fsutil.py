@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,7 +220,7 @@ def remove_path(path: str | Path) -> None:
 
 def remove_tree(path: str | Path) -> None:
     """``rm -rf``: also through directories without write or search permission."""
-    def fix_and_retry(func, failed_path, _exc_info) -> None:
+    def fix_and_retry(func: Callable[[str], object], failed_path: str, _exc_info: object) -> None:
         parent = os.path.dirname(failed_path)
         try:
             os.chmod(parent, 0o700)
