@@ -255,3 +255,11 @@ def test_regexp_escape_re2_rejects() -> None:
     pm = PatternMatcher(["*[\\b]"])  # \b is not allowed in an RE2 class
     with pytest.raises(BadPatternError):
         pm.matches_or_parent_matches("x")
+
+
+def test_excluded_follows_the_transfer_walk() -> None:
+    # patternmatcher's two entry points disagree here; BuildKit's walk (the chained one)
+    # decides what is sent, and excluded() answers that.
+    patterns = ["a/a", "!a"]
+    assert not PatternMatcher(patterns).matches_or_parent_matches("a/a")
+    assert ignored(patterns, "a/a")

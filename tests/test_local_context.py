@@ -247,3 +247,62 @@ def test_context_must_be_a_directory(tmp_path: Path) -> None:
         LocalContext(tmp_path / "file")
     with pytest.raises(ContextError):
         LocalContext(tmp_path, exclude_patterns=["["])
+
+
+# ------------------------------------------------------------ property checks
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from solver.source.dockerignore import DockerIgnore  # noqa: E402
+
+_NAMES = st.sampled_from(["a", "b", "c.md", "d.py", "keep"])
+_TREES = st.lists(st.lists(_NAMES, min_size=1, max_size=3), min_size=1, max_size=12)
+_PATTERN_ATOMS = st.sampled_from(["a", "b", "*", "**", "*.md", "keep", "c.md", "?"])
+_PATTERNS = st.lists(
+    st.tuples(st.booleans(), st.lists(_PATTERN_ATOMS, min_size=1, max_size=3)).map(
+        lambda t: ("!" if t[0] else "") + "/".join(t[1])
+    ),
+    max_size=4,
+)
+
+
+def _build_tree(root: Path, paths: list[list[str]]) -> list[str]:
+    """Files at the given paths (a path that is already a file stays one)."""
+    made: list[str] = []
+    for parts in paths:
+        current = root
+        ok = True
+        for part in parts[:-1]:
+            current = current / part
+            if current.exists() and not current.is_dir():
+                ok = False
+                break
+            current.mkdir(exist_ok=True)
+        target = current / parts[-1]
+        if ok and not target.exists():
+            target.write_text("/".join(parts))
+            made.append(str(target.relative_to(root)))
+    return made
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(paths=_TREES, patterns=_PATTERNS)
+def test_selection_agrees_with_dockerignore(
+    tmp_path_factory: pytest.TempPathFactory, paths: list[list[str]], patterns: list[str]
+) -> None:
+    """A file is transferred exactly when .dockerignore matching says it is not excluded,
+    and hashing the selection in place equals hashing its copy."""
+    root = tmp_path_factory.mktemp("ctx")
+    files = _build_tree(root, paths)
+    ignore = DockerIgnore.from_lines(patterns)
+    ctx = LocalContext(root, exclude_patterns=ignore.patterns)
+    selection = ctx.select()
+    for f in files:
+        assert (f in selection) == (not ignore.excluded(f)), f
+    dest = tmp_path_factory.mktemp("out")
+    ctx.materialise(dest, selection)
+    assert checksum(dest, "/", wildcard=True) == ctx.checksum("/", wildcard=True, selection=selection)
+    for entry in selection:
+        if entry.kind == EntryKind.DIR:
+            assert checksum(dest, entry.path) == ctx.checksum(entry.path, selection=selection)

@@ -556,14 +556,21 @@ class DockerIgnore:
         return self._matcher
 
     def excluded(self, relpath: str) -> bool:
-        """Is ``relpath`` (relative to the context) excluded by these patterns?
+        """Is ``relpath`` (relative to the context) left out of what a build transfers?
 
-        The context root itself is never excluded.
+        Evaluated like BuildKit's file sync walks the context: directory by directory,
+        each level reusing its parent's results (``MatchesUsingParentResults``). This
+        differs from ``matches_or_parent_matches`` in rare cases, e.g. with
+        ``["a/a", "!a"]`` the file ``a/a`` is excluded. The context root never is.
         """
         path = clean_path(relpath.replace("\\", "/").lstrip("/"))
         if path == ".":
             return False
-        return self.matcher.matches_or_parent_matches(path)
+        info = MatchInfo()
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            _, info = self.matcher.matches_using_parent_results("/".join(parts[:depth]), info)
+        return self.matcher.matches_using_parent_results(path, info)[0]
 
     def included(self, relpath: str) -> bool:
         return not self.excluded(relpath)
