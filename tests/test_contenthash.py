@@ -534,3 +534,19 @@ def test_required_paths(tmp_path: Path) -> None:
     missing = Selector("/", include_patterns=("src/*.py",), required_paths=("/src/zzz.py",))
     with pytest.raises(ChecksumNotFoundError):
         checksum(root, missing)
+
+
+def test_memo_shared_by_threads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = _big_tree(tmp_path, 40)
+    memo = StatMemo(tmp_path / "memo.json")
+    expected = checksum(root, "/")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(checksum, root, "/", memo=memo) for _ in range(16)]
+        futures += [pool.submit(memo.save) for _ in range(4)]
+        results = [f.result() for f in futures[:16]]
+    assert set(results) == {expected}
+    assert memo.hits + memo.misses == 16 * 40
+    memo.save()
+    assert len(StatMemo.load(tmp_path / "memo.json")) == 40

@@ -37,6 +37,7 @@ import json
 import os
 import stat as st_mod
 import tempfile
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
@@ -172,7 +173,8 @@ class StatMemo:
     """Record digests of regular files, keyed by path and checked against their stat.
 
     A hit costs an ``lstat`` (plus listing xattrs); a miss reads the file. ``hits`` and
-    ``misses`` count lookups since the memo was created or loaded.
+    ``misses`` count lookups since the memo was created or loaded. One memo can be
+    shared by threads; several processes saving the same file keep the last write.
     """
 
     FILE_NAME = "contenthash-memo.json"
@@ -184,6 +186,7 @@ class StatMemo:
         self.hits = 0
         self.misses = 0
         self._dirty = False
+        self._lock = threading.Lock()
 
     @classmethod
     def in_dir(cls, cache_dir: str | Path) -> "StatMemo":
@@ -210,15 +213,17 @@ class StatMemo:
         if target is None:
             raise ValueError("StatMemo.save needs a path")
         target.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            entries = sorted(self._entries.items())
+            self._dirty = False
         payload = {
             "version": self.VERSION,
-            "entries": {k: [fp.as_list(), d] for k, (fp, d) in sorted(self._entries.items())},
+            "entries": {k: [fp.as_list(), d] for k, (fp, d) in entries},
         }
         fd, tmp = tempfile.mkstemp(prefix=".memo-", dir=target.parent)
         with os.fdopen(fd, "w") as out:
             json.dump(payload, out, separators=(",", ":"))
         os.replace(tmp, target)
-        self._dirty = False
         return target
 
     def save_if_changed(self) -> None:
@@ -229,24 +234,29 @@ class StatMemo:
         return len(self._entries)
 
     def lookup(self, path: str, fingerprint: _Fingerprint) -> str | None:
-        entry = self._entries.get(path)
-        if entry is not None and entry[0] == fingerprint:
-            self.hits += 1
-            return entry[1]
-        self.misses += 1
-        return None
+        with self._lock:
+            entry = self._entries.get(path)
+            if entry is not None and entry[0] == fingerprint:
+                self.hits += 1
+                return entry[1]
+            self.misses += 1
+            return None
 
     def store(self, path: str, fingerprint: _Fingerprint, digest: str) -> None:
-        self._entries[path] = (fingerprint, digest)
-        self._dirty = True
+        with self._lock:
+            self._entries[path] = (fingerprint, digest)
+            self._dirty = True
 
     def forget_under(self, root: str | Path) -> int:
         """Drop the entries below ``root`` whose files are gone; return how many."""
         prefix = os.path.abspath(root).rstrip("/") + "/"
-        gone = [k for k in self._entries if k.startswith(prefix) and not os.path.lexists(k)]
-        for key in gone:
-            del self._entries[key]
-        self._dirty = self._dirty or bool(gone)
+        with self._lock:
+            keys = [k for k in self._entries if k.startswith(prefix)]
+        gone = [k for k in keys if not os.path.lexists(k)]
+        with self._lock:
+            for key in gone:
+                self._entries.pop(key, None)
+            self._dirty = self._dirty or bool(gone)
         return len(gone)
 
 
