@@ -82,14 +82,15 @@ def read_user_file(root: Path, path: str) -> str | None:
     """The text of ``path`` inside ``root``; None when it does not exist."""
     resolved = root_path(root, path)
     try:
-        fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not hang
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         raise UserLookupError(f"failed to open {path}: {exc.strerror}", path) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserLookupError(f"{path} is not a regular file", path)
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise UserLookupError(f"{path} is not a regular file", path)
         data = fh.read(MAX_USER_FILE_BYTES + 1)
     if len(data) > MAX_USER_FILE_BYTES:
         raise UserLookupError(f'"{path}" exceeds {MAX_USER_FILE_BYTES} bytes', path)
