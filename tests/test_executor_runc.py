@@ -343,3 +343,18 @@ def test_rootless_runc_as_an_unprivileged_user(executor: RuncExecutor) -> None:
         assert proc.stdout.split() == ["0", "buildkitsandbox", "lo", "code=0", "left=0"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_seccomp_blocks_namespaces_and_keyring_in_sandbox_only(executor: RuncExecutor,
+                                                               rootfs: Path) -> None:
+    script = "unshare -U true && echo unshared || echo blocked"
+    code, cap = run(executor, rootfs, script)
+    assert cap.text.strip() == "blocked"
+    code, cap = run(executor, rootfs, script, security="insecure")
+    assert cap.text.strip() == "unshared"
+    code, cap = run(executor, rootfs, "grep Seccomp: /proc/self/status")
+    assert cap.text.split()[1] == "2"  # filter mode
+    # ordinary work is unaffected: processes, pipes, files, threads of busybox tools
+    code, cap = run(executor, rootfs, "mkdir -p /a/b && echo x | tee /a/b/c | wc -c && "
+                    "ls /a/b && (sleep 0 &) && wait && sort -r /etc/passwd | head -1 | cut -d: -f1")
+    assert code == 0 and cap.text.split() == ["2", "c", "root"]

@@ -9,7 +9,7 @@ paths, writable sysfs and cgroupfs). The network namespace is new for ``none`` a
 host's otherwise, as rootless BuildKit does. Rootless specs add a user namespace with
 id mappings, bind the host's /sys and leave cgroups alone.
 
-Seccomp and AppArmor profiles are not applied (see the executor package notes).
+Sandbox mode gets the seccomp filter of ``seccomp.py`` when asked; no AppArmor profile.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class SpecInputs:
     uid_mappings: Sequence[IdMapping] = field(default_factory=tuple)
     gid_mappings: Sequence[IdMapping] = field(default_factory=tuple)
     held_capabilities: Sequence[str] = ()  # what the runtime can grant; () = all
+    seccomp: dict[str, Any] | None = None  # linux.seccomp for sandbox mode
 
 
 def _mount(dest: str, type_: str, source: str, options: Sequence[str]) -> dict[str, Any]:
@@ -180,6 +181,8 @@ def build_spec(process: ProcessSpec, inputs: SpecInputs) -> dict[str, Any]:
         "maskedPaths": [] if insecure else list(MASKED_PATHS),
         "readonlyPaths": [] if insecure else list(READONLY_PATHS),
     }
+    if inputs.seccomp is not None and not insecure:
+        linux["seccomp"] = inputs.seccomp
     if not inputs.rootless:
         linux["resources"] = {"devices": [{"allow": insecure, "access": "rwm"}]}
         if inputs.cgroups_path:
