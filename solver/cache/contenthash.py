@@ -28,6 +28,13 @@ again at the root and ``..`` never climbs above it.
 ``StatMemo`` remembers the record digest of each regular file by (path, size,
 mtime_ns, inode, mode and the header), so re-checking a large unchanged tree costs one
 ``lstat`` per file and no reads. It can be saved to and loaded from a JSON file.
+
+API: ``checksum(root, selector, ...)``, ``checksum_many(root, selectors, ...)``,
+``file_digests(root, selector, ...)`` (which entries a selector picks, with their
+record digests), ``diff_digests(before, after)``, ``record_digest(path)``,
+``Selector`` (path plus BuildKit's ``ChecksumOpts``), ``StatMemo``. Every function
+takes ``memo``, an ``opener`` (how regular files are opened, e.g. confined to a root)
+and ``visible`` (hide entries: hash a filtered build context in place).
 """
 
 from __future__ import annotations
@@ -397,7 +404,8 @@ class _Tree:
         self._dirs: dict[str, str] = {}
         self._stats: dict[str, os.stat_result | None] = {}
 
-    # -- filesystem access, always below the root, never through a symlink
+    # -- filesystem access below the root. Paths reach here only after resolve() walked
+    #    them component by component, so none of their components is a symlink.
     def fs_path(self, p: str) -> str:
         return self.root + p if p else self.root
 
