@@ -550,3 +550,51 @@ def test_memo_shared_by_threads(tmp_path: Path) -> None:
     assert memo.hits + memo.misses == 16 * 40
     memo.save()
     assert len(StatMemo.load(tmp_path / "memo.json")) == 40
+
+
+@needs_root
+def test_symlinks_through_parents(tmp_path: Path) -> None:
+    root = build(
+        tmp_path / "t",
+        [
+            "lib dir",
+            "lib/sub dir",
+            "lib/sub/foo file data0",
+            "lib/sub/link symlink ../../lib2",
+            "lib2 dir",
+            "lib2/sub dir",
+            "lib2/sub/foo file data0",
+            "link1 symlink /lib",
+            "link2 symlink /lib/",
+            "link3 symlink /lib/.",
+            "link4 symlink /lib/../lib",
+            "link5 symlink ../lib",
+            "d0 dir",
+            "d0/d1 dir",
+            "d0/d1/def symlink ../../lib/sub",
+        ],
+    )
+    for path in [
+        "link1/sub/foo",
+        "link2/sub/foo",
+        "link3/sub/foo",
+        "link4/sub/foo",
+        "link5/sub/foo",
+        "link1/sub/link/sub/foo",
+        "d0/d1/def/foo",
+    ]:
+        assert checksum(root, path, follow_symlinks=True) == DGST_FILE_DATA0, path
+    # Hashing d0/d1 does not follow the link inside it; it hashes the link itself.
+    assert checksum(root, "d0/d1", follow_symlinks=True) != checksum(root, "lib/sub")
+
+
+def test_symlink_loop_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    os.symlink("b", root / "a")
+    os.symlink("a", root / "b")
+    from solver.cache.contenthash import ContentHashError
+
+    with pytest.raises(ContentHashError):
+        checksum(root, "a/x", follow_symlinks=True)
+    assert checksum(root, "a").startswith("sha256:")  # not following: the link itself
