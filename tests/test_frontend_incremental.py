@@ -109,3 +109,17 @@ def test_errors_name_the_cell_and_line():
     with pytest.raises(DockerfileError) as err:
         lowering.add_snippet("RUN x\n", "cell-2", stage="missing")
     assert 'stage "missing" is not defined' in err.value.message
+
+
+def test_definition_after_maps_vertices_to_cells():
+    lowering = build()
+    definition = lowering.definition_after(4, "linux/amd64")
+    files = [i.filename for i in definition.source.infos]
+    assert set(files) == {"cell-1", "cell-2", "cell-3"}
+    located = {}
+    for digest, locs in definition.source.locations.items():
+        loc = locs.locations[0]
+        located[definition.metadata[digest].description["llb.customname"]] = (
+            files[loc.source_index], loc.ranges[0].start.line)
+    assert located["[base 4] RUN echo 1 > /f"] == ("cell-3", 1)
+    assert located["[base 3] COPY . ."] == ("cell-2", 2)

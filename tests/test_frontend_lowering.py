@@ -629,3 +629,21 @@ def test_target_name_is_case_insensitive():
     lowered = lower("FROM scratch AS foo\nENV FOO bar\nFROM foo\nCOPY --from=foo f1 /\nCOPY --from=0 f2 /\n",
                     target="Foo")
     assert lowered.target == "foo"
+
+
+def test_definition_carries_buildkit_source_map():
+    text = "FROM busybox\nRUN echo a \\\n  b\nCOPY --link x /x\n"
+    lowered = lower(text, filename="my.Dockerfile")
+    definition = lowered.definition()
+    source = definition.source
+    assert [(i.filename, i.data, i.language) for i in source.infos] == [
+        ("my.Dockerfile", text.encode(), "Dockerfile")]
+    lines = {}
+    for digest, locs in source.locations.items():
+        name = definition.metadata[digest].description["llb.customname"]
+        (loc,) = locs.locations
+        lines[name] = (loc.ranges[0].start.line, loc.ranges[0].end.line)
+    assert lines == {"[1/3] FROM docker.io/library/busybox:latest": (1, 1), "[2/3] RUN echo a   b": (2, 3),
+                     "[3/3] COPY --link x /x": (4, 4), "[3/3] LINK COPY --link x /x": (4, 4)}
+    plain = lowered.definition(source_map=False).source
+    assert plain is None or not plain.locations

@@ -13,6 +13,7 @@ from solver.frontend.convert import Conversion, Lowering, convert_dockerfile
 from solver.frontend.dispatch_state import InstructionRecord, LoweringOptions, Resolver
 from solver.frontend.instructions import Instruction, parse_instructions
 from solver.frontend.parser import ParsedDockerfile, parse_dockerfile
+from solver.frontend.source_map import attach_source_map
 from solver.llb import pb
 from solver.llb.platform import Platform
 from solver.llb.state import State
@@ -32,10 +33,14 @@ class Lowered:
     target: str
     platform: Platform
     context_paths: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # filename -> Dockerfile text
 
-    def definition(self) -> pb.Definition:
-        """The marshaled LLB for the target platform."""
-        return self.state.marshal(self.platform)
+    def definition(self, *, source_map: bool = True, local_unique_id: str | None = None) -> pb.Definition:
+        """The marshaled LLB for the target platform, with BuildKit's source map of lines."""
+        definition = self.state.marshal(self.platform, local_unique_id=local_unique_id)
+        if source_map:
+            attach_source_map(definition, self.instructions, self.sources)
+        return definition
 
     def record_for_name(self, custom_name: str) -> InstructionRecord | None:
         """The instruction that produced the vertex with this ``llb.customname``."""
@@ -71,7 +76,9 @@ def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: s
                               platform=Platform.parse(platform) if isinstance(platform, str) else platform,
                               resolver=resolver, session_id=session_id, exclude_patterns=excludes)
     conversion = convert_dockerfile(text, filename=filename, target=target, options=options)
-    return _lowered(conversion)
+    lowered = _lowered(conversion)
+    lowered.sources = {filename: text}
+    return lowered
 
 
 def _ignore_patterns(context_dir: str | None, filename: str) -> list[str]:

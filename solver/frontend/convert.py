@@ -31,6 +31,7 @@ from solver.frontend.instructions import (ArgInstruction, CmdInstruction, CopyIn
 from solver.frontend.parser import parse_dockerfile
 from solver.frontend.paths import normalize_workdir
 from solver.frontend.shell_words import Lexer, WordError
+from solver.frontend.source_map import attach_source_map
 from solver.frontend.stages import SCRATCH, Stage, StageGraph, build_graph, split_stages
 from solver.llb import pb
 from solver.llb.platform import Platform
@@ -161,6 +162,7 @@ class Lowering:
     meta_args: list[ArgInstruction] = field(default_factory=list)
     declared: list[str] = field(default_factory=list)  # stage keys of the whole file, by index
     named: set[str] = field(default_factory=set)  # keys that are "AS" names (FROM can use them)
+    sources: dict[str, str] = field(default_factory=dict)  # filename -> snippet text (source map)
 
     def __post_init__(self) -> None:
         lexer = Lexer(escape_token=self.escape)
@@ -175,6 +177,7 @@ class Lowering:
                     ) -> list[InstructionRecord]:
         """Parse a snippet and append its instructions (a FROM starts a new stage)."""
         parsed = parse_dockerfile(text, filename)
+        self.sources[filename] = text
         if parsed.escape != self.escape:
             self.escape = parsed.escape
             self.build.lexer = Lexer(escape_token=parsed.escape)
@@ -199,6 +202,11 @@ class Lowering:
 
     def state_after(self, index: int) -> State:
         return self.records[index].state
+
+    def definition_after(self, index: int, platform: Platform | str | None = None) -> pb.Definition:
+        """The marshaled state after instruction ``index``, with a source map of cells and lines."""
+        definition = self.state_after(index).marshal(platform or self.build.platform)
+        return attach_source_map(definition, self.records[:index + 1], self.sources)
 
     def image_config_after(self, index: int) -> dict[str, Any]:
         return self.records[index].image.to_dict()
