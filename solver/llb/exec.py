@@ -129,7 +129,7 @@ class ExecMeta:
     cdi_devices: tuple[tuple[str, bool], ...] = ()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class ExecVertex(Vertex):
     """A process run on a root filesystem with extra mounts."""
 

@@ -395,7 +395,7 @@ def _index(value: int, n_inputs: int, relative: int | None) -> int:
     return n_inputs + relative if relative is not None else value
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class FileVertex(Vertex):
     """A file op: a bound action chain."""
 

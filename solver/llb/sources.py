@@ -28,7 +28,7 @@ class ResolveMode(str, Enum):
     LOCAL = "local"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class SourceVertex(Vertex):
     """A source op: identifier plus attrs."""
 

@@ -253,7 +253,7 @@ def diff(lower: State, upper: State, *, custom_name: str | None = None,
     return lower.with_output(Output(DiffVertex(lower.output, upper.output, options), 0))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class MergeVertex(Vertex):
     sources: tuple[Output, ...]
     options: OpOptions = field(default_factory=OpOptions)
@@ -272,7 +272,7 @@ class MergeVertex(Vertex):
         return op, md
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class DiffVertex(Vertex):
     lower: Output
     upper: Output | None

@@ -92,7 +92,7 @@ class MarshalContext:
     platform: Platform = field(default_factory=Platform.host)
     worker_constraints: tuple[str, ...] = ()
     local_unique_id: str = field(default_factory=new_unique_id)
-    cache: dict[int, Marshaled] = field(default_factory=dict)
+    cache: dict[Vertex, Marshaled] = field(default_factory=dict)
 
     def base_op(self, options: OpOptions, platform: Platform | None = None) -> tuple[pb.Op, pb.OpMetadata]:
         """Go's `MarshalConstraints`: an Op with platform and constraints set, and the metadata."""
@@ -102,13 +102,20 @@ class MarshalContext:
         return op, options.metadata()
 
     def marshal(self, vertex: Vertex) -> Marshaled:
-        """Marshal `vertex` once per context."""
-        key = id(vertex)
-        if key not in self.cache:
-            op, md = vertex.build_op(self)
+        """Marshal `vertex` once per context, its inputs first (iteratively: deep chains are fine)."""
+        stack: list[tuple[Vertex, bool]] = [(vertex, False)]
+        while stack:
+            current, inputs_done = stack.pop()
+            if current in self.cache:
+                continue
+            if not inputs_done:
+                stack.append((current, True))
+                stack.extend((o.vertex, False) for o in reversed(current.inputs()) if o.vertex not in self.cache)
+                continue
+            op, md = current.build_op(self)
             data = op.to_bytes()
-            self.cache[key] = Marshaled(digest_of(data), data, md)
-        return self.cache[key]
+            self.cache[current] = Marshaled(digest_of(data), data, md)
+        return self.cache[vertex]
 
     def to_input(self, out: Output) -> pb.Input:
         return pb.Input(digest=self.marshal(out.vertex).digest, index=out.index)
@@ -132,6 +139,9 @@ class Vertex(ABC):
 
     def __hash__(self) -> int:
         return id(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} at {id(self):#x}>"
 
 
 @dataclass(frozen=True)
@@ -165,7 +175,7 @@ def marshal_definition(head: Output | None, ctx: MarshalContext) -> pb.Definitio
     if head is None:
         return defn
     seen_digests: set[str] = set()
-    visited: set[int] = set()
+    visited: set[Vertex] = set()
     _walk(head.vertex, ctx, defn, seen_digests, visited)
     final = pb.Op(inputs=[ctx.to_input(head)]).to_bytes()
     dgst = digest_of(final)
@@ -184,20 +194,20 @@ def marshal_definition(head: Output | None, ctx: MarshalContext) -> pb.Definitio
     return defn
 
 
-def _walk(vertex: Vertex, ctx: MarshalContext, defn: pb.Definition, seen: set[str], visited: set[int]) -> None:
+def _walk(vertex: Vertex, ctx: MarshalContext, defn: pb.Definition, seen: set[str], visited: set[Vertex]) -> None:
     """Emit `vertex` after everything it reads (iterative, so deep chains do not hit recursion limits)."""
     stack: list[tuple[Vertex, bool]] = [(vertex, False)]
     while stack:
         current, expanded = stack.pop()
-        if id(current) in visited:
+        if current in visited:
             continue
         if not expanded:
             stack.append((current, True))
             for out in reversed(current.inputs()):
-                if id(out.vertex) not in visited:
+                if out.vertex not in visited:
                     stack.append((out.vertex, False))
             continue
-        visited.add(id(current))
+        visited.add(current)
         marshaled = ctx.marshal(current)
         defn.metadata[marshaled.digest] = merge_metadata(
             defn.metadata.get(marshaled.digest, pb.OpMetadata()), marshaled.metadata)
