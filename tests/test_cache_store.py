@@ -503,6 +503,7 @@ def test_same_vertex_built_once_across_processes(cache_dir: Path, tmp_path: Path
         results = pool.starmap(_build_once, [(str(cache_dir), "shared-key", str(log))] * 4)
     assert sorted(results) == ["built", "cached", "cached", "cached"]
     assert len(log.read_text().splitlines()) == 1
+    assert [p.name for p in (cache_dir / "locks").iterdir() if p.name.startswith("key-")] == []
 
 
 def _use_mount(cache_dir: str, mount_id: str, sharing: int, hold: float, out) -> None:

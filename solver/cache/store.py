@@ -566,7 +566,7 @@ class CacheStore:
         try:
             yield self.lookup(cache_key, lease=lease)
         finally:
-            lock.release()
+            lock.release(unlink=True)  # one lock file per key would pile up; waiters re-open
 
     @staticmethod
     def _blob_refs_of(conn: sqlite3.Connection, cache_key: str) -> list[str]:
