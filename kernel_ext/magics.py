@@ -19,7 +19,17 @@ from kernel_ext.progress_view import LiveProgress
 from kernel_ext.session import CellOptions, CellRun, NotebookSession
 from solver.errors import BuildError, DockerfileError, LLBookError
 
-CANCEL_GRACE = 10.0  # seconds to wait for a canceled build to clean up
+
+
+def _wait_for_cleanup(done: threading.Event) -> None:
+    """Wait until a canceled build has removed its mounts and processes; a second
+    interrupt does not cut that short (it would leave them behind)."""
+    while True:
+        try:
+            if done.wait(0.2):
+                return
+        except KeyboardInterrupt:
+            continue
 
 
 class UsageError(LLBookError):
@@ -105,7 +115,7 @@ class LLBookMagics(Magics):
 
     def _run(self, text: str, options: CellOptions) -> CellRun | None:
         live = LiveProgress(rich=self.state.rich_display, quiet=options.quiet)
-        cancel = threading.Event()
+        cancel, done = threading.Event(), threading.Event()
         box: dict[str, Any] = {}
 
         def work() -> None:
@@ -114,18 +124,21 @@ class LLBookMagics(Magics):
                                                    progress=live, cancel=cancel)
             except BaseException as err:  # handed to the main thread
                 box["error"] = err
+            finally:
+                done.set()
 
-        worker = threading.Thread(target=work, name="llbook-solve", daemon=True)
-        worker.start()
+        # Waiting on an Event, not Thread.join: an interrupted join can mark a live
+        # thread as stopped (CPython gh-90882), and the build would be left running.
+        threading.Thread(target=work, name="llbook-solve", daemon=True).start()
         interrupted = False
-        while worker.is_alive():
+        while not done.is_set():
             try:
-                worker.join(0.1)
+                done.wait(0.1)
                 live.pump()
             except KeyboardInterrupt:
                 interrupted = True
                 cancel.set()
-                worker.join(CANCEL_GRACE)
+                _wait_for_cleanup(done)
         self.state.current_cell_id = None
         if interrupted:
             live.finish("interrupted")
