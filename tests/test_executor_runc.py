@@ -365,3 +365,34 @@ def test_seccomp_blocks_namespaces_and_keyring_in_sandbox_only(executor: RuncExe
     code, cap = run(executor, rootfs, "mkdir -p /a/b && echo x | tee /a/b/c | wc -c && "
                     "ls /a/b && (sleep 0 &) && wait && sort -r /etc/passwd | head -1 | cut -d: -f1")
     assert code == 0 and cap.text.split() == ["2", "c", "root"]
+
+
+def test_same_run_gives_the_same_layer_on_overlay_and_native(executor: RuncExecutor,
+                                                             tmp_path: Path) -> None:
+    from solver.snapshot.mount import mounted
+    from solver.snapshot.native import NativeSnapshotter
+    from solver.snapshot.overlay import OverlaySnapshotter
+    from solver.snapshot.probe import overlay_supported
+
+    if not overlay_supported(str(tmp_path)):
+        pytest.skip("no overlay mounts here")
+    script = ("echo 'x:x:5:5::/:/bin/sh' >> /etc/passwd && rm -rf /home/app && mkdir -m 750 /home/app && "
+              "echo hi > /home/app/.profile && chown -R 1000:1000 /home/app && rm /bin/vi && "
+              "ln -s busybox /bin/vim && chmod 4755 /bin/busybox && mkdir -p /var/lib/x && "
+              "dd if=/dev/zero of=/var/lib/x/blob bs=1k count=10 2>/dev/null")
+    layers = []
+    for sn in (OverlaySnapshotter(tmp_path / "o"), NativeSnapshotter(tmp_path / "n")):
+        with mounted(sn.prepare("base-k")) as root:
+            make_busybox_rootfs(root)
+            (root / "home" / "app" / "old").write_text("old")
+        sn.commit("base", "base-k")
+        with mounted(sn.prepare("run-k", "base")) as root:
+            assert executor.run(root, ProcessSpec(["/bin/sh", "-c", script])) == 0
+        sn.commit("run", "run-k")
+        layers.append(sn.layer_diff("run"))
+    overlay_diff, native_diff = layers
+    assert overlay_diff == native_diff
+    by = native_diff.by_path()
+    assert by["/home/app/old"].kind == "removed" and by["/home/app/.profile"].uid == 1000
+    assert by["/bin/busybox"].kind == "modified" and by["/bin/busybox"].mode == 0o4755
+    assert by["/bin/vim"].linkname == "busybox" and by["/var/lib/x/blob"].size == 10240
