@@ -647,3 +647,13 @@ def test_definition_carries_buildkit_source_map():
                      "[3/3] COPY --link x /x": (4, 4), "[3/3] LINK COPY --link x /x": (4, 4)}
     plain = lowered.definition(source_map=False).source
     assert plain is None or not plain.locations
+
+
+def test_base_config_keeps_oci_fields_and_drops_docker_legacy_ones():
+    config = {"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+              "docker_version": "20.10", "container": "abc", "container_config": {"Hostname": "x"},
+              "config": {"Hostname": "h", "Env": ["A=1"], "Labels": {"l": "v"}, "StopSignal": "SIGINT"},
+              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}}
+    cfg = lower("FROM base\nUSER u\n", resolver=lambda r, p: ("sha256:" + "2" * 64, config)).image_config
+    assert set(cfg) == {"architecture", "os", "config", "rootfs", "history"}
+    assert cfg["config"] == {"User": "u", "Env": ["A=1", PATH], "Labels": {"l": "v"}, "StopSignal": "SIGINT"}

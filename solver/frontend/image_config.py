@@ -14,6 +14,9 @@ from solver.frontend.gofmt import format_go_duration
 
 DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
+# Base image fields outside the ones modelled here that BuildKit's DockerOCIImage keeps;
+# Docker-only legacy fields (container, container_config, docker_version...) are dropped.
+KEPT_TOP_LEVEL = ("os.features",)
 
 
 @dataclass
@@ -65,7 +68,7 @@ class ContainerConfig:
     healthcheck: Healthcheck | None = None
     on_build: list[str] = field(default_factory=list)
     shell: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)  # fields we do not model
+    extra: dict[str, Any] = field(default_factory=dict)  # further fields to write (none from a base image)
 
     def get_env(self, key: str) -> str | None:
         for item in self.env:
@@ -115,7 +118,6 @@ class ContainerConfig:
             healthcheck=Healthcheck.from_dict(health) if health else None,
             on_build=list(data.pop("OnBuild", None) or []),
             shell=list(data.pop("Shell", None) or []),
-            extra=data,
         )
 
 
@@ -183,7 +185,7 @@ class ImageConfig:
             config=ContainerConfig.from_dict(data.pop("config", None)),
             history=[HistoryEntry.from_dict(h) for h in data.pop("history", None) or []],
             diff_ids=list(rootfs.get("diff_ids") or []),
-            extra=data,
+            extra={key: data[key] for key in KEPT_TOP_LEVEL if key in data},
         )
 
     def clone(self) -> "ImageConfig":
