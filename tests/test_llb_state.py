@@ -396,3 +396,42 @@ def test_marshal_is_deterministic_and_loadable() -> None:
     graph = llb.load(pb.Definition.from_bytes(one.to_bytes()))
     assert graph.result.digest == one.head()
     assert [v.op.kind for v in graph.reachable()] == ["source", "exec", "file", "merge"]
+
+
+def test_git_source_identifier_and_attrs() -> None:
+    op = llb.git("https://github.com/moby/buildkit.git", "v0.11.6", subdir="docs").op()
+    assert op.op.identifier == "git://github.com/moby/buildkit.git#v0.11.6:docs"
+    assert op.op.attrs == {"git.fullurl": "https://github.com/moby/buildkit.git",
+                           "git.authtokensecret": "GIT_AUTH_TOKEN", "git.authheadersecret": "GIT_AUTH_HEADER"}
+    assert op.platform is None
+    assert llb.git("github.com/moby/buildkit.git").op().op.identifier == "git://github.com/moby/buildkit.git"
+
+
+def test_exec_options_caps_and_readonly_root() -> None:
+    base = llb.image("busybox")
+    es = (base.with_ulimit("nofile", 1024, 2048).with_cgroup_parent("cg")
+          .run("true", network=llb.NetMode.HOST, security=llb.SecurityMode.INSECURE, readonly_rootfs=True,
+               mounts=[llb.bind("/s", base, selector="/etc"), llb.secret(None, "tok", env="TOKEN")]))
+    out = es.get_mount("/s")  # with a readonly root the exec is reached through its other outputs
+    assert out.output.index == 0
+    op = out.op(AMD64)
+    ex = op.op
+    assert ex.network == llb.NetMode.HOST and ex.security == llb.SecurityMode.INSECURE
+    assert ex.meta.ulimit == [pb.Ulimit(name="nofile", soft=1024, hard=2048)]
+    assert ex.meta.cgroup_parent == "cg"
+    assert [(m.dest, m.readonly, m.output, m.selector) for m in ex.mounts] == [("/", True, -1, ""), ("/s", False, 0, "/etc")]
+    assert ex.secretenv == [pb.SecretEnv(id="tok", name="TOKEN")]
+    assert es.root().digest(AMD64) == base.digest(AMD64)  # a readonly root has no new output
+    caps = set(out.marshal(AMD64).metadata[out.digest(AMD64)].caps)
+    assert {"exec.meta.network", "exec.meta.security", "exec.meta.ulimit", "exec.mount.selector",
+            "exec.mount.secret", "exec.secretenv"} <= caps
+
+
+def test_exec_state_chains_and_renames() -> None:
+    es = llb.image("busybox").run("a")
+    chained = es.run("b")  # an ExecState is a State: running on it runs on its root
+    assert chained.op(AMD64).inputs[0].digest == es.digest(AMD64)
+    named = es.with_custom_name("step a")
+    assert type(named) is llb.State
+    assert named.marshal(AMD64).metadata[named.digest(AMD64)].description == {"llb.customname": "step a"}
+    assert named.digest(AMD64) == es.digest(AMD64)

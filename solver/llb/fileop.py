@@ -117,7 +117,7 @@ class MkdirAction:
     owner: Chown | None = None
     created: Timestamp = None
 
-    def to_pb(self, parent: str, base: int, _source_dir: str) -> pb.FileActionMkDir:
+    def to_pb(self, parent: str, base: int) -> pb.FileActionMkDir:
         return pb.FileActionMkDir(path=normalize_path(parent, self.path, False), mode=self.mode & 0o777,
                                   make_parents=self.make_parents,
                                   owner=self.owner.to_pb(base) if self.owner else None,
@@ -132,7 +132,7 @@ class MkfileAction:
     owner: Chown | None = None
     created: Timestamp = None
 
-    def to_pb(self, parent: str, base: int, _source_dir: str) -> pb.FileActionMkFile:
+    def to_pb(self, parent: str, base: int) -> pb.FileActionMkFile:
         return pb.FileActionMkFile(path=normalize_path(parent, self.path, False), mode=self.mode & 0o777,
                                    data=self.data, owner=self.owner.to_pb(base) if self.owner else None,
                                    timestamp=_timestamp(self.created))
@@ -144,7 +144,7 @@ class RmAction:
     allow_not_found: bool = False
     allow_wildcard: bool = False
 
-    def to_pb(self, parent: str, _base: int, _source_dir: str) -> pb.FileActionRm:
+    def to_pb(self, parent: str, _base: int) -> pb.FileActionRm:
         return pb.FileActionRm(path=normalize_path(parent, self.path, False),
                                allow_not_found=self.allow_not_found, allow_wildcard=self.allow_wildcard)
 
@@ -156,7 +156,7 @@ class SymlinkAction:
     owner: Chown | None = None
     created: Timestamp = None
 
-    def to_pb(self, _parent: str, base: int, _source_dir: str) -> pb.FileActionSymlink:
+    def to_pb(self, _parent: str, base: int) -> pb.FileActionSymlink:
         # Go passes both paths through unchanged.
         return pb.FileActionSymlink(oldpath=self.oldpath, newpath=self.newpath,
                                     owner=self.owner.to_pb(base) if self.owner else None,
@@ -194,7 +194,7 @@ class CopyAction:
         p = gopath.clean(self.src)
         return gopath.join(self.source_dir() if not gopath.is_abs(p) else "/", p)
 
-    def to_pb(self, parent: str, base: int, _source_dir: str) -> pb.FileActionCopy:
+    def to_pb(self, parent: str, base: int) -> pb.FileActionCopy:
         c = pb.FileActionCopy(
             src=self.source_path(), dest=normalize_path(parent, self.dest, True),
             owner=self.owner.to_pb(base) if self.owner else None,
@@ -420,6 +420,6 @@ class FileVertex(Vertex):
                 input=_index(st.input, n, st.input_relative),
                 secondary_input=_index(st.input2, n, st.input2_relative),
                 output=0 if i + 1 == len(ms.actions) else pb.SKIP_OUTPUT,
-                action=st.fa.action.to_pb(parent, st.base, "")))
+                action=st.fa.action.to_pb(parent, st.base)))
         op.op = fo
         return op, md
