@@ -748,9 +748,10 @@ class LocalContext:
             self.root, selector, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__
         )
 
-    def open_file(self, relpath: str) -> BinaryIO:
+    def open_file(self, relpath: str, selection: Selection | None = None) -> BinaryIO:
         """Open a selected regular file for reading, confined to the context."""
-        if relpath not in self.select():
+        chosen = selection if selection is not None else self.select()
+        if relpath not in chosen:
             raise ContextError(f"{relpath!r} is not in the context")
         return self._open_beneath(relpath)
 
