@@ -657,3 +657,16 @@ def test_base_config_keeps_oci_fields_and_drops_docker_legacy_ones():
     cfg = lower("FROM base\nUSER u\n", resolver=lambda r, p: ("sha256:" + "2" * 64, config)).image_config
     assert set(cfg) == {"architecture", "os", "config", "rootfs", "history"}
     assert cfg["config"] == {"User": "u", "Env": ["A=1", PATH], "Labels": {"l": "v"}, "StopSignal": "SIGINT"}
+
+
+def test_resolver_failure_is_reported_at_the_from_line():
+    from solver.errors import DockerfileError
+
+    def resolver(ref, platform):
+        raise OSError("registry unreachable")
+
+    with pytest.raises(DockerfileError) as err:
+        lower("FROM scratch\nRUN true\nFROM nosuch/image\n", resolver=resolver)
+    assert err.value.line == 3
+    assert "failed to resolve source metadata for docker.io/nosuch/image:latest" in err.value.message
+    assert "registry unreachable" in err.value.message

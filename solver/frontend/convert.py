@@ -300,7 +300,12 @@ class Lowering:
             if ins is None:
                 raise DockerfileError(message, None, "Dockerfile") from None
             raise ins.error(message) from None
-        resolved = self.build.resolve_image(ref, platform)
+        try:
+            resolved = self.build.resolve_image(ref, platform)
+        except Exception as err:  # the resolver talks to registries: report where it was needed
+            error = DockerfileError(f"failed to resolve source metadata for {ref}: {err}",
+                                    ins.line if ins else None, ins.filename if ins else "Dockerfile")
+            raise error from err
         image = ImageConfig.empty(platform.os, platform.architecture, platform.variant)
         is_scratch = False
         if resolved is not None:
