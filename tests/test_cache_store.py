@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 import random
@@ -15,12 +14,13 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from solver.cache.gc import BlobUnitInfo, RecordInfo, SizeError, format_size, parse_size, plan_prune
-from solver.cache.locking import CacheSharing, FileLock, Locks, LockTimeout, ProcessId, pid_alive
+from solver.cache.locking import CacheSharing, FileLock, LockTimeout, ProcessId, pid_alive
 from solver.cache.store import CacheStore, MissingContentError, Record, RecordNotFoundError
 from solver.errors import LLBookError
 
@@ -83,7 +83,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(cache_dir: Path) -> CacheStore:
+def store(cache_dir: Path) -> Iterator[CacheStore]:
     s = CacheStore(cache_dir)
     yield s
     s.close()
@@ -444,7 +444,8 @@ def test_file_lock_conflicts_in_process_and_times_out(tmp_path: Path) -> None:
     s1, s2 = FileLock(tmp_path / "y.lock", shared=True), FileLock(tmp_path / "y.lock", shared=True)
     assert s1.acquire(blocking=False) and s2.acquire(blocking=False)
     assert not FileLock(tmp_path / "y.lock").acquire(blocking=False)
-    s1.release(), s2.release()
+    s1.release()
+    s2.release()
 
 
 def _hold_lock(path: str, seconds: float, started) -> None:
@@ -722,7 +723,12 @@ def test_delete_queues_unused_snapshot_for_removal(store: CacheStore, cache_dir:
     assert store.delete("a") and store.delete("b")
     assert not store.delete("a")
     removed: list[str] = []
-    report = store.prune(keep_storage="1TB", remove_snapshot=lambda s: (removed.append(s), remove_snapshot_in(cache_dir)(s)))
+
+    def remove(snap_id: str) -> None:
+        removed.append(snap_id)
+        remove_snapshot_in(cache_dir)(snap_id)
+
+    report = store.prune(keep_storage="1TB", remove_snapshot=remove)
     assert report.removed == [] and removed == [only]  # "c" still uses the shared snapshot
     assert list_snapshots_in(cache_dir)() == [shared]
 

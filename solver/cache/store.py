@@ -268,7 +268,8 @@ class _Index:
         if getattr(self._local, "pid", None) != pid:
             self._local.pid = pid
             self._local.conn = self._connect()
-        return self._local.conn
+        conn: sqlite3.Connection = self._local.conn
+        return conn
 
     def _connect(self) -> sqlite3.Connection:
         if self._initialised_pid != os.getpid():
