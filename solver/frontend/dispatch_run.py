@@ -40,7 +40,11 @@ def _heredoc_args(stage: StageState, ins: RunInstruction) -> tuple[list[str], li
     """Args, extra mounts and custom-name suffix for a RUN with heredocs."""
     args = list(ins.cmd.args)
     files = ins.cmd.files
-    if parse_heredoc(args[0]) is None:
+    try:
+        single = parse_heredoc(args[0])
+    except ValueError as err:
+        raise ins.error(str(err)) from None
+    if single is None:
         text = args[0]
         for doc in files:
             text += "\n" + doc.content + doc.name
