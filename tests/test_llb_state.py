@@ -435,3 +435,13 @@ def test_exec_state_chains_and_renames() -> None:
     assert type(named) is llb.State
     assert named.marshal(AMD64).metadata[named.digest(AMD64)].description == {"llb.customname": "step a"}
     assert named.digest(AMD64) == es.digest(AMD64)
+
+
+def test_platform_objects_are_used_as_given_strings_are_normalised() -> None:
+    """Go normalises parsed platform strings and state platforms, not `llb.Platform` constraint values."""
+    given = llb.image("busybox", platform=Platform("linux", "arm64", "v8")).op(AMD64)
+    assert given.platform == pb.Platform(architecture="arm64", os="linux", variant="v8")
+    parsed = llb.image("busybox", platform="linux/arm64/v8").op(AMD64)
+    assert parsed.platform == pb.Platform(architecture="arm64", os="linux")
+    state = llb.image("busybox").with_platform(Platform("linux", "arm64", "v8")).run("true").op(AMD64)
+    assert state.platform == pb.Platform(architecture="arm64", os="linux")

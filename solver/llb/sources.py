@@ -75,7 +75,11 @@ def image(ref: str, platform: Platform | str | None = None, resolve_mode: Resolv
           attrs: Mapping[str, str] | None = None, *, layer_limit: int | None = None, checksum: str = "",
           custom_name: str | None = None, description: Mapping[str, str] | None = None,
           ignore_cache: bool = False) -> State:
-    """A registry image: `docker-image://<normalised ref>`."""
+    """A registry image: `docker-image://<normalised ref>`.
+
+    A platform string is parsed and normalised (Go's `platforms.Parse`); a Platform object is
+    used as given (Go's `llb.Platform` option), as is the platform passed to `marshal`.
+    """
     caps = {"source.image"}
     all_attrs: dict[str, str] = {}
     mode = ResolveMode(resolve_mode) if resolve_mode else ResolveMode.DEFAULT
@@ -92,7 +96,7 @@ def image(ref: str, platform: Platform | str | None = None, resolve_mode: Resolv
     all_attrs.update(attrs or {})
     plat = Platform.parse(platform) if isinstance(platform, str) else platform
     vertex = SourceVertex("docker-image://" + normalize(ref), all_attrs,
-                          _opts(caps, plat.normalize() if plat else None, custom_name, description, ignore_cache))
+                          _opts(caps, plat, custom_name, description, ignore_cache))
     return _source_state(vertex)
 
 

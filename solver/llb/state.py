@@ -162,7 +162,7 @@ class State:
                  worker_constraints: Sequence[str]) -> MarshalContext:
         ctx = MarshalContext(worker_constraints=tuple(worker_constraints))
         if platform is not None:
-            ctx.platform = Platform.parse(platform) if isinstance(platform, str) else platform.normalize()
+            ctx.platform = Platform.parse(platform) if isinstance(platform, str) else platform
         if local_unique_id is not None:
             ctx.local_unique_id = local_unique_id
         return ctx
