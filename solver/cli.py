@@ -68,8 +68,8 @@ def run_dump_llb(args: argparse.Namespace) -> int:
     if args.format == "pb":
         _write_bytes(data)
         return 0
-    sys.stdout.write(dump.dump_dot(defn) if args.format == "dot" else dump.dump_json(defn))
-    sys.stdout.flush()
+    text = dump.dump_dot(defn) if args.format == "dot" else dump.dump_json(defn)
+    _write_bytes(text.encode("utf-8", "surrogateescape"))
     return 0
 
 

@@ -131,3 +131,10 @@ def test_dot_matches_buildctl_format() -> None:
 ])
 def test_go_quote(text: str, quoted: str) -> None:
     assert go_quote(text) == quoted
+
+
+def test_invalid_utf8_is_replaced_in_json_and_hex_escaped_in_dot() -> None:
+    raw = pb.Op(op=pb.SourceOp(identifier="docker-image://x")).to_bytes().replace(b"//x", b"//\xff")
+    defn = pb.Definition(def_=[raw])
+    assert '"identifier":"docker-image://\ufffd"' in dump_json(defn)
+    assert 'label="docker-image://\\xff"' in dump_dot(defn)
