@@ -118,9 +118,16 @@ class State:
             network: NetMode | None = None, security: SecurityMode | None = None,
             proxy_env: pb.ProxyEnv | Mapping[str, str] | None = None, extra_hosts: Iterable[tuple[str, str]] = (),
             hostname: str = "", valid_exit_codes: Sequence[int] | None = None, readonly_rootfs: bool = False,
-            platform: Platform | None = None, custom_name: str | None = None,
+            platform: Platform | str | None = None, custom_name: str | None = None,
             description: Mapping[str, str] | None = None, ignore_cache: bool = False) -> ExecState:
-        """Run a process on this state's filesystem; `.root()` of the result is the changed filesystem."""
+        """Run a process on this state's filesystem; `.root()` of the result is the changed filesystem.
+
+        `args` as a string is split like a shell would (or run by /bin/sh -c with `shell=True`);
+        `env`/`cwd`/`user` override the state's values for this command only; `platform`
+        overrides the state's platform for this exec (and the outputs it produces).
+        """
+        if isinstance(platform, str):
+            platform = Platform.parse(platform)
         base = self
         for key, value in (env or {}).items():
             base = base.with_env(key, value)
