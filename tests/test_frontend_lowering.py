@@ -670,3 +670,9 @@ def test_resolver_failure_is_reported_at_the_from_line():
     assert err.value.line == 3
     assert "failed to resolve source metadata for docker.io/nosuch/image:latest" in err.value.message
     assert "registry unreachable" in err.value.message
+
+
+def test_cache_mount_namespace_build_arg():
+    (ex,) = graph("FROM busybox\nRUN --mount=type=cache,target=/c true\n",
+                  build_args={"BUILDKIT_CACHE_MOUNT_NS": "proj"}).execs()
+    assert _mount(ex, "/c").cache_opt.id == "proj//c"

@@ -115,7 +115,7 @@ def _fs_mount(build: BuildState, stage: StageState, m: MountSpec, source: State 
     if m.type == "cache":
         cache_id = m.id or gopath.clean(m.target)
         base = None if _is_scratch(state) else state
-        return llb_exec.cache_mount(target, build.options.cache_id_namespace + "/" + cache_id, SHARING[m.sharing],
+        return llb_exec.cache_mount(target, build.cache_namespace + "/" + cache_id, SHARING[m.sharing],
                                base=base, selector=selector)
     if m.readonly:
         return llb_exec.bind(target, state, selector=selector, readonly=True)

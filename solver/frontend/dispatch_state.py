@@ -86,6 +86,11 @@ class BuildState:
         return self.resolved[key]
 
     @property
+    def cache_namespace(self) -> str:
+        """Prefix of cache mount IDs: the option, else the BUILDKIT_CACHE_MOUNT_NS build arg."""
+        return self.options.cache_id_namespace or self.options.build_args.get("BUILDKIT_CACHE_MOUNT_NS", "")
+
+    @property
     def timestamp(self) -> int:
         """FileOp timestamp: SOURCE_DATE_EPOCH in nanoseconds, else -1."""
         return self.epoch * 1_000_000_000 if self.epoch is not None else -1
