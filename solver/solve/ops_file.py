@@ -102,11 +102,11 @@ def _owner_reads(fa: pb.FileAction, index: int) -> bool:
 
 def _input_dirs(ctx: OpContext, stack: ExitStack, file_op: pb.FileOp, inputs: list[Ref],
                 pool: _LayerPool) -> list[Path]:
-    from solver.solve.ops_local import materialised
+    from solver.solve.ops_local import readable
     dirs = []
     for i, ref in enumerate(inputs):
         if ref.kind == "local":
-            path = stack.enter_context(materialised(ctx, ref, _copy_sources(file_op, i)))
+            path = stack.enter_context(readable(ctx, ref, _copy_sources(file_op, i)))
         else:
             path = stack.enter_context(ctx.open_ref(ref))
         pool.known[Path(path)] = ref

@@ -60,6 +60,49 @@ def _wanted(path: str, prefixes: Sequence[str]) -> bool:
     return False
 
 
+def _fully_selected(root: Path, prefix: str, selected: frozenset[str]) -> bool:
+    """True when every entry at or below ``prefix`` in the real directory is selected
+    (nothing there is hidden by .dockerignore or include/follow paths) and the way to it
+    has no symlink, so reading the directory itself gives exactly the selection."""
+    import os
+    current = root
+    for part in [p for p in prefix.split("/") if p]:
+        current = current / part
+        if current.is_symlink():
+            return False
+    if not prefix:
+        start = root
+    elif not os.path.lexists(current):
+        return True  # nothing to copy there (the copy reports the missing path itself)
+    elif prefix not in selected:
+        return False
+    else:
+        start = current
+    if not start.is_dir():
+        return True
+    for dirpath, dirnames, filenames in os.walk(start):
+        rel = os.path.relpath(dirpath, root)
+        base = "" if rel == "." else rel + "/"
+        for name in dirnames + filenames:
+            if base + name not in selected:
+                return False
+    return True
+
+
+@contextmanager
+def readable(ctx: OpContext, ref: Ref, sources: Sequence[str] | None) -> Iterator[Path]:
+    """A directory a copy can read ``sources`` from: the context directory itself when it
+    holds exactly the selection there, else a partial copy (see ``materialised``)."""
+    local, selection = local_context(ctx, ref)
+    if sources is not None:
+        prefixes = [literal_prefix(posixpath.normpath("/" + s)) for s in sources]
+        if all(_fully_selected(local.root, p, selection.paths) for p in prefixes):
+            yield local.root
+            return
+    with materialised(ctx, ref, sources) as path:
+        yield path
+
+
 @contextmanager
 def materialised(ctx: OpContext, ref: Ref, sources: Sequence[str] | None) -> Iterator[Path]:
     """A temporary copy of the selected context, limited to ``sources`` (None: everything)."""

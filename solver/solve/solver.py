@@ -150,6 +150,42 @@ def default_snapshotter(root: Path) -> Any:
     return OverlaySnapshotter(root) if wanted == "overlay" else NativeSnapshotter(root)
 
 
+def _machine_identity() -> dict[str, Any]:
+    import os
+    return {"uid": os.geteuid(), "kernel": os.uname().release}
+
+
+def remembered_executor(cache_dir: Path, preference: str | None) -> Any:
+    """The probed executor, remembered in ``<cache>/executor.json`` for this user and kernel.
+
+    Probing runs a throwaway container (a few hundred ms); the verdict does not change
+    between builds on one machine, so it is probed once per cache directory."""
+    import json
+    import os
+    from solver.executor import probe
+    from solver.executor.proot import ProotExecutor
+    from solver.executor.runc import RuncExecutor
+    wanted = (preference or os.environ.get("LLBOOK_EXECUTOR", "") or "auto").strip().lower()
+    memo = Path(cache_dir) / "executor.json"
+    try:
+        saved = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if saved.get("machine") == _machine_identity() and saved.get("wanted") == wanted:
+        name = saved.get("name")
+        if name == "proot":
+            return ProotExecutor()
+        if name in probe.RUNTIMES:
+            return RuncExecutor(runtime=name)
+    executor = probe.choose_executor(None if wanted == "auto" else wanted)
+    name = "proot" if isinstance(executor, ProotExecutor) else getattr(executor, "runtime", "runc")
+    name = Path(str(name)).name
+    tmp = memo.with_name(f".executor-{os.getpid()}.json")
+    tmp.write_text(json.dumps({"machine": _machine_identity(), "wanted": wanted, "name": name}))
+    os.replace(tmp, memo)
+    return executor
+
+
 def to_definition(definition_or_state: Any) -> pb.Definition:
     if isinstance(definition_or_state, pb.Definition):
         return definition_or_state
@@ -191,8 +227,7 @@ class Solver:
     def executor(self) -> Any:
         with self._executor_lock:
             if self._executor is None:
-                from solver.executor import probe
-                self._executor = probe.choose_executor(self._executor_name)
+                self._executor = remembered_executor(self.paths.root, self._executor_name)
             return self._executor
 
     def image_source(self) -> Any:
