@@ -36,6 +36,7 @@ from solver.solve.fileops_copy import (
     Owner,
     chown_path,
     clean_action_path,
+    with_owner_access,
     copy_tree,
     display_path,
     go_split,
@@ -96,7 +97,7 @@ def mkdir(root: Path, action: pb.FileActionMkDir, owner: Owner | None) -> None:
             os.mkdir(path, mode)
         except FileExistsError:
             return
-        os.chmod(path, mode)
+        os.chmod(path, with_owner_access(mode, True))
         chown_path(path, owner)
         set_times(path, ts)
     except OSError as exc:
@@ -121,7 +122,7 @@ def mkfile(root: Path, action: pb.FileActionMkFile, owner: Owner | None) -> None
         with os.fdopen(fd, "wb") as out:
             out.write(action.data)
         if created:
-            os.chmod(path, mode)
+            os.chmod(path, with_owner_access(mode, False))
         chown_path(path, owner)
         set_times(path, timestamp_ns(action.timestamp))
     except OSError as exc:

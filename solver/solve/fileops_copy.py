@@ -14,6 +14,11 @@ and opens files with ``O_NOFOLLOW``.
 
 Process umask is not consulted: modes are set with explicit ``chmod`` after creation,
 which is what BuildKit gets by running with ``umask 0``.
+
+Without root (the binder case: no namespaces, one uid) owners cannot be given away, so
+``chown`` is best effort, and created entries keep owner access (``u+rw``, ``u+rwx`` for
+directories) so that later steps can still write into them; device nodes are skipped.
+This is the same policy as ``solver.source.tarsafe``. As root nothing of this applies.
 """
 
 from __future__ import annotations
@@ -446,6 +451,27 @@ class _SymbolicParser:
 # ----------------------------------------------------------------- metadata helpers
 
 
+def unprivileged() -> bool:
+    """True when not running as root (see the module notes)."""
+    return os.geteuid() != 0
+
+
+def with_owner_access(mode: int, is_dir: bool) -> int:
+    """``mode``, plus owner read/write (and search for directories) when unprivileged."""
+    if not unprivileged():
+        return mode
+    return mode | (0o700 if is_dir else 0o600)
+
+
+def lchown_best_effort(path: str | Path, uid: int, gid: int) -> None:
+    """``lchown``; without root, giving a file away is refused by the kernel and skipped."""
+    try:
+        os.lchown(path, uid, gid)
+    except PermissionError:
+        if not unprivileged():
+            raise
+
+
 def set_times(path: str | Path, timestamp_ns: int | None) -> None:
     """Set atime and mtime of ``path`` itself (not a symlink's target); None keeps them."""
     if timestamp_ns is None:
@@ -456,7 +482,7 @@ def set_times(path: str | Path, timestamp_ns: int | None) -> None:
 def chown_path(path: str | Path, owner: Owner | None) -> None:
     """``lchown`` when an owner is given."""
     if owner is not None:
-        os.lchown(path, owner.uid, owner.gid)
+        lchown_best_effort(path, owner.uid, owner.gid)
 
 
 def mkdir_all(path: Path, mode: int, owner: Owner | None, timestamp_ns: int | None) -> list[Path]:
@@ -481,7 +507,7 @@ def mkdir_all(path: Path, mode: int, owner: Owner | None, timestamp_ns: int | No
         if os.path.isdir(path) and not os.path.islink(path):
             return created
         raise
-    os.chmod(path, mode & 0o777)
+    os.chmod(path, with_owner_access(mode & 0o777, True))
     chown_path(path, owner)
     set_times(path, timestamp_ns)
     created.append(path)
@@ -642,8 +668,8 @@ class Copier:
                                            include, excluded, inc_info, exc_info)
             if not overwrite:
                 copy_info, restore_times = created, not created
-        else:
-            self._copy_leaf(src, target, src_st)
+        elif not self._copy_leaf(src, target, src_st):
+            return
         if copy_info:
             self._copy_file_info(src_st, target)
             copy_xattrs(src, target)
@@ -719,14 +745,15 @@ class Copier:
     def _copy_directory_only(self, dst: str, src_st: os.stat_result, overwrite: bool) -> bool:
         target_st = _lstat_or_none(dst)
         if target_st is None:
-            os.mkdir(dst, stat.S_IMODE(src_st.st_mode))
-            os.chmod(dst, stat.S_IMODE(src_st.st_mode))
+            mode = with_owner_access(stat.S_IMODE(src_st.st_mode), True)
+            os.mkdir(dst, mode)
+            os.chmod(dst, mode)
             return True
         if not stat.S_ISDIR(target_st.st_mode):
             shown = display_path(self.dest_root, dst)
             raise FileOpError(f"cannot copy to non-directory: {shown}", shown)
         if overwrite:
-            os.chmod(dst, stat.S_IMODE(src_st.st_mode))
+            os.chmod(dst, with_owner_access(stat.S_IMODE(src_st.st_mode), True))
         return False
 
     def _ensure_empty_file_target(self, target: str) -> None:
@@ -738,7 +765,9 @@ class Copier:
             raise FileOpError(f"cannot replace to directory {shown} with file", shown)
         os.unlink(target)
 
-    def _copy_leaf(self, src: str, target: str, src_st: os.stat_result) -> None:
+    def _copy_leaf(self, src: str, target: str, src_st: os.stat_result) -> bool:
+        """Create the non-directory ``target``; False when it is skipped (a device node
+        without root)."""
         kind = stat.S_IFMT(src_st.st_mode)
         if kind == stat.S_IFREG:
             first = self._hardlink_source(target, src_st)
@@ -750,8 +779,11 @@ class Copier:
             os.symlink(os.readlink(src), target)
         elif kind == stat.S_IFSOCK:
             os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # socket stub
+        elif kind in (stat.S_IFCHR, stat.S_IFBLK) and unprivileged():
+            return False
         else:
             os.mknod(target, src_st.st_mode, src_st.st_rdev)
+        return True
 
     def _hardlink_source(self, target: str, src_st: os.stat_result) -> str | None:
         """The first copy of a multiply-linked source file, or None (and remember this one)."""
@@ -765,9 +797,9 @@ class Copier:
 
     def _copy_file_info(self, src_st: os.stat_result, target: str) -> None:
         owner = self.options.owner or Owner(src_st.st_uid, src_st.st_gid)
-        os.lchown(target, owner.uid, owner.gid)
+        lchown_best_effort(target, owner.uid, owner.gid)
         if not stat.S_ISLNK(src_st.st_mode):
-            os.chmod(target, self._target_mode(src_st))
+            os.chmod(target, with_owner_access(self._target_mode(src_st), stat.S_ISDIR(src_st.st_mode)))
         self._copy_times(src_st, target)
 
     def _target_mode(self, src_st: os.stat_result) -> int:
@@ -854,7 +886,7 @@ def copy_tree(src_dir: Path, dest_dir: Path) -> None:
     symlinks, hardlinks, devices), like ``cp -a src_dir/. dest_dir``."""
     Copier(Path(src_dir), Path(dest_dir), CopyOptions(copy_dir_contents=True)).copy("/", "/")
     st = os.lstat(src_dir)
-    os.lchown(dest_dir, st.st_uid, st.st_gid)
-    os.chmod(dest_dir, stat.S_IMODE(st.st_mode))
+    lchown_best_effort(dest_dir, st.st_uid, st.st_gid)
+    os.chmod(dest_dir, with_owner_access(stat.S_IMODE(st.st_mode), True))
     copy_xattrs(str(src_dir), str(dest_dir))
     os.utime(dest_dir, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -9,6 +9,8 @@ Follows BuildKit's ``solver/llbsolver/file/unpack.go`` and the extractor it call
 - the destination directory is created (``0755``, owner and timestamp of the action);
 - entries keep their mode, owner, times and ``SCHILY.xattr`` attributes; a ``ChownOpt``
   replaces every entry's owner; ``.wh.`` files are ordinary files here (no whiteouts);
+- without root, owners are best effort, entries keep owner access and device nodes are
+  skipped (``fileops_copy``'s unprivileged policy);
 - confinement: leading ``/`` is stripped, a name or hardlink target that climbs out
   with ``..`` fails the whole ADD, and parent directories are resolved inside the
   destination like a chroot, so a symlink in the archive or the destination cannot
@@ -30,17 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
-import zstandard
-
 from solver.llb import gopath
 from solver.solve.fileops_copy import (
     FileOpError,
     Owner,
     display_path,
     go_split,
+    lchown_best_effort,
     mkdir_all,
     remove_all,
     root_path,
+    unprivileged,
+    with_owner_access,
 )
 
 IMPLIED_DIRECTORY_MODE = 0o755
@@ -51,6 +54,15 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 class ArchiveBreakoutError(FileOpError):
     """An archive entry that would be written outside the extraction directory."""
+
+
+def _zstd_error() -> type[Exception]:
+    """``zstandard.ZstdError`` when the package is installed (else ValueError, caught anyway)."""
+    try:
+        import zstandard
+    except ImportError:
+        return ValueError
+    return zstandard.ZstdError
 
 
 def detect_compression(head: bytes) -> str:
@@ -81,6 +93,8 @@ def open_decompressed(path: Path) -> Iterator[IO[bytes]]:
         elif kind == "xz":
             stream = lzma.LZMAFile(raw, "rb")
         elif kind == "zstd":
+            import zstandard  # a project dependency; imported here so the rest works without it
+
             stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
         else:
             stream = raw
@@ -96,7 +110,7 @@ def is_archive(path: Path) -> bool:
         with open_decompressed(path) as stream:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 return tar.firstmember is not None
-    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, zstandard.ZstdError, ValueError):
+    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError, _zstd_error()):
         return False
 
 
@@ -117,8 +131,6 @@ def attempt_unpack(src_root: Path, src: str, dest_root: Path, dest: str, owner: 
     return True
 
 
-_STREAM_ERRORS = (OSError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError,
-                  zstandard.ZstdError, ValueError)
 
 
 def untar(archive: Path, dest_dir: Path, owner: Owner | None = None, *, name: str = "") -> None:
@@ -131,7 +143,8 @@ def untar(archive: Path, dest_dir: Path, owner: Owner | None = None, *, name: st
                 _Extractor(Path(dest_dir), owner, shown).run(tar)
     except FileOpError:
         raise
-    except _STREAM_ERRORS as exc:
+    except (OSError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError, ValueError,
+            _zstd_error()) as exc:
         raise FileOpError(f"failed to unpack {shown}: {exc}", shown) from exc
 
 
@@ -196,7 +209,8 @@ class _Extractor:
         self._clear_existing(path, member)
         try:
             self._make_implied_dirs(Path(path).parent)
-            self._create(tar, member, path, link_target)
+            if not self._create(tar, member, path, link_target):
+                return None
             self._apply_metadata(member, path, link_target)
         except OSError as exc:
             raise FileOpError(f"failed to unpack {self.archive_name}: {member.name}: {exc.strerror}",
@@ -224,22 +238,26 @@ class _Extractor:
             mkdir_all(parent, IMPLIED_DIRECTORY_MODE, None, None)
 
     def _create(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str,
-                link_target: str | None) -> None:
+                link_target: str | None) -> bool:
+        """Create the entry's node; False when it is skipped (a device node without root)."""
         perm = member.mode & 0o777
         if member.isdir():
             if not os.path.isdir(path) or os.path.islink(path):
-                os.mkdir(path, perm)
+                os.mkdir(path, with_owner_access(perm, True))
         elif member.isreg():
             self._write_file(tar, member, path, perm)
         elif member.issym():
             os.symlink(member.linkname, path)
         elif link_target is not None:
             os.link(link_target, path, follow_symlinks=False)
+        elif (member.ischr() or member.isblk()) and unprivileged():
+            return False
         elif member.ischr() or member.isblk() or member.isfifo():
             kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
             os.mknod(path, kind | (member.mode & 0o7777), os.makedev(member.devmajor, member.devminor))
         else:
             raise OSError(errno.EINVAL, f"unhandled tar header type {member.type!r}")
+        return True
 
     @staticmethod
     def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, perm: int) -> None:
@@ -252,11 +270,11 @@ class _Extractor:
 
     def _apply_metadata(self, member: tarfile.TarInfo, path: str, link_target: str | None) -> None:
         owner = self.owner or Owner(member.uid, member.gid)
-        os.lchown(path, owner.uid, owner.gid)
+        lchown_best_effort(path, owner.uid, owner.gid)
         self._set_xattrs(member, path)
         target_is_symlink = link_target is not None and os.path.islink(link_target)
         if not member.issym() and not target_is_symlink:
-            os.chmod(path, member.mode & 0o7777)
+            os.chmod(path, with_owner_access(member.mode & 0o7777, member.isdir()))
         if member.isdir():
             return  # directory times are set once everything below them is written
         if member.issym():
