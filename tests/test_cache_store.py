@@ -239,7 +239,7 @@ def test_stale_lease_of_dead_process_is_ignored(store: CacheStore, cache_dir: Pa
     while pid_alive(dead_pid) and time.time() < deadline:
         time.sleep(0.05)
     assert not pid_alive(dead_pid)
-    assert any(e.in_use for e in store.du())  # the row is still there until prune cleans it
+    assert not any(e.in_use for e in store.du())  # a dead owner's lease holds nothing
     report = store.prune(all=True, remove_snapshot=lambda s: None)
     assert [e.key for e in report.removed] == ["k"]
     assert report.stale_leases_removed == 1

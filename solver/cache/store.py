@@ -692,9 +692,18 @@ class CacheStore:
 
     @staticmethod
     def _leased(conn: sqlite3.Connection, kind: str) -> set[str]:
-        rows = conn.execute("SELECT DISTINCT lr.ref FROM lease_refs lr JOIN leases l ON l.id = lr.lease_id"
-                            " WHERE lr.kind = ?", (kind,))
-        return {r["ref"] for r in rows}
+        """Refs of ``kind`` held by leases of live processes (stale leases are ignored)."""
+        rows = conn.execute("SELECT lr.ref, l.pid, l.pid_start FROM lease_refs lr JOIN leases l"
+                            " ON l.id = lr.lease_id WHERE lr.kind = ?", (kind,)).fetchall()
+        alive: dict[tuple[int, str], bool] = {}
+        held: set[str] = set()
+        for row in rows:
+            owner = (row["pid"], row["pid_start"])
+            if owner not in alive:
+                alive[owner] = pid_alive(*owner)
+            if alive[owner]:
+                held.add(row["ref"])
+        return held
 
     # du --------------------------------------------------------------------------------
 
@@ -823,7 +832,10 @@ class CacheStore:
 
     def _finish_snapshot_removal(self, snapshot: str, remove_snapshot: Callable[[str], None]) -> int:
         with self._index.read() as conn:
-            unused = self._snapshot_unused_in(conn, snapshot) and snapshot not in self._leased(conn, "snapshot")
+            unused = self._snapshot_unused_in(conn, snapshot)
+            leased = snapshot in self._leased(conn, "snapshot")
+        if unused and leased:
+            return 0  # someone is about to reuse it: decide at the next prune or check
         if unused:
             remove_snapshot(snapshot)  # may be slow (a tree): outside any transaction
         self._drop_pending("snapshot", snapshot)
@@ -831,9 +843,8 @@ class CacheStore:
 
     @staticmethod
     def _blob_unused_in(conn: sqlite3.Connection, digest: str) -> bool:
-        row = conn.execute("SELECT 1 FROM blobs WHERE digest = ? UNION SELECT 1 FROM lease_refs"
-                           " WHERE kind = 'blob' AND ref = ?", (digest, digest)).fetchone()
-        return row is None
+        indexed = conn.execute("SELECT 1 FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        return indexed is None and digest not in CacheStore._leased(conn, "blob")
 
     def _drop_pending(self, kind: str, ref: str) -> None:
         with self._index.write() as conn:
