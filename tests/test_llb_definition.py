@@ -90,3 +90,20 @@ def test_deep_chain_in_any_order_loads_without_recursion_limits() -> None:
     assert graph.result.digest == st.digest(AMD64)
     order = [v.digest for v in graph.reachable()]
     assert order[0] == llb.image("busybox").digest(AMD64) and order[-1] == st.digest(AMD64)
+
+
+def test_vertex_names_follow_buildkit() -> None:
+    base = llb.image("busybox")
+    touched = base.run("touch /x").root()
+    files = llb.scratch().file(llb.mkdir("/d", 0o755).mkfile("/d/f", 0o644).symlink("/d/f", "/l").rm("/x")
+                               .copy(base, "/bin/sh", "/sh"))
+    merged = llb.merge([touched, files])
+    final = llb.diff(base, merged).with_custom_name("the diff")
+    names = load(final.marshal(AMD64)).names()
+    assert names[touched.digest(AMD64)] == "touch /x"
+    assert names[files.digest(AMD64)] == "mkdir /d, mkfile /d/f, symlink /l -> /d/f, rm /x, copy /bin/sh /sh"
+    assert names[merged.digest(AMD64)] == f"merge (touch /x, {names[files.digest(AMD64)]})"
+    assert names[final.digest(AMD64)] == "the diff"
+    upper_only = load(llb.diff(base, llb.scratch()).marshal(AMD64))
+    assert upper_only.name(upper_only.result.digest) == \
+        "diff (docker-image://docker.io/library/busybox:latest) -> scratch"

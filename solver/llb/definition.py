@@ -54,9 +54,13 @@ class Graph:
 
     def reachable(self) -> list[Vertex]:
         """Vertices the result depends on, inputs before their users."""
+        return self._topological([self.result.digest])
+
+    def _topological(self, roots: list[str]) -> list[Vertex]:
+        """Vertices reachable from `roots`, inputs first (iterative depth-first walk)."""
         order: list[Vertex] = []
         seen: set[str] = set()
-        stack: list[tuple[str, bool]] = [(self.result.digest, False)]
+        stack: list[tuple[str, bool]] = [(r, False) for r in reversed(roots)]
         while stack:
             dgst, expanded = stack.pop()
             if expanded:
@@ -71,17 +75,29 @@ class Graph:
                     stack.append((inp, False))
         return order
 
+    def names(self) -> dict[str, str]:
+        """Display name of every vertex, as BuildKit's `vertex.Name()` gives it."""
+        names: dict[str, str] = {}
+        for vertex in self._topological(list(self.vertices)):
+            md = vertex.metadata
+            if md is not None and "llb.customname" in md.description:
+                names[vertex.digest] = md.description["llb.customname"]
+            else:
+                names[vertex.digest] = default_name(vertex.op, names)
+        return names
+
     def name(self, dgst: str) -> str:
-        """Display name of a vertex: `llb.customname`, else BuildKit's default name."""
-        vertex = self.vertices[dgst]
-        if vertex.metadata and "llb.customname" in vertex.metadata.description:
-            return vertex.metadata.description["llb.customname"]
-        return default_name(vertex.op)
+        """Display name of one vertex: `llb.customname`, else BuildKit's default name."""
+        return self.names()[dgst]
 
 
-def default_name(op: pb.Op) -> str:
-    """BuildKit's vertex name when no custom name is set (`llbOpName`, simplified for merge/diff)."""
+def default_name(op: pb.Op, input_names: dict[str, str] | None = None) -> str:
+    """BuildKit's vertex name when no custom name is set (`llbOpName`).
+
+    Merge and diff names embed their inputs' names when `input_names` (digest → name) has them.
+    """
     inner = op.op
+    known = input_names or {}
     if isinstance(inner, pb.SourceOp):
         return inner.identifier
     if isinstance(inner, pb.ExecOp):
@@ -91,12 +107,22 @@ def default_name(op: pb.Op) -> str:
     if isinstance(inner, pb.BuildOp):
         return "build"
     if isinstance(inner, pb.MergeOp):
-        return "merge"
+        subnames = ", ".join(known.get(i.digest, i.digest) for i in op.inputs)
+        return f"merge ({subnames})"
     if isinstance(inner, pb.DiffOp):
-        return "diff"
+        return f"diff {_diff_side(op, inner.lower, known)} -> {_diff_side(op, inner.upper, known)}"
     if isinstance(inner, pb.PassthroughOp):
         return "passthrough " + inner.id
     return "unknown"
+
+
+def _diff_side(op: pb.Op, side: pb.LowerDiffInput | pb.UpperDiffInput | None, names: dict[str, str]) -> str:
+    if side is None or side.input == pb.EMPTY:
+        return "scratch"
+    if not 0 <= side.input < len(op.inputs):
+        return f"(invalid input {side.input})"
+    dgst = op.inputs[side.input].digest
+    return f"({names.get(dgst, dgst)})"
 
 
 def _file_action_name(action: pb.FileAction) -> str:

@@ -194,11 +194,12 @@ class State:
     def __repr__(self) -> str:
         if self.output is None:
             return "<State scratch>"
-        op = self.op()
-        assert op is not None
-        from solver.llb.definition import default_name
+        from solver.llb.definition import load
 
-        return f"<State {op.kind} {self.digest()[:19]}… {default_name(op)!r} output={self.output.index}>"
+        graph = load(self.marshal(local_unique_id=""))
+        digest = graph.result.digest
+        kind = graph.vertices[digest].op.kind
+        return f"<State {kind} {digest[:19]}… {graph.name(digest)!r} output={self.output.index}>"
 
 
 @dataclass(frozen=True, repr=False)
