@@ -898,6 +898,9 @@ class CacheStore:
             self._check_db(report)
             if not report.db_ok:
                 return report
+            if repair:
+                with self._index.write() as conn:
+                    self._remove_stale_leases(conn)
             self._check_blobs(report, repair)
             self._check_records(report, verify_snapshot, remove_snapshot, repair)
             if repair:
@@ -1016,8 +1019,6 @@ class CacheStore:
 
     def _remove_orphan_snapshots(self, list_snapshots: Callable[[], Iterable[str]],
                                  remove_snapshot: Callable[[str], None], errors: list[str]) -> list[str]:
-        with self._index.write() as conn:
-            self._remove_stale_leases(conn)
         with self._index.read() as conn:
             used = {r["snapshot"] for r in conn.execute("SELECT snapshot FROM records WHERE snapshot IS NOT NULL")}
             for r in conn.execute("SELECT parents FROM records"):
