@@ -51,12 +51,16 @@ from solver.solve.usermap import OwnerRoots, chown_inputs, resolve_owner
 
 __all__ = [
     "FileOpError",
+    "FileOpPlan",
     "FileOpResult",
     "MakeOutputDir",
     "apply_action",
     "copy",
+    "copy_options",
+    "directory_factory",
     "mkdir",
     "mkfile",
+    "plan_file_actions",
     "rm",
     "run_file_actions",
     "symlink",
@@ -310,7 +314,7 @@ class FileOpResult:
 
 
 @dataclass
-class _Plan:
+class FileOpPlan:
     """The checked shape of a FileOp: which action gives each output, and how often
     each index is read (an action result read once may be changed in place)."""
 
@@ -319,7 +323,7 @@ class _Plan:
     uses: dict[int, int]
 
 
-def plan_file_actions(actions: Sequence[pb.FileAction], n_inputs: int) -> _Plan:
+def plan_file_actions(actions: Sequence[pb.FileAction], n_inputs: int) -> FileOpPlan:
     """Validate indexes as BuildKit's ``FileOpSolver.Solve`` does."""
     limit = n_inputs + len(actions)
     outputs: dict[int, int] = {}
@@ -339,7 +343,7 @@ def plan_file_actions(actions: Sequence[pb.FileAction], n_inputs: int) -> _Plan:
     for i in range(len(outputs)):
         if i not in outputs:
             raise FileOpError(f"missing output index {i}")
-    return _Plan(n_inputs, [outputs[i] for i in range(len(outputs))], uses)
+    return FileOpPlan(n_inputs, [outputs[i] for i in range(len(outputs))], uses)
 
 
 def _read_indexes(action: pb.FileAction) -> list[int]:
@@ -355,7 +359,7 @@ class _Runner:
     actions: Sequence[pb.FileAction]
     inputs: Sequence[Path]
     make_output_dir: MakeOutputDir
-    plan: _Plan
+    plan: FileOpPlan
     strict_users: bool
     results: dict[int, Path] = field(default_factory=dict)
     made: list[Path] = field(default_factory=list)
