@@ -51,6 +51,7 @@ class Graph:
     result: Edge
     terminal: Vertex
     renamed: dict[str, str] = field(default_factory=dict)  # digest in the bytes -> canonical digest
+    _names: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def reachable(self) -> list[Vertex]:
         """Vertices the result depends on, inputs before their users."""
@@ -76,7 +77,9 @@ class Graph:
         return order
 
     def names(self) -> dict[str, str]:
-        """Display name of every vertex, as BuildKit's `vertex.Name()` gives it."""
+        """Display name of every vertex, as BuildKit's `vertex.Name()` gives it (computed once)."""
+        if self._names is not None:
+            return self._names
         names: dict[str, str] = {}
         for vertex in self._topological(list(self.vertices)):
             md = vertex.metadata
@@ -84,6 +87,7 @@ class Graph:
                 names[vertex.digest] = md.description["llb.customname"]
             else:
                 names[vertex.digest] = default_name(vertex.op, names)
+        self._names = names
         return names
 
     def name(self, dgst: str) -> str:
