@@ -131,8 +131,6 @@ def attempt_unpack(src_root: Path, src: str, dest_root: Path, dest: str, owner: 
     return True
 
 
-
-
 def untar(archive: Path, dest_dir: Path, owner: Owner | None = None, *, name: str = "") -> None:
     """Extract ``archive`` (compressed or not) into the existing directory ``dest_dir``,
     confined to it; ``name`` is how errors call the archive."""
@@ -145,7 +143,8 @@ def untar(archive: Path, dest_dir: Path, owner: Owner | None = None, *, name: st
         raise
     except (OSError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError, ValueError,
             _zstd_error()) as exc:
-        raise FileOpError(f"failed to unpack {shown}: {exc}", shown) from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise FileOpError(f"failed to unpack {shown}: {reason}", shown) from exc
 
 
 def _pax_time_ns(member: tarfile.TarInfo, key: str) -> int | None:
