@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from solver.frontend.convert import Conversion, Lowering, convert_dockerfile
+from solver.frontend.convert import Conversion, convert_dockerfile
+from solver.frontend.lowering import Lowering
 from solver.frontend.dispatch_state import InstructionRecord, LoweringOptions, Resolver
 from solver.frontend.instructions import Instruction, parse_instructions
 from solver.frontend.parser import ParsedDockerfile, parse_dockerfile
