@@ -133,10 +133,11 @@ class CacheStoreError(LLBookError):
 class MissingContentError(CacheStoreError):
     """``put`` of a record whose blob is not in the content store (commit order violated)."""
 
-    def __init__(self, cache_key: str, digest: str) -> None:
+    def __init__(self, cache_key: str | None, digest: str) -> None:
         self.cache_key = cache_key
         self.digest = digest
-        super().__init__(f"record {cache_key} references blob {digest}, which is not in the content store")
+        who = f"record {cache_key} references blob {digest}, which" if cache_key else f"blob {digest}"
+        super().__init__(f"{who} is not in the content store")
 
 
 class RecordNotFoundError(CacheStoreError, KeyError):
@@ -610,7 +611,7 @@ class CacheStore:
         now = time.time()
         with self._index.write() as conn:
             if not self.content.has(digest):
-                raise MissingContentError("-", digest)
+                raise MissingContentError(None, digest)
             self._register_blob_in(conn, digest, size, media_type, now)
         entry = self.blob(digest)
         assert entry is not None
@@ -620,8 +621,9 @@ class CacheStore:
                           media_type: str, now: float) -> None:
         if size is None:
             size = self.content.size(digest)
-        conn.execute("INSERT OR IGNORE INTO blobs (digest, size, media_type, created, last_used)"
-                     " VALUES (?, ?, ?, ?, ?)", (digest, size, media_type, now, now))
+        conn.execute("INSERT INTO blobs (digest, size, media_type, created, last_used) VALUES (?, ?, ?, ?, ?)"
+                     " ON CONFLICT(digest) DO UPDATE SET last_used = excluded.last_used",
+                     (digest, size, media_type, now, now))
         if media_type:
             conn.execute("UPDATE blobs SET media_type = ? WHERE digest = ? AND media_type = ''",
                          (media_type, digest))
