@@ -329,7 +329,7 @@ def test_source_date_epoch_sets_timestamps_and_history_time():
 
 def test_add_local_attempts_unpack_and_url_uses_http():
     g = graph("FROM busybox\nADD a.tar /x/\nADD https://example.com/pkg/v1.tgz /y/\n"
-              "ADD --unpack=true --checksum=sha256:" + "d" * 64 + " https://example.com/ /z/\n")
+              "ARG SUM=sha256:" + "d" * 64 + "\nADD --unpack=true --checksum=$SUM https://example.com/ /z/\n")
     local, url, url2 = g.copies()
     assert local.attempt_unpack_docker_compatibility and local.follow_symlink
     assert url.src == "/v1.tgz" and not url.attempt_unpack_docker_compatibility and not url.follow_symlink

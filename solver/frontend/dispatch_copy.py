@@ -33,6 +33,7 @@ class CopyPlan:
     chmod: str
     mode: int | str | None
     excludes: list[str] = field(default_factory=list)
+    checksum: str = ""
 
 
 def parse_chmod(chmod: str) -> int | str | None:
@@ -70,11 +71,11 @@ def _plan(build: BuildState, stage: StageState, ins: CopyInstruction) -> CopyPla
     contents = [SourceContent(c.path, stage.expand(c.data, ins, raw_lexer) if c.expand else c.data, c.expand)
                 for c in ins.contents]
     return CopyPlan([expand(s) for s in ins.sources], contents, expand(ins.dest), chown, chmod, mode,
-                    list(ins.excludes))
+                    list(ins.excludes), expand(ins.checksum))
 
 
 def _check(ins: CopyInstruction, plan: CopyPlan) -> None:
-    if ins.checksum:
+    if plan.checksum:
         if not ins.is_add:
             raise ins.error("checksum can't be specified for COPY")
         if len(plan.sources) != 1:
@@ -125,7 +126,8 @@ def _common(plan: CopyPlan, build: BuildState) -> dict[str, object]:
     return options
 
 
-def _http_copy(chain: _Chain, src: str, dest: str, ins: CopyInstruction, options: dict, name: str) -> None:
+def _http_copy(chain: _Chain, src: str, dest: str, ins: CopyInstruction, plan: CopyPlan, options: dict,
+               name: str) -> None:
     filename = "__unnamed__"
     try:
         url_path = urlsplit(src).path
@@ -134,7 +136,7 @@ def _http_copy(chain: _Chain, src: str, dest: str, ins: CopyInstruction, options
     candidate = path_base(url_path) if url_path else "."
     if candidate not in (".", "/"):
         filename = candidate
-    state = http(src, filename=filename, checksum=ins.checksum or None, custom_name=name,
+    state = http(src, filename=filename, checksum=plan.checksum or None, custom_name=name,
                  description={"com.docker.dockerfile.v1.command": ins.code})
     chain.add(state, filename, dest, attempt_unpack=bool(ins.unpack), **options)
 
@@ -192,7 +194,7 @@ def dispatch_copy(build: BuildState, stage: StageState, ins: CopyInstruction, so
         if git_ref is not None:
             _git_copy(chain, git_ref, dest, ins, options, name)
         elif is_http_source(src):
-            _http_copy(chain, src, dest, ins, options, name)
+            _http_copy(chain, src, dest, ins, plan, options, name)
         else:
             _local_copy(chain, source if source is not None else build.context, src, dest, ins, options)
     _record_context_paths(build, ins, plan, source)
