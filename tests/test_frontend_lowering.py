@@ -676,3 +676,9 @@ def test_cache_mount_namespace_build_arg():
     (ex,) = graph("FROM busybox\nRUN --mount=type=cache,target=/c true\n",
                   build_args={"BUILDKIT_CACHE_MOUNT_NS": "proj"}).execs()
     assert _mount(ex, "/c").cache_opt.id == "proj//c"
+
+
+def test_secret_as_env():
+    (ex,) = graph("FROM busybox\nRUN --mount=type=secret,id=tok,env=TOKEN true\n").execs()
+    assert [(s.id, s.name, s.optional) for s in ex.secretenv] == [("tok", "TOKEN", True)]
+    assert not any(m.mount_type == pb.MountType.SECRET for m in ex.mounts)
