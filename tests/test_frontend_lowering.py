@@ -682,3 +682,14 @@ def test_secret_as_env():
     (ex,) = graph("FROM busybox\nRUN --mount=type=secret,id=tok,env=TOKEN true\n").execs()
     assert [(s.id, s.name, s.optional) for s in ex.secretenv] == [("tok", "TOKEN", True)]
     assert not any(m.mount_type == pb.MountType.SECRET for m in ex.mounts)
+
+
+def test_onbuild_triggers_from_base_image_config():
+    config = {"config": {"OnBuild": ["RUN echo from-image"]}, "rootfs": {"diff_ids": ["sha256:" + "3" * 64]}}
+    lowered = lower("FROM base\nRUN echo own\n", resolver=lambda r, p: ("sha256:" + "4" * 64, config))
+    assert [e.meta.args[-1] for e in Graph(lowered).execs()] == ["echo from-image", "echo own"]
+    assert "OnBuild" not in lowered.image_config["config"]
+    assert lowered.instructions[1].is_onbuild and lowered.instructions[1].line == 1
+    names = sorted(md["llb.customname"] for _, _, md in Graph(lowered).ops if "llb.customname" in md)
+    assert names == ["[1/2] FROM docker.io/library/base:latest@sha256:" + "4" * 64,  # BuildKit names FROM first
+                     "[2/3] ONBUILD RUN echo from-image", "[3/3] RUN echo own"]

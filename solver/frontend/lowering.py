@@ -252,6 +252,8 @@ class Lowering:
         if not triggers:
             return
         stage.onbuild_expressions = []
+        if stage.cmd_total is not None:
+            stage.cmd_total += len(triggers)  # BuildKit counts every trigger
         for trigger in triggers:
             parsed = parse_dockerfile(trigger, ins.filename)
             if len(parsed.nodes) != 1:
