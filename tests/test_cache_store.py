@@ -830,3 +830,30 @@ def test_plan_prune_invariants(inputs) -> None:
     if keep is None:
         # everything removable went: what remains is in use or needed by something that is
         assert all(b.in_use or b.digest in referenced for b in blobs if b.digest not in removed_blobs)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_check_never_deletes_through_a_mount(store: CacheStore, cache_dir: Path, tmp_path: Path) -> None:
+    leftover = cache_dir / "tmp" / f"view-{_dead_pid()}-{uuid.uuid4().hex}"
+    inner = leftover / "rootfs"
+    inner.mkdir(parents=True)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep").write_text("host data")
+    if subprocess.run(["mount", "--bind", str(precious), str(inner)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here (needs root)")
+    try:
+        report = store.check(verify_snapshot=verify_snapshot_in(cache_dir))
+        assert report.ok and report.orphan_tmp_removed == []
+        assert report.skipped and "still mounted" in report.skipped[0]
+        assert (precious / "keep").read_text() == "host data"
+    finally:
+        subprocess.run(["umount", str(inner)], check=True)
+    report = store.check(verify_snapshot=verify_snapshot_in(cache_dir))
+    assert report.orphan_tmp_removed == [leftover.name] and not leftover.exists()
+    assert (precious / "keep").exists()

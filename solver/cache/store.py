@@ -242,6 +242,7 @@ class CheckReport:
     orphan_blobs_removed: list[str] = field(default_factory=list)
     orphan_snapshots_removed: list[str] = field(default_factory=list)
     pending_completed: int = 0
+    skipped: list[str] = field(default_factory=list)  # leftovers left alone (e.g. still mounted)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -872,12 +873,16 @@ class CacheStore:
         """Rename into tmp/ first (atomic), then delete; leftovers are cleaned by check."""
         if not directory.exists():
             return
+        if mount_points_under(directory):
+            errors.append(f"not removing {directory}: something is mounted below it")
+            return
         trash = self.paths.tmp / f"trash-{os.getpid()}-{uuid.uuid4().hex}"
         try:
             os.rename(directory, trash)
-            shutil.rmtree(trash)
         except OSError as e:
             errors.append(f"removing {directory}: {e}")
+            return
+        _remove_unmounted_tree(trash, errors)
 
     # check -----------------------------------------------------------------------------
 
@@ -906,7 +911,7 @@ class CacheStore:
             self._check_blobs(report, repair)
             self._check_records(report, verify_snapshot, remove_snapshot, repair)
             if repair:
-                report.orphan_tmp_removed = self._remove_orphan_tmp()
+                report.orphan_tmp_removed = self._remove_orphan_tmp(report.skipped)
                 report.orphan_blobs_removed = self._remove_orphan_blobs(orphan_grace)
                 if list_snapshots is not None and remove_snapshot is not None:
                     report.orphan_snapshots_removed = self._remove_orphan_snapshots(
@@ -980,7 +985,8 @@ class CacheStore:
         except Exception as e:
             errors.append(f"removing broken snapshot {snapshot}: {e}")
 
-    def _remove_orphan_tmp(self) -> list[str]:
+    def _remove_orphan_tmp(self, errors: list[str]) -> list[str]:
+        """Remove ``tmp/`` entries ``<word>-<pid>-...`` of dead pids; never through a mount."""
         removed: list[str] = []
         for entry in list(os.scandir(self.paths.tmp)):
             pid = _tmp_pid(Path(entry.path))
@@ -988,7 +994,8 @@ class CacheStore:
                 continue
             path = Path(entry.path)
             if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(path, ignore_errors=True)
+                if not _remove_unmounted_tree(path, errors):
+                    continue
             else:
                 path.unlink(missing_ok=True)
             removed.append(entry.name)
@@ -1056,6 +1063,49 @@ def _tmp_pid(path: Path) -> int | None:
         return pid
     parts = path.name.split("-")
     return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+
+
+def mount_points_under(directory: Path) -> list[str]:
+    """Mount points at or below ``directory`` (from /proc/self/mountinfo; [] without /proc)."""
+    root = os.path.realpath(directory).rstrip("/")
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return []
+    points = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        point = _unescape_mountinfo(fields[4])
+        if point == root or point.startswith(root + "/"):
+            points.append(point)
+    return points
+
+
+def _unescape_mountinfo(text: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo`` octal."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 4 <= len(text) and text[i + 1:i + 4].isdigit():
+            out.append(chr(int(text[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _remove_unmounted_tree(directory: Path, errors: list[str]) -> bool:
+    """``rmtree`` unless something is mounted below (deleting through a mount would reach
+    snapshots or host files). Returns True when the tree is gone."""
+    mounted = mount_points_under(directory)
+    if mounted:
+        errors.append(f"not removing {directory}: still mounted at {', '.join(mounted)}")
+        return False
+    shutil.rmtree(directory, ignore_errors=True)
+    return not directory.exists()
 
 
 def _tree_size(directory: Path) -> int:
