@@ -8,8 +8,11 @@ member of ``staff``, gid 50).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
@@ -47,3 +50,18 @@ def make_busybox_rootfs(dest: str | Path) -> Path:
     if os.geteuid() == 0:
         os.chown(root / "home" / "app", 1000, 1000)
     return root
+
+
+def unique_number() -> str:
+    """A number no concurrent test session uses, for ``sleep N`` markers found via /proc."""
+    return str(secrets.randbelow(9_000_000) + 1_000_000)
+
+
+def private_tmp_dir() -> Iterator[Path]:
+    """A temporary directory outside pytest's basetemp (which a concurrent pytest session
+    may delete while this one still uses it), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="llbook-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

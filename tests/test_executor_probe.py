@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,12 @@ from solver.snapshot.base import SnapshotError
 from solver.snapshot.native import NativeSnapshotter
 from solver.snapshot.overlay import OverlaySnapshotter
 from solver.snapshot.probe import overlay_supported
+from helpers_rootfs import private_tmp_dir
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Outside pytest's basetemp, which concurrent pytest sessions may prune."""
+    yield from private_tmp_dir()
 
 
 def test_auto_prefers_a_working_runtime() -> None:

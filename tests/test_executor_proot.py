@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers_rootfs import busybox_available, make_busybox_rootfs
+from helpers_rootfs import busybox_available, make_busybox_rootfs, private_tmp_dir, unique_number
 from solver.executor.base import ExecCancelledError, MountSpec, ProcessSpec, UserNotFoundError
 from solver.executor.proot import ProotExecutor
 from test_executor_runc import Capture, _pids_with
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    yield from private_tmp_dir()
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +96,7 @@ def test_network_none_is_reported(executor: ProotExecutor, rootfs: Path) -> None
 
 
 def test_cancel_kills_the_tree(executor: ProotExecutor, rootfs: Path) -> None:
-    marker = "27182"
+    marker = unique_number()
     cancel = threading.Event()
     result: dict[str, object] = {}
 
@@ -102,14 +108,16 @@ def test_cancel_kills_the_tree(executor: ProotExecutor, rootfs: Path) -> None:
         except BaseException as exc:  # noqa: BLE001
             result["error"] = exc
 
-    thread = threading.Thread(target=target)
+    thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while len(_pids_with(f"sleep\0{marker}")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(_pids_with(f"sleep\0{marker}")) == 2
-    cancel.set()
-    thread.join(timeout=10)
+    try:
+        deadline = time.monotonic() + 10
+        while len(_pids_with(f"sleep\0{marker}")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_pids_with(f"sleep\0{marker}")) == 2
+    finally:
+        cancel.set()
+        thread.join(timeout=10)
     assert not thread.is_alive()
     assert isinstance(result.get("error"), ExecCancelledError)
     time.sleep(0.1)

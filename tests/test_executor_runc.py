@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 import shutil
 import subprocess
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers_rootfs import busybox_available, make_busybox_rootfs
+from helpers_rootfs import busybox_available, make_busybox_rootfs, private_tmp_dir, unique_number
 from solver.executor.base import (
     ExecCancelledError,
     MountSpec,
@@ -34,13 +35,18 @@ def _skip_reason() -> str | None:
     return None
 
 
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    yield from private_tmp_dir()
+
+
 @pytest.fixture(scope="module")
-def executor(tmp_path_factory: pytest.TempPathFactory) -> RuncExecutor:
+def executor() -> Iterator[RuncExecutor]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    return RuncExecutor(state_root=tmp_path_factory.mktemp("runc-state"),
-                        bundle_parent=tmp_path_factory.mktemp("bundles"))
+    for base in private_tmp_dir():
+        yield RuncExecutor(state_root=base / "state", bundle_parent=base)
 
 
 @pytest.fixture
@@ -203,7 +209,7 @@ def test_mount_stubs_are_removed(executor: RuncExecutor, rootfs: Path, tmp_path:
 
 
 def test_cancel_kills_everything_quickly(executor: RuncExecutor, rootfs: Path) -> None:
-    marker = "31337"
+    marker = unique_number()
     mounts_before = _mount_count(rootfs.parent)
     cancel = threading.Event()
     result: dict[str, object] = {}
@@ -216,15 +222,17 @@ def test_cancel_kills_everything_quickly(executor: RuncExecutor, rootfs: Path) -
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             result["error"] = exc
 
-    thread = threading.Thread(target=target)
+    thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while len(_pids_with(f"sleep\0{marker}")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(_pids_with(f"sleep\0{marker}")) == 2
-    started = time.monotonic()
-    cancel.set()
-    thread.join(timeout=10)
+    try:
+        deadline = time.monotonic() + 10
+        while len(_pids_with(f"sleep\0{marker}")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_pids_with(f"sleep\0{marker}")) == 2
+    finally:
+        started = time.monotonic()
+        cancel.set()
+        thread.join(timeout=10)
     elapsed = time.monotonic() - started
     assert not thread.is_alive()
     assert isinstance(result.get("error"), ExecCancelledError)
@@ -232,19 +240,21 @@ def test_cancel_kills_everything_quickly(executor: RuncExecutor, rootfs: Path) -
     assert _pids_with(f"sleep\0{marker}") == []
     assert executor.list_containers() == []
     assert _mount_count(rootfs.parent) == mounts_before == 0
-    assert executor.bundle_parent is not None and os.listdir(executor.bundle_parent) == []
+    assert executor.bundle_parent is not None
+    assert [p for p in os.listdir(executor.bundle_parent) if p.startswith("llbook-bundle-")] == []
 
 
 def test_cancel_from_an_output_callback(executor: RuncExecutor, rootfs: Path) -> None:
     cancel = threading.Event()
+    marker = unique_number()
 
     def stdout(data: bytes) -> None:
         cancel.set()  # output arrives on a pump thread; the caller sees the cancel
 
     with pytest.raises(ExecCancelledError):
-        executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", "echo go; sleep 4242"]),
+        executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", f"echo go; sleep {marker}"]),
                      stdout=stdout, cancel=cancel)
-    assert _pids_with("sleep\0" + "4242") == []
+    assert _pids_with("sleep\0" + marker) == []
     assert executor.list_containers() == []
 
 
@@ -272,17 +282,18 @@ def test_keyboard_interrupt_in_the_calling_thread(executor: RuncExecutor, rootfs
 
     mounts_before = _mount_count(rootfs.parent)
     main = threading.get_ident()
+    marker = unique_number()
 
     def interrupt_when_started() -> None:
         deadline = time.monotonic() + 10
-        while not _pids_with("sleep\0" + "5151") and time.monotonic() < deadline:
+        while not _pids_with("sleep\0" + marker) and time.monotonic() < deadline:
             time.sleep(0.05)
         signal.pthread_kill(main, signal.SIGINT)
 
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", "sleep 5151"]))
-    assert _pids_with("sleep\0" + "5151") == []
+        executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", f"sleep {marker}"]))
+    assert _pids_with("sleep\0" + marker) == []
     assert executor.list_containers() == []
     assert _mount_count(rootfs.parent) == mounts_before == 0
 

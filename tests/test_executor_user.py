@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ import pytest
 from solver.executor.base import ProcessSpec, UserNotFoundError, ExecutorError, MountSpec
 from solver.executor.rootpath import first_missing, resolve_in_root
 from solver.executor.user import ResolvedUser, resolve_user
+from helpers_rootfs import private_tmp_dir
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Outside pytest's basetemp, which concurrent pytest sessions may prune."""
+    yield from private_tmp_dir()
 
 
 @pytest.fixture

@@ -5,9 +5,18 @@ the change, not the root filesystem."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, LowerView, compute_diff, walk_oci
+from helpers_rootfs import private_tmp_dir
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Outside pytest's basetemp, which concurrent pytest sessions may prune."""
+    yield from private_tmp_dir()
 
 
 class CountingView(LowerView):

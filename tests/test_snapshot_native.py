@@ -7,16 +7,24 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers_rootfs import private_tmp_dir
 from solver.snapshot.base import SnapshotError
 from solver.snapshot.diff import ADDED, REMOVED, walk_oci
 from solver.snapshot.mount import mounted
 from solver.snapshot.native import NativeSnapshotter
 from solver.snapshot.overlay import OverlaySnapshotter
 from test_snapshot_overlay import _overlay_works, build_base, do_changes
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Outside pytest's basetemp, which concurrent pytest sessions may prune."""
+    yield from private_tmp_dir()
 
 
 @pytest.fixture

@@ -8,16 +8,24 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers_rootfs import private_tmp_dir
 from solver.snapshot.base import SnapshotError, SnapshotExistsError, SnapshotInUseError, SnapshotNotFoundError
 from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, FileType, walk_oci
 from solver.snapshot.mount import Mount, mount_all, mounted, unmount
 from solver.snapshot.overlay import OverlaySnapshotter
 
 pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Outside pytest's basetemp, which concurrent pytest sessions may prune."""
+    yield from private_tmp_dir()
 
 
 def _mount_count(mentioning: str | Path = "/") -> int:

@@ -66,3 +66,36 @@ def kill_tree(root: int, pgid: int | None, timeout: float = 2.0, *, root_alive: 
         if not any(alive(pid) for pid in targets) or time.monotonic() > deadline:
             return
         time.sleep(0.02)
+
+
+def identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time in clock ticks): tells a process apart from a later one with its pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return pid, int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def still_running(ident: tuple[int, int]) -> bool:
+    return identity(ident[0]) == ident and alive(ident[0])
+
+
+def wait_gone(idents: list[tuple[int, int]], timeout: float) -> bool:
+    """Wait until none of these processes runs any more; SIGKILL the ones that do at the
+    end of ``timeout`` and wait as long again. True when all are gone."""
+    for attempt in range(2):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(still_running(i) for i in idents):
+                return True
+            time.sleep(0.02)
+        if attempt == 0:
+            for ident in idents:
+                if still_running(ident):
+                    try:
+                        os.kill(ident[0], signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+    return not any(still_running(i) for i in idents)

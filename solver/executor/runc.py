@@ -37,6 +37,7 @@ from solver.executor.base import (
 )
 from solver.executor.etcfiles import hosts_file, resolv_conf
 from solver.executor.ocispec import SpecInputs, build_spec, current_capabilities, rootless_mappings
+from solver.executor.proctree import descendants, identity, wait_gone
 from solver.executor.rootpath import resolve_in_root
 from solver.executor.seccomp import sandbox_profile
 from solver.executor.streams import Pipes
@@ -147,6 +148,7 @@ class RuncExecutor(Executor):
                                 start_new_session=True, cwd=bundle)
         pipes = Pipes.start(proc, stdout, stderr, stdin)
         cancelled = False
+        killed: list[tuple[int, int]] = []
         try:
             while True:
                 try:
@@ -155,22 +157,42 @@ class RuncExecutor(Executor):
                 except subprocess.TimeoutExpired:
                     pass
                 if cancel is not None and cancel.is_set():
-                    self._kill(container_id, proc)
+                    killed = self._kill(container_id, proc)
                     cancelled = True
                     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
                     break
         except BaseException:
-            self._kill(container_id, proc)
+            killed = self._kill(container_id, proc)
             raise
         finally:
             self._delete(container_id)
+            if killed and not wait_gone(killed, KILL_TIMEOUT):
+                raise ExecutorError(f"processes of container {container_id} survived SIGKILL")
             pipes.join()
         if cancelled:
             raise ExecCancelledError(f"run of container {container_id} was cancelled")
         return code
 
-    def _kill(self, container_id: str, proc: subprocess.Popen) -> None:
-        """Kill every process of the container, then runc itself if it lingers."""
+    def _container_processes(self, container_id: str) -> list[tuple[int, int]]:
+        """Identities of the container's processes: runc's list (its cgroup), plus the
+        init process and its descendants (rootless runs may have no cgroup)."""
+        pids: set[int] = set()
+        ps = subprocess.run(self._runc("ps", "--format", "json", container_id),
+                            capture_output=True, text=True, timeout=KILL_TIMEOUT)
+        if ps.returncode == 0:
+            pids.update(json.loads(ps.stdout or "null") or [])
+        state = subprocess.run(self._runc("state", container_id), capture_output=True, text=True,
+                               timeout=KILL_TIMEOUT)
+        if state.returncode == 0:
+            init = int(json.loads(state.stdout).get("pid") or 0)
+            if init > 0:
+                pids.update([init, *descendants(init)])
+        return [i for i in (identity(pid) for pid in sorted(pids)) if i is not None]
+
+    def _kill(self, container_id: str, proc: subprocess.Popen) -> list[tuple[int, int]]:
+        """Kill every process of the container, then runc itself if it lingers; return
+        the processes that were in the container."""
+        members = self._container_processes(container_id)
         deadline = time.monotonic() + KILL_TIMEOUT
         for args in (("kill", "--all", container_id, "KILL"), ("kill", container_id, "KILL")):
             result = subprocess.run(self._runc(*args), capture_output=True, timeout=KILL_TIMEOUT)
@@ -184,6 +206,7 @@ class RuncExecutor(Executor):
             except ProcessLookupError:
                 pass
             proc.wait()
+        return members
 
     def _delete(self, container_id: str) -> None:
         subprocess.run(self._runc("delete", "--force", container_id), capture_output=True,
