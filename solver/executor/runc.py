@@ -45,6 +45,7 @@ from solver.executor.stubs import MountStubs
 from solver.executor.user import ResolvedUser, resolve_user
 
 KILL_TIMEOUT = 2.0
+RUNC_TIMEOUT = 10.0  # for runc's own housekeeping commands on a loaded machine
 POLL = 0.05
 RUNC_DEFAULT_MOUNTS = ("/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hosts")
 
@@ -173,17 +174,22 @@ class RuncExecutor(Executor):
             raise ExecCancelledError(f"run of container {container_id} was cancelled")
         return code
 
+    def _runc_quiet(self, *args: str, timeout: float = RUNC_TIMEOUT) -> subprocess.CompletedProcess | None:
+        """Run a runc housekeeping command; None when it did not finish in time."""
+        try:
+            return subprocess.run(self._runc(*args), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def _container_processes(self, container_id: str) -> list[tuple[int, int]]:
         """Identities of the container's processes: runc's list (its cgroup), plus the
         init process and its descendants (rootless runs may have no cgroup)."""
         pids: set[int] = set()
-        ps = subprocess.run(self._runc("ps", "--format", "json", container_id),
-                            capture_output=True, text=True, timeout=KILL_TIMEOUT)
-        if ps.returncode == 0:
+        ps = self._runc_quiet("ps", "--format", "json", container_id)
+        if ps is not None and ps.returncode == 0:
             pids.update(json.loads(ps.stdout or "null") or [])
-        state = subprocess.run(self._runc("state", container_id), capture_output=True, text=True,
-                               timeout=KILL_TIMEOUT)
-        if state.returncode == 0:
+        state = self._runc_quiet("state", container_id)
+        if state is not None and state.returncode == 0:
             init = int(json.loads(state.stdout).get("pid") or 0)
             if init > 0:
                 pids.update([init, *descendants(init)])
@@ -195,8 +201,8 @@ class RuncExecutor(Executor):
         members = self._container_processes(container_id)
         deadline = time.monotonic() + KILL_TIMEOUT
         for args in (("kill", "--all", container_id, "KILL"), ("kill", container_id, "KILL")):
-            result = subprocess.run(self._runc(*args), capture_output=True, timeout=KILL_TIMEOUT)
-            if result.returncode == 0:
+            result = self._runc_quiet(*args)
+            if result is not None and result.returncode == 0:
                 break
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -209,5 +215,4 @@ class RuncExecutor(Executor):
         return members
 
     def _delete(self, container_id: str) -> None:
-        subprocess.run(self._runc("delete", "--force", container_id), capture_output=True,
-                       timeout=10)
+        self._runc_quiet("delete", "--force", container_id)
