@@ -178,15 +178,19 @@ class State:
     def vertex(self) -> Vertex | None:
         return self.output.vertex if self.output is not None else None
 
-    def op(self, platform: Platform | str | None = None, *, local_unique_id: str = "") -> pb.Op | None:
-        """The pb.Op producing this state (None for scratch)."""
+    def op(self, platform: Platform | str | None = None, *, local_unique_id: str | None = None) -> pb.Op | None:
+        """The pb.Op producing this state (None for scratch).
+
+        A local source without a session gets a random `local.unique` each time, as in Go,
+        unless `local_unique_id` fixes it.
+        """
         if self.output is None:
             return None
         ctx = self._context(platform, local_unique_id, ())
         return pb.Op.from_bytes(ctx.marshal(self.output.vertex).data)
 
-    def digest(self, platform: Platform | str | None = None, *, local_unique_id: str = "") -> str:
-        """Digest of the vertex producing this state ("" for scratch)."""
+    def digest(self, platform: Platform | str | None = None, *, local_unique_id: str | None = None) -> str:
+        """Digest of the vertex producing this state ("" for scratch); see `op` for local sources."""
         if self.output is None:
             return ""
         return self._context(platform, local_unique_id, ()).marshal(self.output.vertex).digest
