@@ -160,3 +160,22 @@ def test_proot_as_an_unprivileged_user(executor: ProotExecutor) -> None:
         assert os.stat(base / "rootfs" / "root-owned").st_uid == 1000  # really the user's
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_keyboard_interrupt_in_the_calling_thread(executor: ProotExecutor, rootfs: Path) -> None:
+    import signal
+
+    main = threading.get_ident()
+    marker = unique_number()
+
+    def interrupt_when_started() -> None:
+        deadline = time.monotonic() + 10
+        while not _pids_with(f"sleep\0{marker}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", f"sleep {marker} & sleep {marker}; wait"]))
+    time.sleep(0.1)
+    assert _pids_with(f"sleep\0{marker}") == []
