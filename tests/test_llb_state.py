@@ -236,9 +236,13 @@ def test_exec_platform_comes_from_state_then_marshal() -> None:
                                                                              variant="v7")
 
 
-def test_exec_without_args_is_rejected() -> None:
+def test_exec_without_args_or_with_clashing_mounts_is_rejected() -> None:
     with pytest.raises(LLBookError):
         llb.image("busybox").run([])
+    with pytest.raises(LLBookError, match="duplicate mount targets"):
+        llb.image("busybox").run("true", mounts=[llb.tmpfs("/t"), llb.tmpfs("/t")])
+    with pytest.raises(LLBookError):
+        llb.image("busybox").run("true", mounts=[llb.bind("/", llb.scratch())])
 
 
 # ----------------------------------------------------------------- file actions (fileop_test.go)

@@ -146,6 +146,9 @@ class ExecVertex(Vertex):
         if not self.meta.cwd:
             raise LLBookError("working directory is required")
         self.mounts = tuple(sorted(self.mounts, key=lambda m: m.dest))
+        dests = [m.dest for m in self.mounts]
+        if len(set(dests)) != len(dests):
+            raise LLBookError(f"duplicate mount targets in {dests}")
 
     def output_index(self, dest: str) -> int:
         """Output number of the mount at `dest`, or raise when it has none."""
