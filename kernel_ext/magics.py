@@ -17,6 +17,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from kernel_ext import commands
 from kernel_ext.progress_view import LiveProgress
 from kernel_ext.session import CellOptions, CellRun, NotebookSession
+from kernel_ext.widgets.result_view import show_result
 from solver.errors import BuildError, DockerfileError, LLBookError
 
 
@@ -61,6 +62,9 @@ def dockerfile_parser() -> _Parser:
     p.add_argument("--target", help="solve this stage instead of the cell's own end state")
     p.add_argument("--platform", help="target platform, e.g. linux/amd64")
     p.add_argument("--quiet", "-q", action="store_true", help="show only the summary")
+    p.add_argument("--id", dest="cell_id", metavar="NAME",
+                   help="name this cell's snippet; a later cell with the same --id replaces it, as "
+                        "re-running the same cell does")
     return p
 
 
@@ -111,16 +115,16 @@ class LLBookMagics(Magics):
             return
         except UsageError as err:
             raise _cell_error(err, str(err)) from None
-        self.state.last_run = self._run(cell, options)
+        self.state.last_run = self._run(cell, options, args.cell_id or self.state.current_cell_id)
 
-    def _run(self, text: str, options: CellOptions) -> CellRun | None:
+    def _run(self, text: str, options: CellOptions, cell_id: str | None) -> CellRun | None:
         live = LiveProgress(rich=self.state.rich_display, quiet=options.quiet)
         cancel, done = threading.Event(), threading.Event()
         box: dict[str, Any] = {}
 
         def work() -> None:
             try:
-                box["run"] = self.session.run_cell(text, self.state.current_cell_id, options,
+                box["run"] = self.session.run_cell(text, cell_id, options,
                                                    progress=live, cancel=cancel)
             except BaseException as err:  # handed to the main thread
                 box["error"] = err
@@ -146,6 +150,8 @@ class LLBookMagics(Magics):
         if "error" in box:
             err = box["error"]
             live.finish("failed")
+            if isinstance(err, BuildError):
+                show_result(self.state, live, error=err, summary="failed")
             if isinstance(err, (BuildError, DockerfileError, LLBookError)):
                 raise _cell_error(err, str(err).splitlines()[0]) from None
             raise err
@@ -154,6 +160,7 @@ class LLBookMagics(Magics):
         if run.stale:
             summary += " — stale: " + ", ".join(c.filename for c in run.stale) + " (run them again)"
         live.finish(summary)
+        show_result(self.state, live, run=run, summary=summary)
         return run
 
     # -- %llb -----------------------------------------------------------------------------

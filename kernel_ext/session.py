@@ -117,6 +117,7 @@ class NotebookSession:
         self.entitlements = tuple(entitlements)
         self.platform = platform
         self.cells: list[Cell] = []
+        self.last_run: CellRun | None = None  # the most recent run_cell, for code cells
         self._by_id: dict[str, Cell] = {}
         self._anonymous = itertools.count(1)
         self._solver: Solver | None = None
@@ -246,7 +247,8 @@ class NotebookSession:
         cell.last_result = result
         cell.duration = time.time() - started
         stale = [c for c in self.stale_cells(session) if c is not cell]
-        return CellRun(cell, result, stale, cell.duration, lowered.records)
+        self.last_run = CellRun(cell, result, stale, cell.duration, lowered.records)
+        return self.last_run
 
     def _target_state(self, session: SessionLowering, lowered: LoweredCell,
                       options: CellOptions) -> tuple[State | None, str | None]:
