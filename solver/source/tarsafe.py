@@ -155,7 +155,7 @@ class _Extractor:
                         os.close(fds.pop())
                     continue
                 cur = fds[-1]
-                st = self._lstat_or_create(cur, comp, create, real, what)
+                st = _lstat_or_mkdir(cur, comp, create)
                 if stat.S_ISLNK(st.st_mode):
                     hops += 1
                     if hops > MAX_SYMLINK_HOPS:
@@ -177,15 +177,6 @@ class _Extractor:
         finally:
             for fd in fds:
                 os.close(fd)
-
-    def _lstat_or_create(self, dir_fd: int, comp: str, create: bool, real: list[str], what: str) -> os.stat_result:
-        try:
-            return os.stat(comp, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            if not create:
-                raise
-        os.mkdir(comp, 0o755, dir_fd=dir_fd)
-        return os.stat(comp, dir_fd=dir_fd, follow_symlinks=False)
 
     # -- entry handlers --
 
@@ -397,6 +388,17 @@ class _Extractor:
             raise TarExtractError(f"{what}: cannot create the overlay whiteout device "
                                   f"(needs CAP_MKNOD or a kernel that allows 0/0 whiteouts): {exc}") from exc
         self.unpacked.add(real_parent + (target,))
+
+
+def _lstat_or_mkdir(dir_fd: int, name: str, create: bool) -> os.stat_result:
+    """lstat `name` in `dir_fd`; a missing entry becomes a 0755 directory when `create`."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        if not create:
+            raise
+    os.mkdir(name, 0o755, dir_fd=dir_fd)
+    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def _ns(mtime: float) -> int:
