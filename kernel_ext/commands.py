@@ -28,6 +28,7 @@ class KernelState:
     current_cell_id: str | None = None
     last_run: CellRun | None = None
     callbacks: list[Any] = field(default_factory=list)
+    views: Any = None  # kernel_ext.widgets.WidgetState, made on first use
 
 
 class Text:
@@ -106,6 +107,9 @@ def cmd_graph(state: KernelState, argv: list[str]) -> Any:
     p = _parser("graph", "The build DAG of a stage (default: the current one), rendered by graphviz.")
     p.add_argument("stage", nargs="?")
     args = p.parse_args(argv)
+    if state.rich_display:
+        from kernel_ext.widgets import views
+        return views.dag_view(state, args.stage)
     dot = state.session.graph(args.stage)
     svg = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True).stdout
     return SVG(svg, dot)
@@ -157,6 +161,9 @@ def cmd_why(state: KernelState, argv: list[str]) -> Any:
     p.add_argument("target", nargs="?", help="a cell number or id, or a vertex digest (prefix)")
     args = p.parse_args(argv)
     session = state.session
+    if state.rich_display and not (args.target or "").startswith("sha256:"):
+        from kernel_ext.widgets import views
+        return views.why_view(state, args.target)
     records = []
     if args.target and args.target.startswith("sha256:"):
         for cell in session.cells:
@@ -244,9 +251,15 @@ def cmd_config(state: KernelState, argv: list[str]) -> Any:
 def cmd_export(state: KernelState, argv: list[str]) -> Any:
     p = _parser("export", "Export a stage: --output type=oci|docker|tar|local|image,... (docker build's syntax).")
     p.add_argument("stage", nargs="?")
-    p.add_argument("--output", "-o", required=True, help="e.g. type=docker,dest=img.tar,name=app:latest")
+    p.add_argument("--output", "-o", help="e.g. type=docker,dest=img.tar,name=app:latest "
+                                           "(without it: the export controls, in a widget front end)")
     p.add_argument("--tag", "-t", action="append", default=[])
     args = p.parse_args(argv)
+    if not args.output:
+        if not state.rich_display:
+            raise LLBookError("%llb export needs --output here (the export controls need a widget front end)")
+        from kernel_ext.widgets import views
+        return views.export_view(state, args.stage)
     result = state.session.export(args.output, stage=args.stage, tags=tuple(args.tag))
     return Table(["field", "value"], [[k, v] for k, v in result.items()], title="export")
 
@@ -256,6 +269,9 @@ def cmd_layers(state: KernelState, argv: list[str]) -> Any:
     p.add_argument("stage", nargs="?")
     p.add_argument("--files", action="store_true", help="list every changed path")
     args = p.parse_args(argv)
+    if state.rich_display and not args.files:
+        from kernel_ext.widgets import views
+        return views.layers_view(state, args.stage)
     from solver.export.result_source import layer_chain
     session = state.session
     key, stage_state, image_config = session.stage_state(args.stage)

@@ -1,0 +1,224 @@
+// llbook layers view, as in dive (anywidget ES module; no build step, no imports).
+// The file tree is lazy: a folder's rows are asked from the kernel when it is expanded
+// ({type: "children"} over the widget's message channel), so 50,000-file layers cost
+// only what is open.
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) el.append(c);
+  return el;
+}
+
+function human(n) {
+  if (n == null) return "";
+  const units = ["B", "kB", "MB", "GB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+const KINDS = ["added", "modified", "removed", "unmodified"];
+const EXPAND_ALL_LIMIT = 3000;
+
+function render({ model, el }) {
+  el.classList.add("llbook-widget", "llbook-layers");
+  let req = 0;
+  const pending = new Map();
+  const ask = (content) => new Promise((resolve) => {
+    const id = ++req;
+    pending.set(id, resolve);
+    model.send({ ...content, req: id });
+  });
+  const onMsg = (msg) => {
+    if (msg && pending.has(msg.req)) { pending.get(msg.req)(msg); pending.delete(msg.req); }
+  };
+  model.on("msg:custom", onMsg);
+
+  // -- layout ---------------------------------------------------------------------------
+  const totals = h("div", { class: "llbook-totals" });
+  const layerTable = h("table", { class: "llbook-layer-table" });
+  const treeHead = h("div", { class: "llbook-tree-row llbook-tree-head" },
+    h("span", { class: "llbook-col-mode", text: "permission" }),
+    h("span", { class: "llbook-col-owner", text: "uid:gid" }),
+    h("span", { class: "llbook-col-size", text: "size" }),
+    h("span", { class: "llbook-col-name", text: "path" }));
+  const tree = h("div", { class: "llbook-tree", role: "tree" });
+  const status = h("div", { class: "llbook-tree-status" });
+  const diffPane = h("div", { class: "llbook-diff-pane" });
+  const filter = h("input", { class: "llbook-filter", type: "text", placeholder: "regex filter, e.g. \\.py$" });
+  const modeSel = h("select", { class: "llbook-mode" },
+    h("option", { value: "layer", text: "this layer only" }),
+    h("option", { value: "aggregated", text: "aggregated up to this layer" }));
+  const toggles = h("span", { class: "llbook-toggles" });
+  for (const k of KINDS) {
+    const box = h("input", { type: "checkbox", class: `llbook-toggle llbook-toggle-${k}`, "data-kind": k });
+    box.checked = model.get("kinds").includes(k);
+    box.addEventListener("change", () => {
+      const kinds = KINDS.filter((x) => toggles.querySelector(`[data-kind=${x}]`).checked);
+      model.set("kinds", kinds); model.save_changes();
+    });
+    toggles.append(h("label", { class: `llbook-toggle-label llbook-${k}` }, box, k));
+  }
+  const toolbar = h("div", { class: "llbook-toolbar" }, modeSel, toggles, filter,
+    h("button", { class: "llbook-btn llbook-expand-all", text: "expand all", onclick: () => expandAll() }),
+    h("button", { class: "llbook-btn llbook-collapse-all", text: "collapse all", onclick: () => collapseAll() }));
+  el.append(totals, h("div", { class: "llbook-layers-body" },
+    h("div", { class: "llbook-layer-list" }, layerTable),
+    h("div", { class: "llbook-tree-box" }, toolbar, treeHead, tree, status)), diffPane);
+
+  // -- layer list and totals ----------------------------------------------------------
+  function drawTotals() {
+    const t = model.get("totals") || {};
+    totals.replaceChildren(
+      h("span", { class: "llbook-total", text: `image size ${human(t.size || 0)}` }),
+      h("span", { class: "llbook-total llbook-wasted", text: `wasted ${human(t.wasted || 0)}` }),
+      h("span", { class: "llbook-total llbook-efficiency", text: `efficiency ${((t.score ?? 1) * 100).toFixed(1)} %` }));
+  }
+
+  function drawLayers() {
+    layerTable.replaceChildren(h("tr", {}, ...["#", "size", "changes", "instruction", "digest"].map((x) => h("th", { text: x }))));
+    for (const l of model.get("layers")) {
+      const tr = h("tr", { class: "llbook-layer-row" + (l.index === model.get("layer") ? " llbook-selected" : ""),
+        "data-index": l.index, title: l.digest,
+        onclick: () => { model.set("layer", l.index); model.save_changes(); } },
+        h("td", { text: String(l.index) }), h("td", { text: human(l.size) }),
+        h("td", { text: `+${l.added} ~${l.modified} -${l.removed}` }),
+        h("td", { class: "llbook-instruction-cell", text: l.instruction }),
+        h("td", { class: "llbook-digest-cell", text: l.digest.slice(0, 19) }));
+      layerTable.append(tr);
+    }
+  }
+
+  // -- tree -------------------------------------------------------------------------------
+  function query(path) {
+    return ask({ type: "children", layer: model.get("layer"), mode: model.get("mode"), path,
+      pattern: model.get("pattern"), kinds: model.get("kinds") });
+  }
+
+  function rowFor(entry, depth) {
+    const twist = h("span", { class: "llbook-twist", text: entry.has_children ? "▸" : "" });
+    const name = entry.name + (entry.dir ? "/" : "") + (entry.link ? ` → ${entry.link}` : "");
+    const row = h("div", { class: `llbook-tree-row llbook-${entry.kind}` + (entry.dir ? " llbook-dir" : " llbook-file"),
+      role: "treeitem", "data-path": entry.path, "data-kind": entry.kind },
+      h("span", { class: "llbook-col-mode", text: entry.mode }),
+      h("span", { class: "llbook-col-owner", text: entry.owner }),
+      h("span", { class: "llbook-col-size", text: entry.dir ? "" : human(entry.size) }),
+      h("span", { class: "llbook-col-name", style: `padding-left:${depth * 14}px` }, twist, h("span", { class: "llbook-name", text: name })));
+    const node = h("div", { class: "llbook-tree-node" }, row);
+    node._entry = entry; node._depth = depth; node._open = false;
+    row.addEventListener("click", () => {
+      if (entry.has_children) toggle(node);
+      else if (!entry.dir) showDiff(entry.path);
+    });
+    return node;
+  }
+
+  async function fill(container, path, depth) {
+    const reply = await query(path);
+    if (reply.error) { status.textContent = reply.error; status.classList.add("llbook-error"); return []; }
+    status.classList.remove("llbook-error");
+    const nodes = reply.entries.map((e) => rowFor(e, depth));
+    container.replaceChildren(...nodes);
+    if (reply.more) container.append(h("div", { class: "llbook-more", text: `… ${reply.more} more entries (use the filter)` }));
+    return nodes;
+  }
+
+  async function toggle(node, open) {
+    const want = open ?? !node._open;
+    if (want === node._open) return node._kids || [];
+    node._open = want;
+    node.querySelector(".llbook-twist").textContent = want ? "▾" : "▸";
+    node.classList.toggle("llbook-open", want);
+    if (!want) { if (node._box) node._box.remove(); node._box = null; node._kids = null; return []; }
+    node._box = h("div", { class: "llbook-tree-children", role: "group" });
+    node.append(node._box);
+    node._kids = await fill(node._box, node._entry.path, node._depth + 1);
+    return node._kids;
+  }
+
+  async function expandAll() {
+    let budget = EXPAND_ALL_LIMIT;
+    const queue = [...tree.querySelectorAll(":scope > .llbook-tree-node")];
+    while (queue.length && budget > 0) {
+      const node = queue.shift();
+      if (!node._entry.has_children) continue;
+      const kids = await toggle(node, true);
+      budget -= kids.length;
+      queue.push(...kids);
+    }
+    status.textContent = budget <= 0 ? `expanded the first ${EXPAND_ALL_LIMIT} entries` : "";
+  }
+
+  function collapseAll() {
+    tree.querySelectorAll(":scope > .llbook-tree-node").forEach((n) => toggle(n, false));
+  }
+
+  function redrawTree() {
+    status.textContent = "";
+    fill(tree, "/", 0);
+  }
+
+  // -- file diff between two layers ---------------------------------------------------------
+  async function showDiff(path, oldIndex, newIndex) {
+    const layer = model.get("layer");
+    const old = oldIndex ?? Math.max(0, layer - 1);
+    const cur = newIndex ?? layer;
+    const pick = (value) => {
+      const sel = h("select", { class: "llbook-diff-layer" });
+      for (const l of model.get("layers")) sel.append(h("option", { value: l.index, text: `layer ${l.index}` }));
+      sel.value = String(value);
+      return sel;
+    };
+    const a = pick(old), b = pick(cur);
+    const again = () => showDiff(path, Number(a.value), Number(b.value));
+    a.addEventListener("change", again); b.addEventListener("change", again);
+    const reply = await ask({ type: "diff", path, old, new: cur });
+    const body = h("pre", { class: "llbook-diff" });
+    if (reply.error || reply.note) body.append(h("div", { class: "llbook-diff-note", text: reply.error || reply.note }));
+    for (const line of reply.lines || []) {
+      const cls = line.startsWith("+") && !line.startsWith("+++") ? "llbook-diff-add"
+        : line.startsWith("-") && !line.startsWith("---") ? "llbook-diff-del"
+        : line.startsWith("@@") ? "llbook-diff-hunk" : "";
+      body.append(h("div", { class: cls, text: line }));
+    }
+    diffPane.replaceChildren(h("div", { class: "llbook-section-title" }, `diff of ${path}: `, a, " → ", b,
+      h("button", { class: "llbook-btn", text: "close", onclick: () => diffPane.replaceChildren() })), body);
+  }
+
+  // -- wiring ---------------------------------------------------------------------------------
+  modeSel.value = model.get("mode");
+  modeSel.addEventListener("change", () => { model.set("mode", modeSel.value); model.save_changes(); });
+  let timer = null;
+  filter.value = model.get("pattern");
+  filter.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { model.set("pattern", filter.value); model.save_changes(); }, 250);
+  });
+  const onLayer = () => { drawLayers(); redrawTree(); };
+  model.on("change:layer", onLayer);
+  model.on("change:mode", redrawTree);
+  model.on("change:kinds", redrawTree);
+  model.on("change:pattern", redrawTree);
+  model.on("change:totals", drawTotals);
+  model.on("change:layers", onLayer);
+  drawTotals();
+  drawLayers();
+  redrawTree();
+  return () => {
+    model.off("msg:custom", onMsg);
+    model.off("change:layer", onLayer);
+    model.off("change:mode", redrawTree);
+    model.off("change:kinds", redrawTree);
+    model.off("change:pattern", redrawTree);
+    model.off("change:totals", drawTotals);
+    model.off("change:layers", onLayer);
+  };
+}
+
+export default { render };

@@ -1,0 +1,77 @@
+"""The dive-like layers view: an anywidget whose file tree is served a directory at a time
+over the widget's message channel. Static form: the layer table and image totals.
+
+Messages from the front end (``{"type": ..., "req": n}``), each answered with the same
+``type`` and ``req``:
+- ``children``: ``layer``, ``path``, ``mode`` (layer | aggregated), ``pattern``, ``kinds``
+  → ``entries`` (one directory's rows), ``more`` (rows over the cap), or ``error``;
+- ``diff``: ``path``, ``old``, ``new`` (layer indexes) → a unified diff of the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from kernel_ext.widgets.layers_model import KINDS, LayersModel, summary_html, summary_text
+
+HERE = Path(__file__).parent
+
+
+class LayersWidget(anywidget.AnyWidget):
+    _esm = HERE / "layers.js"
+    _css = HERE / "llbook.css"
+
+    stage = traitlets.Unicode("").tag(sync=True)
+    layers = traitlets.List([]).tag(sync=True)
+    totals = traitlets.Dict({}).tag(sync=True)
+    layer = traitlets.Int(0).tag(sync=True)  # the selected layer
+    mode = traitlets.Unicode("layer").tag(sync=True)  # layer | aggregated
+    kinds = traitlets.List(list(KINDS)).tag(sync=True)
+    pattern = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, model: LayersModel, **kwargs: Any) -> None:
+        self.model = model
+        super().__init__(stage=model.stage, layers=[l.to_json() for l in model.layers],
+                         totals=model.totals(), layer=max(0, len(model.layers) - 1), **kwargs)
+        self.on_msg(self._on_message)
+
+    # -- requests -------------------------------------------------------------------------
+    def answer(self, content: dict[str, Any]) -> dict[str, Any]:
+        """The reply to one front-end request (also used by the tests)."""
+        kind = content.get("type")
+        reply: dict[str, Any] = {"type": kind, "req": content.get("req")}
+        try:
+            if kind == "children":
+                reply.update(self.model.children(
+                    int(content.get("layer", self.layer)), str(content.get("path", "/")),
+                    str(content.get("mode", self.mode)), str(content.get("pattern", "")),
+                    list(content.get("kinds", KINDS))))
+            elif kind == "diff":
+                reply.update(self.model.file_diff(str(content["path"]), int(content["old"]), int(content["new"])))
+            else:
+                reply["error"] = f"unknown request {kind!r}"
+        except re.error as err:
+            reply["error"] = f"bad filter: {err}"
+        except (IndexError, KeyError, ValueError, OSError) as err:
+            reply["error"] = f"{type(err).__name__}: {err}"
+        return reply
+
+    def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") in ("children", "diff"):
+            self.send(self.answer(content))
+
+    # -- static forms ---------------------------------------------------------------------
+    def static_html(self) -> str:
+        return f"<div class='llbook-layers-static'><b>Layers of stage {self.stage}</b>{summary_html(self.model)}</div>"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        data = super()._repr_mimebundle_(**kwargs)
+        bundle = dict((data[0] if isinstance(data, tuple) else data) or {})
+        bundle["text/plain"] = summary_text(self.model)
+        bundle["text/html"] = self.static_html()
+        return bundle

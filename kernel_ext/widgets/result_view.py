@@ -1,0 +1,130 @@
+"""The compact result view under a ``%%dockerfile`` cell: tabs Progress / DAG / Layers /
+Export. It replaces the cell's live progress display when the build ends; its text and
+HTML forms (progress, DAG SVG, layer summary) are what nbconvert and terminals show."""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipywidgets as w
+
+from kernel_ext.widgets.dag import DagWidget
+from kernel_ext.widgets.dag_model import RunHistory, build_dag
+from kernel_ext.widgets.export_controls import ExportControls
+from kernel_ext.widgets.layers import LayersWidget
+from kernel_ext.widgets.layers_model import build_layers
+from kernel_ext.widgets.why_model import why_cell
+
+log = logging.getLogger(__name__)
+TAB_TITLES = ("Progress", "DAG", "Layers", "Export")
+
+
+@dataclass
+class WidgetState:
+    """What the widgets keep per kernel."""
+
+    history: RunHistory = field(default_factory=RunHistory)
+
+
+def widget_state(kernel_state: Any) -> WidgetState:
+    if getattr(kernel_state, "views", None) is None:
+        kernel_state.views = WidgetState()
+    return kernel_state.views
+
+
+class ResultView(w.Tab):
+    """The tabs of one cell's result, with static fallbacks for non-widget front ends."""
+
+    def __init__(self, progress_text: str, progress_html: str, dag: DagWidget | None,
+                 layers: LayersWidget | None, export: ExportControls | None, note: str = "") -> None:
+        self.progress_text, self.progress_html = progress_text, progress_html
+        self.dag, self.layers, self.export = dag, layers, export
+        placeholder = lambda text: w.HTML(f"<div class='llbook-hint'>{html.escape(text)}</div>")  # noqa: E731
+        children = [w.HTML(progress_html),
+                    dag if dag is not None else placeholder(note or "no graph"),
+                    layers if layers is not None else placeholder(note or "no layers: the build did not finish"),
+                    export if export is not None else placeholder(note or "nothing to export yet")]
+        super().__init__(children=children, titles=list(TAB_TITLES))
+        self.add_class("llbook-result")
+
+    def static_html(self) -> str:
+        parts = [self.progress_html]
+        if self.dag is not None:
+            parts.append(self.dag.static_html())
+        if self.layers is not None:
+            parts.append(self.layers.static_html())
+        return "<div class='llbook-result-static'>" + "".join(parts) + "</div>"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        data = super()._repr_mimebundle_(**kwargs)
+        bundle = dict((data[0] if isinstance(data, tuple) else data) or {})
+        bundle["text/plain"] = self.progress_text
+        bundle["text/html"] = self.static_html()
+        return bundle
+
+
+def build_result_view(kernel_state: Any, live: Any, run: Any = None, error: BaseException | None = None,
+                      summary: str = "") -> ResultView:
+    """The result view of the cell that just ran (``run``) or failed (``error``)."""
+    session = kernel_state.session
+    views = widget_state(kernel_state)
+    _remember(views.history, live, error)
+    cell = run.cell if run is not None else _failed_cell(session, error)
+    stage = cell.stage if cell is not None else None
+    dag = layers = export = None
+    note = ""
+    try:
+        model = build_dag(session, stage, history=views.history, last_cell=cell)
+        dag = DagWidget(model, [why_cell(cell)] if cell is not None and cell.last_result else [], compact=True)
+    except Exception as err:  # a view that cannot be drawn must not fail the cell
+        log.debug("DAG view failed", exc_info=True)
+        note = f"DAG unavailable: {err}"
+    if run is not None and run.result is not None and run.result.snapshot:
+        try:
+            layers = LayersWidget(build_layers(session, stage, run.result))
+            export = ExportControls(session, stage, directory=str(session.context))
+        except Exception as err:
+            log.debug("layers view failed", exc_info=True)
+            note = f"layers unavailable: {err}"
+    return ResultView(live.model.to_text(summary), live.model.to_html(summary), dag, layers, export, note)
+
+
+def _remember(history: RunHistory, live: Any, error: BaseException | None) -> None:
+    for digest, row in live.model.rows.items():
+        if row.status == "error":
+            history.record_failure(digest, row.error or "failed")
+        elif row.status in ("CACHED", "done"):
+            history.failed.pop(digest, None)
+    vertex = getattr(error, "vertex", "")
+    if vertex:
+        history.record_failure(vertex, str(error))
+
+
+def _failed_cell(session: Any, error: BaseException | None) -> Any:
+    filename = getattr(error, "filename", None)
+    for cell in session.cells:
+        if cell.filename == filename:
+            return cell
+    return None
+
+
+def show_result(kernel_state: Any, live: Any, run: Any = None, error: BaseException | None = None,
+                summary: str = "") -> ResultView | None:
+    """Replace the cell's progress display by the result view (rich front ends only)."""
+    if not kernel_state.rich_display or live.quiet:
+        return None
+    try:
+        view = build_result_view(kernel_state, live, run, error, summary)
+    except Exception:
+        log.debug("result view failed", exc_info=True)
+        return None
+    handle = getattr(live, "_handle", None)
+    if handle is not None:
+        handle.update(view)
+    else:
+        from IPython.display import display
+        display(view)
+    return view

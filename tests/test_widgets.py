@@ -1,0 +1,294 @@
+"""Widget models and widgets driven from Python, on real builds: DAG statuses after a
+build, an edit and a failure; the layer tree against the snapshot diff (add, change,
+delete, replace a directory); dive's efficiency on a hand-computed example; the layer
+tree's message channel; export controls writing an OCI archive that skopeo accepts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kernel_ext.session import NotebookSession
+from kernel_ext.widgets import (DagWidget, ExportControls, LayersWidget, RunHistory, build_dag, build_layers,
+                                compute_efficiency)
+from kernel_ext.widgets.dag_model import BUILT, CACHED, FAILED, NOT_RUN, STALE
+from kernel_ext.widgets.efficiency import layer_leaves
+from kernel_ext.widgets.export_controls import DOCKER, OCI_TAR, PUSH, ExportRequest
+from kernel_ext.widgets.layers_model import AGGREGATED, KINDS, LAYER_ONLY, LayersModel, layer_tree
+from solver.errors import BuildError
+from solver.export.result_source import layer_chain
+from solver.llb import dump
+from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, Change, FileType, LayerDiff
+
+
+@pytest.fixture
+def session(tmp_path: Path, registry_config) -> NotebookSession:
+    s = NotebookSession(cache_dir=tmp_path / "cache", context=tmp_path, registry_config=registry_config.config)
+    yield s
+    s.close()
+
+
+def graph_digests(session: NotebookSession, stage: str | None = None) -> set[str]:
+    _, state, _ = session.stage_state(stage)
+    return {e.digest for e in dump.load_ops(state.marshal()) if e.op.op is not None}
+
+
+def by_name(model) -> dict[str, str]:
+    return {v.label: v.status for v in model.vertices}
+
+
+# -- DAG ----------------------------------------------------------------------------------------
+
+def test_dag_statuses_after_build_edit_and_failure(session: NotebookSession) -> None:
+    history = RunHistory()
+    session.run_cell("FROM busybox\nRUN echo v1 > /v\n", "a")
+    model = build_dag(session, history=history, last_cell=session.cell("a"))
+    assert {v.digest for v in model.vertices} == graph_digests(session)
+    assert by_name(model) == {"docker.io/library/busybox:latest": BUILT, "RUN echo v1 > /v": BUILT}
+
+    run_b = session.run_cell("RUN cat /v > /copy\n", "b")
+    model = build_dag(session, history=history, last_cell=run_b.cell)
+    assert {v.digest for v in model.vertices} == graph_digests(session)
+    assert by_name(model) == {"docker.io/library/busybox:latest": CACHED, "RUN echo v1 > /v": CACHED,
+                              "RUN cat /v > /copy": BUILT}
+    copy = next(v for v in model.vertices if v.label == "RUN cat /v > /copy")
+    assert copy.cell == "cell 2" and copy.line == 1 and copy.instruction == "RUN cat /v > /copy"
+    assert copy.cache_key.startswith("sha256:") and copy.duration is not None and copy.layer_size is not None
+    assert copy.kind == "exec" and copy.shape == "box" and "exec" in copy.op_json["Op"]
+    assert copy.reasons and copy.reasons[0]["kind"] == "no-previous"
+
+    # edit the first cell: its RUN is rebuilt, the second cell is stale (its vertex never ran)
+    run_a = session.run_cell("FROM busybox\nRUN echo v2 > /v\n", "a")
+    assert [c.filename for c in run_a.stale] == ["cell 2"]
+    model = build_dag(session, history=history, last_cell=run_a.cell)
+    assert {v.digest for v in model.vertices} == graph_digests(session)
+    assert by_name(model) == {"docker.io/library/busybox:latest": CACHED, "RUN echo v2 > /v": BUILT,
+                              "RUN cat /v > /copy": STALE}
+    v2 = next(v for v in model.vertices if v.label == "RUN echo v2 > /v")
+    assert any(r["kind"] == "command" and "echo v1" in r["old"] and "echo v2" in r["new"] for r in v2.reasons)
+
+    # a failing cell: its vertex is failed, the stale one stays stale
+    with pytest.raises(BuildError) as info:
+        session.run_cell("RUN echo boom && exit 3\n", "c")
+    history.record_failure(info.value.vertex, str(info.value))
+    model = build_dag(session, history=history, last_cell=session.cell("c"))
+    assert {v.digest for v in model.vertices} == graph_digests(session)
+    assert by_name(model) == {"docker.io/library/busybox:latest": CACHED, "RUN echo v2 > /v": BUILT,
+                              "RUN cat /v > /copy": STALE, "RUN echo boom && exit 3": FAILED}
+    failed = next(v for v in model.vertices if v.status == FAILED)
+    assert failed.digest == info.value.vertex and "exit code 3" in failed.error
+
+    # a new cell that was never run shows as not run in the stage graph of a later lowering
+    session.upsert("RUN echo later\n", "d", session.cell("a").options)
+    model = build_dag(session, history=history)
+    assert by_name(model)["RUN echo later"] == NOT_RUN
+
+    # fixing the failed cell clears the failure
+    run_c = session.run_cell("RUN echo fixed\n", "c")
+    history.record_run(run_c.result.vertices)
+    assert FAILED not in build_dag(session, history=history, last_cell=run_c.cell).statuses().values()
+
+
+def test_dag_svg_has_shapes_clusters_mount_labels_and_vertex_ids(session: NotebookSession) -> None:
+    session.run_cell("FROM busybox AS builder\nRUN echo art > /art\n", "b1")
+    session.run_cell("FROM busybox AS final\nRUN --mount=type=bind,from=builder,source=/art,target=/mnt/art "
+                     "cat /mnt/art > /copy\nCOPY --from=builder /art /art2\n", "f1")
+    model = build_dag(session, "final", last_cell=session.cell("f1"))
+    shapes = {v.kind: v.shape for v in model.vertices}
+    assert shapes == {"source": "ellipse", "exec": "box", "file": "note"}
+    assert {v.stage for v in model.vertices} == {"builder", "final"}
+    assert any(e.label == "/mnt/art" for e in model.edges)
+    dot = model.to_dot()
+    assert "subgraph cluster_0" in dot and "subgraph cluster_1" in dot
+    svg = model.to_svg()
+    for v in model.vertices:
+        assert f'id="{v.digest}"' in svg
+    assert "stage builder" in svg and "stage final" in svg and ">/mnt/art<" in svg
+    widget = DagWidget(model)
+    assert set(widget.vertices) == {v.digest for v in model.vertices}
+    bundle = widget._repr_mimebundle_()
+    assert "<svg" in bundle["text/html"] and "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_dag_of_120_vertices_renders_quickly() -> None:
+    from kernel_ext.widgets.dag_model import DagEdge, DagModel, DagVertex
+    vertices = [DagVertex(f"sha256:{i:064x}", f"[{i}/120] RUN step {i}", f"RUN step {i}", "box", "exec",
+                          CACHED if i % 2 else BUILT, stage=f"s{i // 40}") for i in range(120)]
+    edges = [DagEdge(vertices[i - 1].digest, vertices[i].digest) for i in range(1, 120)]
+    edges += [DagEdge(vertices[i - 7].digest, vertices[i].digest, "/cache") for i in range(7, 120, 7)]
+    started = time.monotonic()
+    svg = DagModel("s2", vertices, edges).to_svg()
+    assert time.monotonic() - started < 20
+    assert svg.count('class="node') == 120
+
+
+# -- layers -------------------------------------------------------------------------------------
+
+BASE = ("FROM busybox\n"
+        "RUN mkdir -p /d/sub /rep && echo a > /d/sub/f && echo keep > /keep && echo old > /mod"
+        " && echo x > /rep/x1 && echo y > /rep/y1\n")
+CHANGE = ("RUN echo new > /new && echo changed >> /mod && rm /keep && rm -rf /rep && mkdir /rep"
+          " && echo z > /rep/x1 && mkdir /d/sub/deeper && echo t > /d/sub/deeper/t\n")
+
+
+def walk_children(widget: LayersWidget, layer: int, mode: str = LAYER_ONLY, pattern: str = "",
+                  kinds=KINDS) -> dict[str, str]:
+    """Every entry reachable by expanding folders through the widget's message handler."""
+    out: dict[str, str] = {}
+    todo = ["/"]
+    while todo:
+        path = todo.pop()
+        reply = widget.answer({"type": "children", "req": 1, "layer": layer, "path": path, "mode": mode,
+                               "pattern": pattern, "kinds": list(kinds)})
+        assert "error" not in reply, reply
+        for entry in reply["entries"]:
+            out[entry["path"]] = entry["kind"]
+            if entry["has_children"]:
+                todo.append(entry["path"])
+    return out
+
+
+def test_layer_model_matches_the_snapshot_diff(session: NotebookSession) -> None:
+    session.run_cell(BASE, "a")
+    run = session.run_cell(CHANGE, "b")
+    snapshotter = session.solver.snapshotter
+    chain = layer_chain(snapshotter, run.result.snapshot)
+    model = build_layers(session, None, run.result)
+    assert [l.snapshot for l in model.layers] == chain and len(chain) == 3
+    diff = snapshotter.layer_diff(chain[-1])
+    expected = {ADDED: {"/new", "/d/sub/deeper", "/d/sub/deeper/t"},
+                MODIFIED: {"/mod", "/rep", "/rep/x1", "/d", "/d/sub"},
+                REMOVED: {"/keep", "/rep/y1"}}
+    for kind, paths in expected.items():
+        assert {c.path for c in diff.of_kind(kind)} - {"/etc", "/root", "/root/.ash_history"} == paths, kind
+    widget = LayersWidget(model)
+    assert widget.layer == 2
+    seen = walk_children(widget, 2)
+    for kind in (ADDED, MODIFIED, REMOVED):
+        assert {p for p, k in seen.items() if k == kind} == {c.path for c in diff.of_kind(kind)}, kind
+    assert set(seen) == {c.path for c in diff.changes} | {"/"} - {"/"}
+    info = model.layers[2]
+    assert "echo new > /new" in info.instruction and info.vertex
+    assert (info.added, info.modified, info.removed) == (len(diff.added), len(diff.modified), len(diff.removed))
+    # the base layer is the pulled blob (its digest), made by the image source vertex
+    dag = build_dag(session, last_cell=run.cell)
+    source = next(v for v in dag.vertices if v.kind == "source")
+    assert model.layers[0].digest.startswith("sha256:") and model.layers[0].vertex == source.digest
+    assert model.layers[0].snapshot.startswith("layer-")
+
+    # aggregated: the whole filesystem, this layer's changes coloured, removals still shown
+    agg = walk_children(widget, 2, AGGREGATED)
+    assert agg["/bin/sh"] == "unmodified" and agg["/new"] == ADDED and agg["/keep"] == REMOVED
+    assert agg["/d/sub/f"] == "unmodified" and "/rep/y1" in agg and agg["/rep/x1"] == MODIFIED
+
+    # filters: kinds and a regex, parents of matches listed
+    only_added = walk_children(widget, 2, kinds=[ADDED])
+    assert {p for p, k in only_added.items() if k == ADDED} == expected[ADDED]
+    assert set(only_added) == expected[ADDED] | {"/d", "/d/sub"}
+    assert set(walk_children(widget, 2, AGGREGATED, pattern=r"/x1$")) == {"/rep", "/rep/x1"}
+    assert "bad filter" in widget.answer({"type": "children", "path": "/", "pattern": "(", "layer": 2})["error"]
+
+    # a file's content diff between two layers
+    reply = widget.answer({"type": "diff", "path": "/mod", "old": 1, "new": 2})
+    assert reply["lines"][-2:] == [" old", "+changed"]
+    assert widget.answer({"type": "diff", "path": "/rep/x1", "old": 1, "new": 2})["lines"][-2:] == ["-x", "+z"]
+    assert widget.answer({"type": "diff", "path": "/bin/busybox", "old": 0, "new": 2})["binary"]
+
+    bundle = widget._repr_mimebundle_()
+    assert "llbook-layers-summary" in bundle["text/html"] and "echo new" in bundle["text/plain"]
+
+
+def change(path: str, kind: str, size: int = 0, is_dir: bool = False) -> Change:
+    return Change(path, kind, FileType.DIR if is_dir else FileType.FILE, size, 0o755 if is_dir else 0o644, 0, 0)
+
+
+def test_efficiency_matches_a_hand_computed_example() -> None:
+    layers = [
+        LayerDiff((change("/a", ADDED, is_dir=True), change("/a/f1", ADDED, 100), change("/a/f2", ADDED, 200),
+                   change("/b", ADDED, 50))),
+        LayerDiff((change("/a", MODIFIED, is_dir=True), change("/a/f1", MODIFIED, 150), change("/c", ADDED, 30))),
+        LayerDiff((change("/a", REMOVED, is_dir=True), change("/b", MODIFIED, 50))),
+    ]
+    assert layer_leaves(layers[0]) == ["/a/f1", "/a/f2", "/b"]
+    eff = compute_efficiency(layers)
+    # per path (cumulative, smallest): /a/f1 (100+150, 100), /a/f2 (200, 200), /b (50+50, 50),
+    # /c (30, 30), /a removed: hides 0 + 150 + 200 = (350, 350)
+    assert eff.score == pytest.approx(730 / 930)
+    assert eff.wasted == 250 + 100
+    assert [c.path for c in eff.inefficiencies] == ["/a/f1", "/b"]
+    assert (eff.size, eff.user_size) == (350 + 180 + 50, 180 + 50)
+    assert eff.wasted_user_percent == pytest.approx(100 * 350 / 230)
+    # a removed file costs nothing itself, but the file it removed is counted twice (dive)
+    eff = compute_efficiency([LayerDiff((change("/big", ADDED, 1000),)), LayerDiff((change("/big", REMOVED, 1000),))])
+    assert eff.score == 0.0 and eff.wasted == 1000
+    assert compute_efficiency([]).score == 1.0
+
+
+def test_50000_file_layer_stays_lazy_and_quick() -> None:
+    changes = [change(f"/data/d{i // 500:03d}", ADDED, is_dir=True) for i in range(0, 50000, 500)]
+    changes += [change(f"/data/d{i // 500:03d}/file{i:05d}.txt", ADDED, i % 4096) for i in range(50000)]
+    changes.append(change("/data", ADDED, is_dir=True))
+    diff = LayerDiff(tuple(sorted(changes, key=lambda c: c.path)))
+    model = LayersModel("big", [], [diff])
+    started = time.monotonic()
+    root = model.children(0, "/")
+    data = model.children(0, "/data")
+    one = model.children(0, "/data/d042")
+    assert time.monotonic() - started < 5
+    assert [e["path"] for e in root["entries"]] == ["/data"] and len(data["entries"]) == 100
+    assert len(one["entries"]) == 500 and one["entries"][0]["kind"] == ADDED
+    started = time.monotonic()
+    found = model.children(0, "/data", pattern=r"file4999\d")
+    assert time.monotonic() - started < 5
+    assert [e["path"] for e in found["entries"]] == ["/data/d099"]
+    assert len(layer_tree(diff)) == 50101
+
+
+# -- export -------------------------------------------------------------------------------------
+
+def test_export_controls_write_an_oci_archive_skopeo_accepts(session: NotebookSession, tmp_path: Path) -> None:
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed (apt-get install skopeo)")
+    session.run_cell("FROM busybox\nRUN echo exported > /e\n", "a")
+    controls = ExportControls(session, directory=str(tmp_path))
+    assert controls.kind.value == OCI_TAR and controls.dest.value == str(tmp_path / "image.oci.tar")
+    controls.tag.value = "Bad Tag"
+    assert controls.button.disabled and "bad tag" in controls.validation.value
+    controls.tag.value = "llbook/app:1"
+    assert not controls.button.disabled
+    controls.compression.value = "zstd"
+    controls.button.click()
+    assert controls.last_error == ""
+    out = tmp_path / "image.oci.tar"
+    assert out.is_file() and controls.progress.value == controls.progress.max
+    proc = subprocess.run(["skopeo", "inspect", f"oci-archive:{out}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    inspected = json.loads(proc.stdout)
+    assert inspected["Digest"] == controls.last_result["digest"] and len(inspected["Layers"]) == 2
+    assert controls.last_result["digest"] in controls.result.value and "docker load -i" in controls.result.value
+
+    controls.kind.value = DOCKER
+    assert controls.dest.value == str(tmp_path / "image.docker.tar")
+    controls.button.click()
+    assert (tmp_path / "image.docker.tar").is_file() and "docker run --rm -it llbook/app:1" in controls.result.value
+
+
+def test_export_controls_show_errors_in_the_widget(session: NotebookSession, tmp_path: Path) -> None:
+    session.run_cell("FROM busybox\n", "a")
+    controls = ExportControls(session, directory=str(tmp_path))
+    controls.dest.value = ""
+    assert controls.button.disabled and "destination" in controls.validation.value
+    controls.dest.value = str(tmp_path / "missing" / "dir" / "x.tar")
+    assert controls.button.disabled and "does not exist" in controls.validation.value
+    assert ExportRequest(PUSH, tag="").problems() == ["pushing needs a tag such as registry.example/app:1"]
+    controls.kind.value = PUSH
+    controls.tag.value = "127.0.0.1:9/nothing/here:1"  # nothing listens on port 9
+    assert not controls.button.disabled
+    assert controls.run() is None
+    assert controls.last_error and "export failed" in controls.result.value
+    assert controls.progress.bar_style == "danger"
