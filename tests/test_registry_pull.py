@@ -382,6 +382,25 @@ def test_bearer_tokens_verified_by_real_registry(busybox_images, tmp_path: Path)
             server.stop()
 
 
+def test_credentials_are_not_sent_across_blob_redirects(registry_with_busybox, tmp_path: Path) -> None:
+    from fixtures.proxies import RedirectProxy
+    with FlakyProxy(registry_with_busybox.host, failures=0) as cdn, \
+            RedirectProxy(registry_with_busybox.host, cdn.host) as redirector, \
+            TokenAuthProxy(redirector.host, users={"carol": "pw"}) as front:
+        write_docker_config(tmp_path / "docker", {front.host: ("carol", "pw")})
+        config = load_registry_config(env={"DOCKER_CONFIG": str(tmp_path / "docker")}, home=tmp_path)
+        source = ImageSource(client_for(config))
+        image = source.resolve(f"{front.host}/library/busybox:latest", AMD64)
+        cs = store(tmp_path)
+        source.pull(image, cs)
+        assert cs.verify(image.layers[0].digest)
+        blob_gets = [(r, h) for r, h in zip(cdn.requests, cdn.headers_seen) if "/blobs/" in r[1]]
+        assert {r[1].rsplit("/", 1)[1] for r, _ in blob_gets} >= {image.config_digest, image.layers[0].digest}
+        assert all("authorization" not in headers for _, headers in blob_gets)
+        redirected = [h for r, h in zip(front.requests, front.headers_seen) if r[2] == 307]
+        assert len(redirected) >= 2 and all(h["authorization"].startswith("Bearer ") for h in redirected)
+
+
 # --- integrity ----------------------------------------------------------------------------
 
 
