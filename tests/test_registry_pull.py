@@ -616,3 +616,11 @@ def test_oci_layout_tags_digests_and_errors(busybox_images, tmp_path: Path) -> N
         layout.resolve("multi", ARM64)
     with pytest.raises(OCILayoutError, match="not an OCI image layout"):
         OCILayout(tmp_path)
+
+
+def test_https_to_a_plain_http_registry_gives_a_hint(registry_with_busybox, tmp_path: Path) -> None:
+    # A loopback registry forced to HTTPS: the TLS handshake cannot work, and is not retried.
+    toml = write_llbook_config(tmp_path / "t.toml", {registry_with_busybox.host: {"http": False}})
+    config = load_registry_config(toml, env={}, home=tmp_path)
+    with pytest.raises(RegistryError, match="does not speak TLS; set http = true"):
+        ImageSource(client_for(config, RetryPolicy(attempts=3, base_delay=5))).resolve(registry_with_busybox.ref)

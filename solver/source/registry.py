@@ -539,6 +539,9 @@ class RegistryClient:
                 response = self._open_once(endpoint, method, url, all_headers, body)
             except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout,
                     http.client.HTTPException, ssl.SSLError, OSError) as exc:
+                tls = _tls_problem(exc)
+                if tls:
+                    raise RegistryError(f"{what}: TLS with {endpoint} failed: {tls}") from exc
                 attempt += 1
                 if attempt >= attempts:
                     raise RegistryUnavailableError(
@@ -1012,6 +1015,17 @@ def _repo_of(url: str, endpoint: Endpoint) -> str:
 def _with_query(url: str, params: Mapping[str, str]) -> str:
     sep = "&" if urllib.parse.urlsplit(url).query else "?"
     return url + sep + urllib.parse.urlencode(params)
+
+
+def _tls_problem(exc: BaseException) -> str:
+    """A hint for TLS failures that retrying cannot fix, else ""."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    host_hint = 'in the llbook config\'s [registry."<host>"] table'
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"{reason.verify_message or reason}; add its CA with ca = [...] or set insecure = true {host_hint}"
+    if isinstance(reason, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(reason):
+        return f"the server does not speak TLS; set http = true {host_hint}"
+    return ""
 
 
 def _reason(exc: BaseException | None) -> str:
