@@ -624,3 +624,25 @@ def test_https_to_a_plain_http_registry_gives_a_hint(registry_with_busybox, tmp_
     config = load_registry_config(toml, env={}, home=tmp_path)
     with pytest.raises(RegistryError, match="does not speak TLS; set http = true"):
         ImageSource(client_for(config, RetryPolicy(attempts=3, base_delay=5))).resolve(registry_with_busybox.ref)
+
+
+def test_unpack_layer_sniffs_compression_and_reports_bad_blobs(tmp_path: Path) -> None:
+    from solver.source.image import LayerFormatError
+    from solver.source.tarsafe import TarExtractError
+    layer = layer_from_entries([file_entry("hello", b"world")], compression="gzip")
+    blob = tmp_path / "blob"
+    blob.write_bytes(layer.blob.data)
+    # a vague "tar" media type with gzip bytes is sniffed
+    result = unpack_layer(blob, "application/vnd.oci.image.layer.v1.tar", tmp_path / "a")
+    assert result.diff_id == layer.diff_id and (tmp_path / "a/hello").read_bytes() == b"world"
+    assert result.uncompressed_size == len(layer.tar)
+    # gzip promised, plain tar delivered
+    blob.write_bytes(layer.tar)
+    with pytest.raises(LayerFormatError, match="gzip magic"):
+        unpack_layer(blob, "application/vnd.oci.image.layer.v1.tar+gzip", tmp_path / "b")
+    # a gzip stream cut in half
+    blob.write_bytes(layer.blob.data[: len(layer.blob.data) // 2])
+    with pytest.raises((LayerFormatError, TarExtractError)):
+        unpack_layer(blob, layer.blob.media_type, tmp_path / "c")
+    with pytest.raises(LayerFormatError, match="encrypted"):
+        unpack_layer(blob, "application/vnd.oci.image.layer.v1.tar+gzip+encrypted", tmp_path / "d")

@@ -3,6 +3,7 @@
     source = ImageSource(RegistryClient(load_registry_config()))
     image = source.resolve("busybox", Platform.parse("linux/amd64"))
     source.pull(image, content_store, progress=print)        # layers in parallel, verified
+    source.resolve(image.pinned, content_store=content_store)  # pinned + pulled: no network
     for layer, diff_id in zip(image.layers, image.diff_ids):
         unpack_layer(content_store.path(layer.digest), layer.media_type, rootfs,
                      expected_diff_id=diff_id)
@@ -335,13 +336,13 @@ def layer_compression(media_type: str) -> str | None:
 
 
 def _decompressed(raw: BinaryIO, media_type: str, blob: str) -> BinaryIO:
+    declared = layer_compression(media_type)  # refuses encrypted layers up front
     head = raw.read(4)
     raw.seek(0)
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if head.startswith(_ZSTD_MAGIC):
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
-    declared = layer_compression(media_type)
     if declared in ("gzip", "zstd"):
         raise LayerFormatError(f"layer {blob}: media type {media_type} says {declared}, "
                                f"but the blob does not start with {declared} magic bytes")
