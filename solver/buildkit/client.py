@@ -33,6 +33,7 @@ from solver.llb import pb
 
 CLIENT_SIDE_EXPORTERS = ("local", "tar", "oci", "docker")
 _EXIT_CODE = re.compile(r"exit code: (-?\d+)")
+_UNKNOWN_CAP = re.compile(r"unknown API capability ([\w.]+)")
 
 
 class CapabilityError(LLBookError):
@@ -97,9 +98,17 @@ def needs_entitlements(definition: pb.Definition) -> list[str]:
 class BuildKitClient:
     """A connection to one BuildKit daemon."""
 
-    def __init__(self, address: str | Address, tls: TLSFiles | None = None, timeout: float = 20.0) -> None:
+    def __init__(self, address: str | Address, tls: TLSFiles | None = None, timeout: float = 20.0,
+                 session_via: str = "auto") -> None:
+        """`session_via`: "auto" (dockerd: its `/session` endpoint; others: `Control.Session`),
+        "hijack" or "control"."""
         self.address = address if isinstance(address, Address) else parse_address(address, tls)
         self.timeout = timeout
+        if session_via not in ("auto", "hijack", "control"):
+            raise ValueError(f"session_via must be auto, hijack or control, not {session_via!r}")
+        if session_via == "hijack" and self.address.scheme != "dockerd":
+            raise ValueError("session_via='hijack' needs a dockerd:// address")
+        self.session_via = session_via
         self._conn: Connection = open_channel(self.address)
 
     def __enter__(self) -> "BuildKitClient":
@@ -125,6 +134,10 @@ class BuildKitClient:
             return DaemonUnreachableError(str(self.address), str(getattr(cause, "cause", cause) or details))
         if code == grpc.StatusCode.UNIMPLEMENTED:
             return CapabilityError(f"BuildKit daemon at {self.address} does not implement {method}: {details}")
+        cap = _UNKNOWN_CAP.search(details)
+        if cap:
+            return CapabilityError(f"BuildKit daemon at {self.address} lacks the capability {cap.group(1)!r} "
+                                   f"this build needs: {details}")
         if "entitlement" in details.lower() or "is not allowed" in details:
             return EntitlementError(f"BuildKit daemon at {self.address} refused an entitlement: {details}")
         return LLBookError(f"BuildKit daemon at {self.address}: {method} failed: {details}")
@@ -166,7 +179,7 @@ class BuildKitClient:
     # ---------------------------------------------------------------- solve
 
     def _attach(self, session: Session) -> None:
-        if self.address.scheme == "dockerd":
+        if self.session_via == "hijack" or (self.session_via == "auto" and self.address.scheme == "dockerd"):
             session.attach_dockerd(self.address.path, str(self.address))
         else:
             session.attach_control(self.channel)
@@ -225,7 +238,7 @@ class BuildKitClient:
                               exit_code=int(code.group(1)) if code else None, log_tail=vertex.tail.lines(20),
                               filename=filename, line=line)
         wrapped = self._error(error, "Solve")
-        if type(wrapped) is LLBookError:
+        if type(wrapped) is LLBookError:  # not unreachable, capability or entitlement: the build failed
             return BuildError(f"BuildKit daemon at {self.address}: {details}")
         return wrapped
 

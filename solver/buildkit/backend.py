@@ -1,0 +1,143 @@
+"""The BuildKit backend: the embedded solver's `solve()` contract, answered by a BuildKit daemon.
+
+`BuildKitBackend.solve()` takes what `Solver.solve()` takes (a Definition or State, local
+context directories, secrets, no-cache, progress, cancel, locations) and returns llbook's
+`SolveResult`, whose vertex records come from the daemon's Status stream, in the order of
+llbook's graph. The result lives in the daemon, so `SolveResult.ref` is a `Ref("remote")`:
+to look at its filesystem, export it (`export=`), e.g. `type=tar` or `type=local` to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from solver.buildkit.address import TLSFiles, parse_address
+from solver.buildkit.client import BuildKitClient, BuildKitResult, Export
+from solver.buildkit.session import SessionServices
+from solver.llb import pb
+from solver.llb.definition import load
+from solver.solve.progress import ProgressEvent
+from solver.solve.result import Ref, SolveResult, VertexRecord
+from solver.solve.solver import op_kind, to_definition
+
+IMAGE_EXPORTERS = ("moby", "image", "oci", "docker")
+
+
+def with_ignore_cache(defn: pb.Definition) -> pb.Definition:
+    """The same Definition with `ignore_cache` in every op's metadata (digests do not change)."""
+    from solver.llb.digest import digest_of
+    metadata = {k: v for k, v in defn.metadata.items()}
+    for data in defn.def_[:-1]:
+        dgst = digest_of(data)
+        meta = metadata.get(dgst) or pb.OpMetadata()
+        meta.ignore_cache = True
+        metadata[dgst] = meta
+    return pb.Definition(def_=list(defn.def_), metadata=metadata, source=defn.source)
+
+
+def export_for(output: Any, tags: Iterable[str], scheme: str, image_config: dict[str, Any] | None) -> Export | None:
+    """An Export from an llbook OutputSpec (docker build's `--output`) or from `-t` tags."""
+    names = ",".join(tags)
+    if output is None:
+        if not names:
+            return None
+        kind = "moby" if scheme == "dockerd" else "image"
+        attrs = {"name": names}
+    else:
+        kind = output.type
+        if kind == "image" and scheme == "dockerd" and not output.push:
+            kind = "moby"  # dockerd's image store, as `docker build -t` does
+        attrs = dict(getattr(output, "attrs", {}) or {})
+        if output.name or names:
+            attrs["name"] = output.name or names
+        if output.push:
+            attrs["push"] = "true"
+    if image_config is not None and kind in IMAGE_EXPORTERS:
+        attrs["containerimage.config"] = json.dumps(image_config)
+    dest = getattr(output, "dest", None) or None
+    return Export(kind, attrs, dest)
+
+
+@dataclass
+class BuildKitBackend:
+    """Solves on the BuildKit daemon at `address` (`unix://`, `tcp://`, `docker-container://`, `dockerd://`)."""
+
+    address: str
+    tls: TLSFiles | None = None
+    entitlements: tuple[str, ...] = ()
+    credentials: Callable[[str], tuple[str, str] | None] | None = None
+    last: BuildKitResult | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        parse_address(self.address, self.tls)  # fail early, naming the address
+
+    @property
+    def scheme(self) -> str:
+        return parse_address(self.address).scheme
+
+    def client(self) -> BuildKitClient:
+        return BuildKitClient(self.address, self.tls)
+
+    def workers(self) -> list[Any]:
+        with self.client() as client:
+            return client.list_workers()
+
+    def solve(self, definition_or_state: Any, *, context_dirs: dict[str, str | Path] | None = None,
+              secrets: dict[str, str | Path] | None = None, no_cache: bool = False,
+              progress: Callable[[ProgressEvent], None] | None = None,
+              cancel: threading.Event | None = None,
+              locations: dict[str, tuple[str | None, int | None]] | None = None,
+              export: Export | None = None, image_config: dict[str, Any] | None = None,
+              place_scope: str = "", **_: Any) -> SolveResult:
+        """Solve on the daemon; the vertex records are the daemon's, in llbook's graph order."""
+        defn = to_definition(definition_or_state)
+        sent = with_ignore_cache(defn) if no_cache else defn
+        services = SessionServices(dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
+                                   secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
+                                   credentials=self.credentials)
+        with self.client() as client:
+            self.last = client.solve(sent, export=export, services=services, entitlements=self.entitlements,
+                                     progress=progress, cancel=cancel, locations=locations)
+        return to_solve_result(defn, self.last, locations or {}, image_config)
+
+
+def to_solve_result(defn: pb.Definition, result: BuildKitResult,
+                    locations: dict[str, tuple[str | None, int | None]],
+                    image_config: dict[str, Any] | None) -> SolveResult:
+    """llbook's SolveResult from the daemon's vertices (only those of the Definition)."""
+    graph = load(defn)
+    reported = {v.digest: v for v in result.vertices}
+    records = []
+    for vertex in graph.reachable():
+        seen = reported.get(vertex.digest)
+        filename, line = locations.get(vertex.digest, (None, None))
+        record = VertexRecord(vertex.digest, seen.name if seen and seen.name else graph.name(vertex.digest),
+                              kind=op_kind(vertex.op), inputs=list(dict.fromkeys(vertex.input_digests)),
+                              filename=filename, line=line)
+        if seen is not None:
+            record.cached, record.started, record.completed = seen.cached, seen.started, seen.completed
+            record.error = seen.error or None
+        records.append(record)
+    head = graph.result
+    return SolveResult(head.digest if head else "", head.index if head else 0, Ref("remote"), records,
+                       image_config)
+
+
+def registry_credentials(registry_config: Any) -> Callable[[str], tuple[str, str] | None] | None:
+    """Auth.Credentials answers from llbook's registry config (docker config.json, helpers)."""
+    if registry_config is None:
+        return None
+
+    def lookup(host: str) -> tuple[str, str] | None:
+        found = registry_config.credentials_for(host)
+        if found is None:
+            return None
+        if found.identity_token:
+            return "", found.identity_token
+        return found.username, found.password
+    return lookup
