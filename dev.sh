@@ -3,6 +3,7 @@
 #   ./dev.sh lab     install what is missing, then start JupyterLab on notebooks/
 #   ./dev.sh build   install what is missing, then `llbook build` the example
 #   ./dev.sh test    install what is missing, then run the whole test suite
+#   ./dev.sh docs    execute the notebooks and render them as HTML in docs/_build
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -46,6 +47,18 @@ case "$cmd" in
         install_python_packages notebook
         exec "$VENV/bin/llbook" build -f "$ROOT/examples/hello/Dockerfile" "$@" "$ROOT/examples/hello"
         ;;
+    docs)
+        install_system_packages
+        install_python_packages notebook
+        mkdir -p "$ROOT/docs/_build"
+        work=$(mktemp -d)
+        cp "$ROOT"/notebooks/*.ipynb "$work"/
+        (cd "$work" && "$VENV/bin/jupyter" nbconvert --to html --execute \
+            --ExecutePreprocessor.timeout=900 --ExecutePreprocessor.store_widget_state=True \
+            --output-dir "$ROOT/docs/_build" ./*.ipynb)
+        rm -rf "$work"
+        echo "dev.sh: rendered notebooks in docs/_build/" >&2
+        ;;
     test)
         install_system_packages
         install_python_packages "notebook,test"
@@ -58,7 +71,7 @@ case "$cmd" in
         exit $rc
         ;;
     *)
-        echo "usage: ./dev.sh lab|build|test [args...]" >&2
+        echo "usage: ./dev.sh lab|build|test|docs [args...]" >&2
         exit 2
         ;;
 esac

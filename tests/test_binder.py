@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -54,23 +55,18 @@ def _unprivileged_user() -> str:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to uid 1000 needs root")
-def test_start_notebook_runs_as_uid_1000_with_proot_and_native_snapshots(tmp_path: Path, registry_config) -> None:
+def test_start_notebook_runs_as_uid_1000_with_proot_and_native_snapshots(request, registry_config) -> None:
     if shutil.which("proot") is None:
         pytest.skip("proot is not installed (apt-get install proot)")
     user = _unprivileged_user()
-    home = tmp_path / "home"
-    home.mkdir()
+    home = Path(tempfile.mkdtemp(prefix="llbook-binder-"))  # outside pytest's root-private temp dirs
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
     shutil.copy(ROOT / START_NOTEBOOK, home / "01.ipynb")
     nb = nbformat.read(home / "01.ipynb", as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("%llb config"))  # the copy only: shows executor and snapshotter
     nbformat.write(nb, home / "01.ipynb")
     shutil.copy(registry_config.path, home / "llbook.toml")
     subprocess.run(["chown", "-R", "1000:1000", str(home)], check=True)
-    os.chmod(tmp_path, 0o755)
-    for parent in tmp_path.parents:  # pytest's own temp dirs are private to root
-        if parent == Path("/tmp"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o055)
     # The venv's interpreter may live under a private home (pyenv in /root); the machine's
     # own Python of the same minor version runs the venv's packages for the other user.
     python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"

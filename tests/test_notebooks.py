@@ -139,3 +139,12 @@ def test_06_entitlement_refused_and_second_solve_cached(run_notebook) -> None:
     second = find(nb, "second = solver.solve(state)")
     assert all(line.endswith("second: cached") for line in second.splitlines() if line.strip())
     assert "from-writer" in find(nb, "inside-demo")
+
+
+def test_executed_notebook_renders_as_html_with_its_outputs(run_notebook) -> None:
+    """What `./dev.sh docs` does: nbconvert HTML of an executed notebook keeps the outputs."""
+    from nbconvert import HTMLExporter
+    nb = run_notebook("02-what-is-llb.ipynb")
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    digest_line = next(l for l in find(nb, "hashlib.sha256(raw)").splitlines() if l.startswith("sha256:"))
+    assert digest_line.split()[0] in html and "<svg" in html
