@@ -9,7 +9,6 @@ to look at its filesystem, export it (`export=`), e.g. `type=tar` or `type=local
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ def with_ignore_cache(defn: pb.Definition) -> pb.Definition:
     return pb.Definition(def_=list(defn.def_), metadata=metadata, source=defn.source)
 
 
-def export_for(output: Any, tags: Iterable[str], scheme: str, image_config: dict[str, Any] | None) -> Export | None:
+def export_for(output: Any, tags: Iterable[str], scheme: str) -> Export | None:
     """An Export from an llbook OutputSpec (docker build's `--output`) or from `-t` tags."""
     names = ",".join(tags)
     if output is None:
@@ -57,8 +56,6 @@ def export_for(output: Any, tags: Iterable[str], scheme: str, image_config: dict
             attrs["name"] = output.name or names
         if output.push:
             attrs["push"] = "true"
-    if image_config is not None and kind in IMAGE_EXPORTERS:
-        attrs["containerimage.config"] = json.dumps(image_config)
     dest = getattr(output, "dest", None) or None
     return Export(kind, attrs, dest)
 
@@ -101,8 +98,9 @@ class BuildKitBackend:
                                    secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
                                    credentials=self.credentials)
         with self.client() as client:
+            config = image_config if export is not None and export.type in IMAGE_EXPORTERS else None
             self.last = client.solve(sent, export=export, services=services, entitlements=self.entitlements,
-                                     progress=progress, cancel=cancel, locations=locations)
+                                     progress=progress, cancel=cancel, locations=locations, image_config=config)
         return to_solve_result(defn, self.last, locations or {}, image_config)
 
 

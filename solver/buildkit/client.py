@@ -15,6 +15,7 @@ like the embedded solver's (vertex, name, exit code, log tail, Dockerfile line).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -188,8 +189,15 @@ class BuildKitClient:
               services: SessionServices | None = None, entitlements: Iterable[str] | None = None,
               progress: Emit | None = None, cancel: threading.Event | None = None,
               locations: dict[str, tuple[str | None, int | None]] | None = None,
-              frontend_attrs: dict[str, str] | None = None) -> BuildKitResult:
-        """Solve a Definition (or a State) on the daemon, following its Status stream."""
+              frontend_attrs: dict[str, str] | None = None,
+              image_config: dict[str, Any] | None = None) -> BuildKitResult:
+        """Solve a Definition (or a State) on the daemon, following its Status stream.
+
+        With `image_config` (an OCI image config, e.g. the Dockerfile frontend's), llbook acts
+        as the build's frontend through the daemon's LLBBridge (as Go's `client.Build` does):
+        exporters take an image's config only from a frontend result's metadata, never from a
+        bare Definition.
+        """
         defn = definition if isinstance(definition, pb.Definition) else definition.marshal()
         services = services or SessionServices()
         if export is not None:
@@ -201,8 +209,9 @@ class BuildKitClient:
         try:
             self._attach(session)
             status = _StatusFollower(self.channel, ref, translator)
-            request = m.SolveRequest(ref=ref, definition=defn, session=session.id, entitlements=ents,
-                                     frontend_attrs=dict(frontend_attrs or {}))
+            gateway = image_config is not None
+            request = m.SolveRequest(ref=ref, definition=None if gateway else defn, session=session.id,
+                                     entitlements=ents, frontend_attrs=dict(frontend_attrs or {}))
             if export is not None:
                 request.exporter_deprecated = export.type
                 request.exporter_attrs_deprecated = dict(export.attrs)
@@ -211,6 +220,8 @@ class BuildKitClient:
             future = call.future(request)
             watcher = _cancel_on(cancel, future)
             try:
+                if gateway:
+                    self._frontend(ref, defn, {"containerimage.config": json.dumps(image_config).encode()})
                 response = future.result()
             except grpc.RpcError as error:
                 status.join()
@@ -225,6 +236,30 @@ class BuildKitClient:
             return BuildKitResult(ref, dict(response.exporter_response), vertices)
         finally:
             session.close()
+
+    def _frontend(self, ref: str, defn: pb.Definition, metadata: dict[str, bytes]) -> None:
+        """Be the build's frontend: solve `defn` through LLBBridge and return it with `metadata`.
+
+        A failure is returned to the daemon as the build's error; Control.Solve then fails
+        with it, and the caller reports it from there.
+        """
+        md = [(m.BUILDID_METADATA_KEY, ref)]
+        solve = self.channel.unary_unary(m.LLBBRIDGE + "Solve", request_serializer=_serialize,
+                                         response_deserializer=m.GatewaySolveResponse.from_bytes)
+        give_back = self.channel.unary_unary(m.LLBBRIDGE + "Return", request_serializer=_serialize,
+                                             response_deserializer=m.ReturnResponse.from_bytes)
+        try:
+            response = solve(m.GatewaySolveRequest(definition=defn, allow_result_return=True,
+                                                   allow_result_array_ref=True), metadata=md)
+            ref_id = response.result.ref_id() if response.result is not None else response.ref
+            result = m.GatewayResult(result=m.GatewayRef(id=ref_id), metadata=metadata)
+            give_back(m.ReturnRequest(result=result), metadata=md)
+        except grpc.RpcError as error:
+            status = m.RpcStatus(code=error.code().value[0], message=error.details() or str(error))
+            try:
+                give_back(m.ReturnRequest(error=status), metadata=md)
+            except grpc.RpcError:
+                pass  # the daemon already ended the build; Control.Solve reports why
 
     def _solve_error(self, error: grpc.RpcError, translator: StatusTranslator,
                      locations: dict[str, tuple[str | None, int | None]]) -> LLBookError:

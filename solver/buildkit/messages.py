@@ -411,3 +411,78 @@ FILESEND_DIFFCOPY = "/moby.filesync.v1.FileSend/DiffCopy"
 SECRETS_GETSECRET = "/moby.buildkit.secrets.v1.Secrets/GetSecret"
 AUTH_CREDENTIALS = "/moby.filesync.v1.Auth/Credentials"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+
+# ------------------------------------------------------------- gateway.proto (LLBBridge), google.rpc
+
+
+@_unique
+@message
+class RpcStatus(Message):
+    FIELDS = (_f(1, "code", I32), _f(2, "message", S))
+    code: int = 0
+    message: str = ""
+
+
+@_unique
+@message
+class GatewayRef(Message):
+    FIELDS = (_f(1, "id", S), _f(2, "def", MSG, "Definition"))
+    id: str = ""
+    def_: Definition | None = None
+
+
+@_unique
+@message
+class GatewayResult(Message):
+    """`Result`: the oneof `result` holds a GatewayRef (`ref`, 3) or a plain id (`refDeprecated`, 1)."""
+
+    FIELDS = (Field(1, "refDeprecated", S, oneof="result"), Field(3, "ref", MSG, "GatewayRef", oneof="result"),
+              _f(10, "metadata", BY, key=S))
+    result: GatewayRef | str | None = None
+    metadata: dict[str, bytes] = field(default_factory=dict)
+
+    def ref_id(self) -> str:
+        return self.result if isinstance(self.result, str) else (self.result.id if self.result else "")
+
+
+@_unique
+@message
+class GatewaySolveRequest(Message):
+    FIELDS = (_f(1, "Definition", MSG, "Definition"), _f(2, "Frontend", S), _f(3, "FrontendOpt", S, key=S),
+              _f(5, "allowResultReturn", BO), _f(6, "allowResultArrayRef", BO), _f(10, "Final", BO),
+              _f(11, "ExporterAttr", BY), _f(14, "Evaluate", BO))
+    definition: Definition | None = None
+    frontend: str = ""
+    frontend_opt: dict[str, str] = field(default_factory=dict)
+    allow_result_return: bool = False
+    allow_result_array_ref: bool = False
+    final: bool = False
+    exporter_attr: bytes = b""
+    evaluate: bool = False
+
+
+@_unique
+@message
+class GatewaySolveResponse(Message):
+    FIELDS = (_f(1, "ref", S), _f(3, "result", MSG, "GatewayResult"))
+    ref: str = ""
+    result: GatewayResult | None = None
+
+
+@_unique
+@message
+class ReturnRequest(Message):
+    FIELDS = (_f(1, "result", MSG, "GatewayResult"), _f(2, "error", MSG, "RpcStatus"))
+    result: GatewayResult | None = None
+    error: RpcStatus | None = None
+
+
+@_unique
+@message
+class ReturnResponse(Message):
+    FIELDS = ()
+
+
+LLBBRIDGE = "/moby.buildkit.v1.frontend.LLBBridge/"
+BUILDID_METADATA_KEY = "buildkit-controlapi-buildid"
