@@ -82,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", default=None, help="target platform, e.g. linux/amd64")
     parser.add_argument("--progress", default="auto", choices=["auto", "tty", "plain", "quiet"])
     parser.add_argument("--metadata-file", default=None, help="write build metadata JSON here")
+    from solver.cli_buildkit import add_arguments as add_buildkit_arguments
+    add_buildkit_arguments(parser)  # --buildkit-host: solve on a BuildKit daemon instead
 
 
 def config_digest(image_config: dict[str, Any] | None) -> str | None:
@@ -170,6 +172,10 @@ class _Collector:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from solver.cli_buildkit import run_buildkit_build, selected_host
+    buildkit_host = selected_host(args)
+    if buildkit_host:
+        return run_buildkit_build(args, buildkit_host)
     from solver.progress_ui import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve.solver import Solver

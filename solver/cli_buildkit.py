@@ -1,0 +1,129 @@
+"""``llbook build --buildkit-host ADDR``: the same build, solved by a BuildKit daemon.
+
+The address comes from ``--buildkit-host``, else ``LLBOOK_BUILDKIT_HOST``, else
+``BUILDKIT_HOST`` (as buildctl reads it): ``unix://PATH``, ``tcp://HOST:PORT`` (with
+``--tlscacert/--tlscert/--tlskey``), ``docker-container://NAME`` or ``dockerd://[SOCKET]``.
+The Dockerfile is lowered by llbook as for the embedded solver; the daemon solves the
+Definition, pulls the context and secrets from this process's session, and exports:
+``-t NAME`` into dockerd's image store (``dockerd://``) or the daemon's image store,
+``--output type=image,name=...,push=true`` to a registry, ``type=local|tar,dest=...`` here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from solver.errors import BuildError, DockerfileError, LLBookError
+
+EXIT_INTERRUPTED = 130
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("BuildKit daemon (instead of the embedded solver)")
+    group.add_argument("--buildkit-host", default=None, metavar="ADDR",
+                       help="unix://PATH, tcp://HOST:PORT, docker-container://NAME or dockerd://[SOCKET] "
+                            "(default $LLBOOK_BUILDKIT_HOST, $BUILDKIT_HOST)")
+    group.add_argument("--tlscacert", default=None, help="CA certificate for tcp://")
+    group.add_argument("--tlscert", default=None, help="client certificate for tcp://")
+    group.add_argument("--tlskey", default=None, help="client key for tcp://")
+    group.add_argument("--tlsservername", default=None, help="server name to verify for tcp://")
+    if "--output" not in parser._option_string_actions:
+        group.add_argument("-o", "--output", dest="outputs", action="append", default=[],
+                           help="type=local|tar,dest=PATH or type=image,name=REF[,push=true] (BuildKit daemon)")
+
+
+def selected_host(args: argparse.Namespace) -> str | None:
+    """The daemon address for this build, or None for the embedded solver."""
+    from solver.buildkit.address import address_from_env
+    return getattr(args, "buildkit_host", None) or address_from_env()
+
+
+def _tls(args: argparse.Namespace) -> Any:
+    from solver.buildkit.address import TLSFiles
+    return TLSFiles(args.tlscacert, args.tlscert, args.tlskey, args.tlsservername)
+
+
+def _export(args: argparse.Namespace, scheme: str) -> Any:
+    from solver.buildkit.backend import export_for
+    from solver.export import parse_output
+    outputs = list(getattr(args, "outputs", []) or [])
+    if len(outputs) > 1:
+        raise LLBookError("the BuildKit backend takes one --output per build")
+    spec = parse_output(outputs[0], tags=tuple(args.tags)) if outputs else None
+    return export_for(spec, args.tags, scheme)
+
+
+def _metadata(path: str, result: Any, image_config: dict[str, Any] | None, address: str,
+              error: BaseException | None, vertices: list[Any]) -> None:
+    from solver.cli_build import config_digest
+    data: dict[str, Any] = {
+        "llbook.vertices": [v.to_metadata() for v in vertices],
+        "containerimage.config.digest": config_digest(image_config),
+        "llbook.buildkit.host": address,
+    }
+    if result is not None:
+        data.update(result.exporter_response)
+    if error is not None:
+        data["llbook.error"] = str(error)
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
+    """Lower the Dockerfile here, solve and export on the daemon at `address`."""
+    from solver.buildkit.address import parse_address
+    from solver.buildkit.backend import BuildKitBackend, registry_credentials
+    from solver.cli_build import _named_contexts, _registry_config, lower
+    from solver.progress_ui import close_printer, make_printer
+    from solver.solve.progress import ProgressBus
+    from solver.solve.solver import Solver
+    context = Path(args.context).expanduser().absolute()
+    if not context.is_dir():
+        print(f"error: build context {context} is not a directory", file=sys.stderr)
+        return 1
+    printer = make_printer(args.progress)
+    bus = ProgressBus()
+    bus.subscribe(printer)
+    cancel = threading.Event()
+    records: list[Any] = []
+    backend, image_config, error = None, None, None
+    try:
+        scheme = parse_address(address).scheme
+        registry_config = _registry_config(args.config)
+        backend = BuildKitBackend(address, _tls(args), tuple(args.allow), registry_credentials(registry_config))
+        with Solver(cache_dir=args.cache_dir, registry_config=registry_config) as resolver_host:
+            lowered = lower(args, context, resolver_host.image_resolver(pull=args.pull))
+        image_config = getattr(lowered, "image_config", None)
+        dirs, _ = _named_contexts(args.build_contexts)
+        locations = {d: (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
+        solved = backend.solve(lowered.definition(), context_dirs={"context": context, **dirs},
+                               secrets={s.id: s.src for s in args.secrets}, no_cache=args.no_cache,
+                               progress=bus.emit, cancel=cancel, locations=locations,
+                               export=_export(args, scheme), image_config=image_config)
+        records = solved.vertices
+    except KeyboardInterrupt as interrupt:
+        cancel.set()
+        error = interrupt
+    except (BuildError, DockerfileError, LLBookError, ValueError) as failure:
+        error = failure
+    finally:
+        close_printer(printer)
+        if args.metadata_file:
+            _metadata(args.metadata_file, backend.last if backend else None, image_config, address, error, records)
+    if isinstance(error, KeyboardInterrupt):
+        print("error: build interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.progress != "quiet" and backend is not None and backend.last is not None:
+        steps = [v for v in records if v.kind != "local"]
+        cached = sum(1 for v in steps if v.cached)
+        image = backend.last.exporter_response.get("containerimage.digest", "")
+        print(f"built on {address}: {cached} cached, {len(steps) - cached} executed"
+              + (f"; image {image}" if image else ""), file=sys.stderr)
+    return 0
