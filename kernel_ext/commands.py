@@ -230,8 +230,13 @@ def cmd_config(state: KernelState, argv: list[str]) -> Any:
     p.add_argument("--executor", choices=("runc", "crun", "proot"))
     p.add_argument("--context")
     p.add_argument("--allow", action="append", default=[], choices=("network.host", "security.insecure"))
+    p.add_argument("--buildkit-host", metavar="ADDR",
+                   help="solve on this BuildKit daemon (dockerd://, unix://, tcp://, docker-container://); "
+                        "'embedded' goes back to the embedded solver")
     args = p.parse_args(argv)
     session = state.session
+    if args.buildkit_host is not None:
+        session.buildkit_host = None if args.buildkit_host in ("", "embedded", "none") else args.buildkit_host
     changed = args.cache_dir or args.executor or args.allow
     if args.context:
         session.context = Path(args.context)
@@ -245,6 +250,12 @@ def cmd_config(state: KernelState, argv: list[str]) -> Any:
     rows = [["cache dir", str(solver.paths.root)], ["executor", type(solver.executor()).__name__],
             ["snapshotter", type(solver.snapshotter).__name__], ["context", str(session.context)],
             ["entitlements", ", ".join(session.entitlements) or "none"], ["registries", mirrors or "defaults"]]
+    backend = session.backend()
+    if backend is not None:
+        workers = backend.workers()  # unreachable daemons fail here, naming the address
+        platforms = sorted({f"{p.os}/{p.architecture}" for w in workers for p in w.platforms})
+        rows += [["buildkit host", backend.address],
+                 ["buildkit workers", ", ".join(w.id for w in workers) + f" ({', '.join(platforms)})"]]
     return Table(["setting", "value"], rows)
 
 

@@ -10,6 +10,7 @@ one it was last run with is *stale* until it runs again.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -108,7 +109,7 @@ class NotebookSession:
     def __init__(self, *, cache_dir: str | Path | None = None, context: str | Path = ".",
                  build_args: dict[str, str] | None = None, executor: str | None = None,
                  registry_config: Any = None, entitlements: tuple[str, ...] = (),
-                 platform: str | None = None) -> None:
+                 platform: str | None = None, buildkit_host: str | None = None) -> None:
         self.cache_dir = cache_dir
         self.context = Path(context)
         self.build_args = dict(build_args or {})
@@ -116,6 +117,8 @@ class NotebookSession:
         self.registry_config = registry_config
         self.entitlements = tuple(entitlements)
         self.platform = platform
+        # a BuildKit daemon that solves every cell instead of the embedded solver
+        self.buildkit_host = buildkit_host or os.environ.get("LLBOOK_BUILDKIT_HOST") or None
         self.cells: list[Cell] = []
         self.last_run: CellRun | None = None  # the most recent run_cell, for code cells
         self._by_id: dict[str, Cell] = {}
@@ -131,6 +134,14 @@ class NotebookSession:
             self._solver = Solver(self.cache_dir, registry_config=self.registry_config,
                                   entitlements=self.entitlements, executor_name=self.executor_name)
         return self._solver
+
+    def backend(self) -> Any:
+        """The BuildKit backend for `buildkit_host` (None: the embedded solver solves)."""
+        if not self.buildkit_host:
+            return None
+        from solver.buildkit.backend import BuildKitBackend, registry_credentials
+        return BuildKitBackend(self.buildkit_host, entitlements=self.entitlements,
+                               credentials=registry_credentials(self.registry_config))
 
     def close(self) -> None:
         if self._solver is not None:
@@ -265,6 +276,11 @@ class NotebookSession:
                     cancel: threading.Event | None = None, scope: str = "") -> SolveResult:
         options = options or CellOptions()
         context = Path(options.context) if options.context else self.context
+        backend = self.backend()
+        if backend is not None:
+            with self._lock:
+                return backend.solve(state, context_dirs={"context": context}, no_cache=options.no_cache,
+                                     progress=progress, cancel=cancel)
         with self._lock:
             return self.solver.solve(state, context_dirs={"context": context}, no_cache=options.no_cache,
                                      progress=progress, cancel=cancel, place_scope=f"notebook/{scope}")
@@ -314,6 +330,10 @@ class NotebookSession:
         docker build's ``--output`` syntax."""
         from solver.export import epoch_from_env, export, parse_output
         from solver.export.result_source import export_source
+        backend = self.backend()
+        if backend is not None:
+            _, state, image_config = self.stage_state(stage)
+            return self._export_on_daemon(backend, output, tags, state, image_config)
         spec = parse_output(output, tags=tags)
         key, state, image_config = self.stage_state(stage)
         result = self.solve_state(state, scope=key)
@@ -327,6 +347,21 @@ class NotebookSession:
             out["size"] = str(done.size)
         if spec.type == "docker":
             out["use"] = f"docker load -i {done.dest} && docker run --rm {spec.names[0] if spec.names else '<image>'}"
+        return out
+
+    def _export_on_daemon(self, backend: Any, output: str, tags: tuple[str, ...], state: State,
+                          image_config: dict[str, Any]) -> dict[str, str]:
+        """The export done by the BuildKit daemon (its exporters; local/tar land here)."""
+        from solver.buildkit.address import parse_address
+        from solver.buildkit.backend import export_for, parse_daemon_output
+        target = export_for(parse_daemon_output(output), tags, parse_address(backend.address).scheme)
+        assert target is not None
+        with self._lock:
+            backend.solve(state, context_dirs={"context": self.context}, export=target, image_config=image_config)
+        response = backend.last.exporter_response if backend.last else {}
+        out = {"type": target.type, "destination": target.dest or target.attrs.get("name", "")}
+        if response.get("containerimage.digest"):
+            out["digest"] = response["containerimage.digest"]
         return out
 
     def reset(self) -> None:

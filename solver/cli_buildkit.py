@@ -49,12 +49,11 @@ def _tls(args: argparse.Namespace) -> Any:
 
 
 def _export(args: argparse.Namespace, scheme: str) -> Any:
-    from solver.buildkit.backend import export_for
-    from solver.export import parse_output
+    from solver.buildkit.backend import export_for, parse_daemon_output
     outputs = list(getattr(args, "outputs", []) or [])
     if len(outputs) > 1:
         raise LLBookError("the BuildKit backend takes one --output per build")
-    spec = parse_output(outputs[0], tags=tuple(args.tags)) if outputs else None
+    spec = parse_daemon_output(outputs[0]) if outputs else None
     return export_for(spec, args.tags, scheme)
 
 

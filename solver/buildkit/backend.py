@@ -18,6 +18,7 @@ from typing import Any
 from solver.buildkit.address import TLSFiles, parse_address
 from solver.buildkit.client import BuildKitClient, BuildKitResult, Export
 from solver.buildkit.session import SessionServices
+from solver.errors import LLBookError
 from solver.llb import pb
 from solver.llb.definition import load
 from solver.solve.progress import ProgressEvent
@@ -39,25 +40,52 @@ def with_ignore_cache(defn: pb.Definition) -> pb.Definition:
     return pb.Definition(def_=list(defn.def_), metadata=metadata, source=defn.source)
 
 
-def export_for(output: Any, tags: Iterable[str], scheme: str) -> Export | None:
-    """An Export from an llbook OutputSpec (docker build's `--output`) or from `-t` tags."""
+@dataclass(frozen=True)
+class DaemonOutput:
+    """docker build's `--output` for a daemon: `type=`, `dest=`, and the exporter's own attrs."""
+
+    type: str
+    dest: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+def parse_daemon_output(text: str) -> DaemonOutput:
+    """`type=image,name=app:1,push=true`, `type=tar,dest=fs.tar`, `type=local,dest=out`, ...
+
+    Unlike the embedded exporters, `type=image` without push is valid: it lands in the
+    daemon's image store (dockerd's, for `dockerd://`).
+    """
+    fields: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LLBookError(f"--output {text!r}: expected KEY=VALUE, got {item!r}")
+        fields[key.strip()] = value.strip()
+    kind = fields.pop("type", "")
+    if not kind:
+        raise LLBookError(f"--output {text!r}: no type= (local, tar, image, moby)")
+    dest = fields.pop("dest", "")
+    if kind in ("local", "tar", "oci", "docker") and not dest:
+        raise LLBookError(f"--output type={kind} needs dest=PATH")
+    return DaemonOutput(kind, dest, fields)
+
+
+def export_for(output: DaemonOutput | None, tags: Iterable[str], scheme: str) -> Export | None:
+    """An Export from a `--output` (parse_daemon_output) or from `-t` tags."""
     names = ",".join(tags)
     if output is None:
         if not names:
             return None
-        kind = "moby" if scheme == "dockerd" else "image"
-        attrs = {"name": names}
-    else:
-        kind = output.type
-        if kind == "image" and scheme == "dockerd" and not output.push:
-            kind = "moby"  # dockerd's image store, as `docker build -t` does
-        attrs = dict(getattr(output, "attrs", {}) or {})
-        if output.name or names:
-            attrs["name"] = output.name or names
-        if output.push:
-            attrs["push"] = "true"
-    dest = getattr(output, "dest", None) or None
-    return Export(kind, attrs, dest)
+        return Export("moby" if scheme == "dockerd" else "image", {"name": names})
+    attrs = dict(output.attrs)
+    if names and "name" not in attrs:
+        attrs["name"] = names
+    kind = output.type
+    if kind == "image" and scheme == "dockerd" and attrs.get("push", "false").lower() != "true":
+        kind = "moby"  # dockerd's image store, as `docker build -t` does
+    if kind == "moby":
+        attrs.pop("push", None)
+    return Export(kind, attrs, output.dest or None)
 
 
 @dataclass
