@@ -1,0 +1,149 @@
+"""The widgets in a real browser: JupyterLab started here on 127.0.0.1 (token, no
+browser), Debian's chromium driven by Playwright. Runs the fixture notebook, clicks a
+DAG vertex (the details pane shows its digest), expands folders of the layer tree (an
+added file is green), presses Export (the file appears). Screenshots of each view go to
+``test-artifacts/``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from browser.chromium import LAUNCH_FLAGS, chromium_path
+from browser.jupyterlab import start_lab
+
+FIXTURE = Path(__file__).parent / "fixtures" / "widget_notebook.ipynb"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+BUILD_TIMEOUT_MS = 100_000
+
+
+@pytest.fixture(scope="module")
+def browser_executable() -> str:
+    pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+    path, why = chromium_path()
+    if path is None:
+        pytest.skip(why)
+    return path
+
+
+@pytest.fixture
+def lab(tmp_path: Path, registry_config):
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    shutil.copy(FIXTURE, root / FIXTURE.name)
+    env = dict(os.environ)
+    env.update(registry_config.env)
+    env["LLBOOK_CACHE_DIR"] = str(tmp_path / "cache")
+    server = start_lab(root, tmp_path / "jupyter", env)
+    yield server
+    server.stop()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"widgets-{name}.png"), full_page=True)
+
+
+def open_tab(page, title: str):
+    tab = page.locator(".llbook-result .lm-TabBar-tab", has_text=title).first
+    tab.click()
+    return tab
+
+
+@pytest.mark.timeout(300)
+def test_widgets_in_jupyterlab_with_chromium(lab, browser_executable: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=browser_executable, headless=True,
+            args=LAUNCH_FLAGS, viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            console: list[str] = []
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+            try:
+                drive(page, lab.page_url(FIXTURE.name), tmp_path)
+            except Exception:
+                shot(page, "failure")
+                (ARTIFACTS / "widgets-failure-console.txt").write_text("\n".join(console))
+                shutil.copy(lab.log, ARTIFACTS / "widgets-failure-jupyterlab.log")
+                raise
+        finally:
+            context.close()
+
+
+def run_all_cells(page) -> None:
+    """Shift+Enter through the notebook from its first cell, as a user does."""
+    from playwright.sync_api import expect
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    count = cells.count()
+    cells.first.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape")
+    for i in range(count):
+        page.keyboard.press("Shift+Enter")
+        code = cells.nth(i).locator(".jp-InputPrompt")
+        if "jp-CodeCell" in (cells.nth(i).get_attribute("class") or "") and i < count - 1:
+            expect(code).to_have_text(re.compile(r"\[\d+\]"), timeout=60_000)
+
+
+def drive(page, page_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+    page.goto(page_url)
+    page.locator(".jp-Notebook").first.wait_for()
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached(
+        timeout=90_000)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached(
+        timeout=90_000)
+    expect(page.locator(".jp-StatusBar-TextItem", has_text="Idle").first).to_be_visible(timeout=90_000)
+    run_all_cells(page)
+
+    result = page.locator(".llbook-result").first
+    result.wait_for(timeout=BUILD_TIMEOUT_MS)
+    expect(result.locator(".llbook-progress")).to_contain_text("steps")
+    shot(page, "progress")
+
+    # DAG: click the RUN vertex, the details pane shows its digest
+    open_tab(page, "DAG")
+    node = result.locator(".llbook-graph g.node.llbook-built", has_text="RUN mkdir").first
+    node.wait_for()
+    digest = node.get_attribute("id")
+    assert digest and digest.startswith("sha256:")
+    node.click()
+    details = result.locator(".llbook-details")
+    expect(details.locator(".llbook-digest .llbook-field-value")).to_have_text(digest)
+    expect(details).to_contain_text("cell 1, line 2")  # the session's first %%dockerfile cell
+    expect(details.locator(".llbook-cache-key .llbook-field-value")).to_contain_text("sha256:")
+    shot(page, "dag")
+
+    # Layers: expand /app and /app/data of the top layer; the new file is green
+    open_tab(page, "Layers")
+    tree = result.locator(".llbook-tree")
+    tree.locator(".llbook-tree-row[data-path='/app']").click()
+    tree.locator(".llbook-tree-row[data-path='/app/data']").click()
+    added = tree.locator(".llbook-tree-row[data-path='/app/data/hello.txt']")
+    expect(added).to_have_class(re.compile(r"\bllbook-added\b"))
+    colour = added.evaluate("el => getComputedStyle(el).color")
+    assert colour == "rgb(26, 127, 55)", colour
+    expect(result.locator(".llbook-efficiency")).to_contain_text("efficiency")
+    added.click()  # the file's content diff against the layer below
+    expect(result.locator(".llbook-diff")).to_contain_text("+hello")
+    shot(page, "layers")
+
+    # Export: an OCI archive at a path we choose
+    open_tab(page, "Export")
+    target = tmp_path / "exported.oci.tar"
+    dest = result.locator(".llbook-export-dest input")
+    dest.fill(str(target))
+    dest.press("Enter")
+    button = result.locator(".llbook-export-button")
+    expect(button).to_be_enabled()
+    button.click()
+    expect(result.locator(".llbook-export-digest")).to_contain_text("sha256:", timeout=BUILD_TIMEOUT_MS)
+    assert target.is_file() and target.stat().st_size > 0
+    expect(result.locator(".llbook-export-output")).to_contain_text("docker load -i")
+    shot(page, "export")
