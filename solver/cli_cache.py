@@ -51,17 +51,53 @@ def run_du(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remover(snapshotter: Any):
+def _referenced(store: CacheStore) -> set[str]:
+    used: set[str] = set()
+    for record in store.records():
+        if record.snapshot:
+            used.add(record.snapshot)
+        used.update(record.parents)
+    return used
+
+
+def _remover(snapshotter: Any, store: CacheStore):
+    """Remove a snapshot; first its children that no record uses (results replaced by a
+    --no-cache rebuild, or left by a killed build), which would otherwise pin it."""
+    from solver.snapshot.base import SnapshotInUseError
+
     def remove(name: str) -> None:
-        if snapshotter.exists(name):
+        if not snapshotter.exists(name):
+            return
+        try:
             snapshotter.remove(name)
+            return
+        except SnapshotInUseError:
+            pass
+        used = _referenced(store)
+        for info in snapshotter.list():
+            if info.kind == "committed" and name in info.parents and info.name not in used:
+                remove(info.name)
+        snapshotter.remove(name)
     return remove
 
 
 def run_prune(args: argparse.Namespace) -> int:
     store, snapshotter = _open(args)
     with store:
-        report = store.prune(args.keep_storage, all=args.all, remove_snapshot=_remover(snapshotter))
+        report = store.prune(args.keep_storage, all=args.all, remove_snapshot=_remover(snapshotter, store))
+        # Snapshots are queued for removal in no particular order; a parent whose child is
+        # still queued fails and stays queued. Each further pass removes another level.
+        for _ in range(64):
+            if not report.errors:
+                break
+            again = store.prune(args.keep_storage, all=args.all, remove_snapshot=_remover(snapshotter, store))
+            report.removed += again.removed
+            report.reclaimed += again.reclaimed
+            report.total_after = again.total_after
+            if len(again.errors) >= len(report.errors) and not again.removed:
+                report.errors = again.errors
+                break
+            report.errors = again.errors
     for entry in report.removed:
         print(f"removed {entry.kind} {entry.key[:31]} {format_size(entry.size)} {entry.name}")
     print(f"Total reclaimed: {format_size(report.reclaimed)} "
@@ -83,7 +119,7 @@ def run_check(args: argparse.Namespace) -> int:
         removed_orphans += remove_dead_active(snapshotter)
         removed_orphans += snapshotter.remove_orphans(min_age=600.0)
     with store:
-        report = store.check(verify_snapshot=snapshotter.exists, remove_snapshot=_remover(snapshotter),
+        report = store.check(verify_snapshot=snapshotter.exists, remove_snapshot=_remover(snapshotter, store),
                              list_snapshots=lambda: _snapshot_names(snapshotter),
                              repair=not args.no_repair)
     print(f"checked {report.records_checked} records, {report.blobs_checked} blobs")

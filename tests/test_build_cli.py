@@ -252,3 +252,37 @@ def test_two_concurrent_builds_in_one_cache_dir(registry_config, tmp_path: Path)
     out = subprocess.run([*LLBOOK, "check", "--cache-dir", str(cache)], env=_env(registry_config),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout
+
+
+def test_no_cache_reruns_everything_and_du_prune_check(registry_config, project: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    build(registry_config, project, cache)
+    _, again = build(registry_config, project, cache, "--no-cache")
+    ran = executed(again)
+    assert "[5/5] RUN echo last > /last" in ran and "[2/5] RUN echo base > /base" in ran
+    reasons = [v.get("reasons") for v in again["llbook.vertices"] if v["name"].startswith("[2/5]")][0]
+    assert reasons[0]["kind"] == "no-cache"
+    env = _env(registry_config)
+    du = subprocess.run([*LLBOOK, "du", "--cache-dir", str(cache)], env=env, capture_output=True, text=True)
+    assert du.returncode == 0 and "RUN echo base" in du.stdout and "Total:" in du.stdout
+    prune = subprocess.run([*LLBOOK, "prune", "--all", "--cache-dir", str(cache)], env=env, capture_output=True,
+                           text=True)
+    assert prune.returncode == 0, prune.stderr
+    assert "Total reclaimed" in prune.stdout
+    check = subprocess.run([*LLBOOK, "check", "--cache-dir", str(cache)], env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    _, rebuilt = build(registry_config, project, cache)
+    assert "[5/5] RUN echo last > /last" in executed(rebuilt)
+
+
+def test_secret_flag_and_entitlement_refusal(registry_config, tmp_path: Path):
+    ctx = tmp_path / "ctx"
+    secret = write(tmp_path / "token.txt", "top-secret-token")
+    write(ctx / "Dockerfile", "FROM busybox\nRUN --mount=type=secret,id=tok cat /run/secrets/tok | wc -c > /len\n")
+    cache = tmp_path / "cache"
+    proc, _ = build(registry_config, ctx, cache, "--secret", f"id=tok,src={secret}")
+    assert "top-secret-token" not in proc.stderr
+    write(ctx / "Dockerfile", "FROM busybox\nRUN --network=host echo hi\n")
+    proc, _ = build(registry_config, ctx, cache, check=False)
+    assert proc.returncode == 1 and "network.host" in proc.stderr and "--allow" in proc.stderr
+    build(registry_config, ctx, cache, "--allow", "network.host")
