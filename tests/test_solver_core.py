@@ -198,3 +198,39 @@ def test_file_ops_and_context_copy_caching(solver: Solver, tmp_path: Path):
     assert _read(solver, changed.snapshot, "app/b.txt") == "B2"
     with _view(solver, changed.snapshot) as root:
         assert not (root / "app" / "secret.key").exists()
+
+
+def test_oci_layout_source(solver: Solver, tmp_path: Path, busybox_images):
+    from fixtures.imagebuild import OCILayoutWriter
+    layout = tmp_path / "layout"
+    writer = OCILayoutWriter(layout)
+    writer.add_image(busybox_images["linux/amd64"], "v1")
+    st = llb.oci_layout(f"{layout}:v1", platform=llb.Platform.parse("linux/amd64"))
+    first = solver.solve(st)
+    with _view(solver, first.snapshot) as root:
+        assert (root / "bin" / "busybox").exists()
+    assert solver.solve(st).executed == []
+
+
+def test_http_source_keyed_by_content(solver: Solver, tmp_path: Path):
+    import http.server
+    import functools
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "file.txt").write_text("v1")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/file.txt"
+        st = llb.http(url, perm=0o644)
+        first = solver.solve(st)
+        assert _read(solver, first.snapshot, "file.txt") == "v1"
+        assert solver.solve(st).executed == []
+        (served / "file.txt").write_text("v2")
+        changed = solver.solve(st)
+        assert len(changed.executed) == 1
+        assert _read(solver, changed.snapshot, "file.txt") == "v2"
+    finally:
+        server.shutdown()

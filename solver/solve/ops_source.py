@@ -25,6 +25,8 @@ from solver.solve.result import Ref
 
 IMAGE_SCHEME = "docker-image://"
 LOCAL_SCHEME = "local://"
+OCI_SCHEME = "oci-layout://"
+HTTP_SCHEMES = ("http://", "https://")
 
 
 # ------------------------------------------------------------------------------ local
@@ -104,6 +106,11 @@ def source_key(ctx: OpContext, info: VertexInfo) -> str | None:
                                          int(limit) if limit else None)
     if ident.startswith(LOCAL_SCHEME):
         return None
+    if ident.startswith(OCI_SCHEME):
+        _, resolved = _open_layout(ctx, info)
+        return cachekey.image_source_key(resolved.manifest_digest, info.op.platform or ctx.platform)
+    if ident.startswith(HTTP_SCHEMES):
+        return http_key(ctx, info)
     raise BuildError(f"unsupported source {ident}", vertex=info.digest, name=info.name)
 
 
@@ -153,10 +160,16 @@ def _pull_progress(ctx: OpContext, info: VertexInfo):
 def execute_image(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
     src: pb.SourceOp = info.op.op
     resolved = resolve_image(ctx, src.identifier[len(IMAGE_SCHEME):], info.op)
+    return _image_result(ctx, resolved, lambda content: _image_source(ctx).pull(
+        resolved, content, progress=_pull_progress(ctx, info)))
+
+
+def _image_result(ctx: OpContext, resolved, fetch) -> list[OutputResult]:
+    """Fetch an image's blobs into the content store and unpack its layer chain."""
     content = ctx.store.content
     for digest in [resolved.manifest_digest, resolved.config_digest] + [d.digest for d in resolved.layers]:
         ctx.lease.add_blob(digest)
-    _image_source(ctx).pull(resolved, content, progress=_pull_progress(ctx, info))
+    fetch(content)
     ctx.store.add_blob(resolved.manifest_digest, resolved.media_type)
     ctx.store.add_blob(resolved.config_digest, "application/vnd.oci.image.config.v1+json")
     for layer in resolved.layers:
@@ -185,8 +198,94 @@ def execute_image(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
 def execute_source(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
     src: pb.SourceOp = info.op.op
     if src.identifier.startswith(IMAGE_SCHEME):
-        return [*execute_image(ctx, info)]
+        return execute_image(ctx, info)
+    if src.identifier.startswith(OCI_SCHEME):
+        layout, resolved = _open_layout(ctx, info)
+        return _image_result(ctx, resolved, lambda content: layout.import_blobs(resolved, content))
+    if src.identifier.startswith(HTTP_SCHEMES):
+        return _http_result(ctx, info)
     raise BuildError(f"unsupported source {src.identifier}", vertex=info.digest, name=info.name)
+
+
+# ------------------------------------------------------------------------------ oci layout
+
+
+def _layout_text(ctx: OpContext, info: VertexInfo) -> str:
+    """``oci-layout://PATH[:TAG]``; with an ``oci.store`` attr naming a context directory
+    (``--build-context name=oci-layout://…`` or ``context_dirs``), PATH is below it."""
+    src: pb.SourceOp = info.op.op
+    rest = src.identifier[len(OCI_SCHEME):]
+    store = src.attrs.get("oci.store", "")
+    if store and store in ctx.context_dirs:
+        return OCI_SCHEME + str(ctx.context_dirs[store]) + (rest[rest.find(":"):] if ":" in rest else "")
+    return src.identifier
+
+
+def _open_layout(ctx: OpContext, info: VertexInfo):
+    from solver.source.oci_layout import open_layout_ref
+    key = (_layout_text(ctx, info), "oci")
+    if key not in ctx.resolved:
+        ctx.resolved[key] = open_layout_ref(key[0], _platform(ctx, info.op))
+    return ctx.resolved[key]
+
+
+# ------------------------------------------------------------------------------ http
+
+
+def _download(ctx: OpContext, info: VertexInfo) -> tuple[Path, str]:
+    """Fetch the URL once per solve into tmp/; returns (file, sha256 digest)."""
+    import urllib.request
+    src: pb.SourceOp = info.op.op
+    key = (src.identifier, "http")
+    if key in ctx.resolved:
+        return ctx.resolved[key]
+    import os
+    import tempfile
+    fd, name = tempfile.mkstemp(prefix=f"http-{os.getpid()}-", dir=ctx.store.paths.tmp)
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src.identifier, timeout=60) as response:
+        while chunk := response.read(1 << 20):
+            ctx.check_canceled()
+            digest.update(chunk)
+            out.write(chunk)
+    found = (Path(name), "sha256:" + digest.hexdigest())
+    expected = src.attrs.get("http.checksum")
+    if expected and expected != found[1]:
+        Path(name).unlink(missing_ok=True)
+        raise BuildError(f"digest mismatch for {src.identifier}: expected {expected}, got {found[1]}",
+                         vertex=info.digest, name=info.name, filename=info.filename, line=info.line)
+    ctx.resolved[key] = found
+    return found
+
+
+def _http_filename(src: pb.SourceOp) -> str:
+    from urllib.parse import urlsplit
+    name = src.attrs.get("http.filename") or Path(urlsplit(src.identifier).path).name
+    return name or "index"
+
+
+def http_key(ctx: OpContext, info: VertexInfo) -> str:
+    src: pb.SourceOp = info.op.op
+    _, digest = _download(ctx, info)
+    return json.dumps({"Filename": _http_filename(src), "Perm": src.attrs.get("http.perm", ""),
+                       "UID": src.attrs.get("http.uid", ""), "GID": src.attrs.get("http.gid", ""),
+                       "Checksum": digest}, sort_keys=True)
+
+
+def _http_result(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
+    import os
+    import shutil
+    src: pb.SourceOp = info.op.op
+    path, _ = _download(ctx, info)
+    with new_layer(ctx, []) as work:
+        assert work.path is not None
+        target = work.path / _http_filename(src)
+        shutil.copyfile(path, target)
+        os.chmod(target, int(src.attrs.get("http.perm", "0600"), 8))
+        os.chown(target, int(src.attrs.get("http.uid", "0") or 0), int(src.attrs.get("http.gid", "0") or 0))
+    path.unlink(missing_ok=True)
+    from solver.solve.ops_common import layer_result
+    return [layer_result(ctx, work)]
 
 
 # ------------------------------------------------------------------------------ resolution cache
