@@ -183,6 +183,12 @@ def run_build(args: argparse.Namespace) -> int:
     if not context.is_dir():
         print(f"error: build context {context} is not a directory", file=sys.stderr)
         return 1
+    if args.build_contexts:
+        # The Dockerfile frontend has no named contexts yet (FROM/COPY --from=NAME would
+        # silently fall back to a registry image), so refuse instead of building wrong.
+        print("error: --build-context is not supported yet: the Dockerfile frontend has no named "
+              "contexts", file=sys.stderr)
+        return 1
     printer = make_printer(args.progress)
     collector = _Collector()
     bus = ProgressBus()

@@ -150,6 +150,16 @@ def default_snapshotter(root: Path) -> Any:
     return OverlaySnapshotter(root) if wanted == "overlay" else NativeSnapshotter(root)
 
 
+def _platform_text(platform: Any) -> str:
+    """``os/arch[/variant]`` of a platform object or string; "default" for None."""
+    if platform is None:
+        return "default"
+    if isinstance(platform, str):
+        return platform
+    parts = (getattr(platform, "os", ""), getattr(platform, "architecture", ""), getattr(platform, "variant", ""))
+    return "/".join(p for p in parts if p)
+
+
 def _machine_identity() -> dict[str, Any]:
     import os
     return {"uid": os.geteuid(), "kernel": os.uname().release}
@@ -248,16 +258,12 @@ class Solver:
         cache = ResolutionCache(self.paths.root / "resolved")
 
         def resolve(ref: str, platform: Any = None) -> tuple[str, dict[str, Any]]:
-            from solver.source.registry import Platform, default_platform
-            if platform is not None and not isinstance(platform, Platform):
-                text = platform if isinstance(platform, str) else \
-                    "/".join(p for p in (platform.os, platform.architecture, platform.variant) if p)
-                platform = Platform.parse(text)
-            platform = platform or default_platform()
-            text = f"{platform.os}/{platform.architecture}/{platform.variant}"
+            text = _platform_text(platform)
             found = None if pull else cache.get(ref, text)
-            if found is None:
-                resolved = self.image_source().resolve(ref, platform)
+            if found is None:  # only now import the registry client (a warm build needs none)
+                from solver.source.registry import Platform
+                wanted = None if text == "default" else Platform.parse(text.rstrip("/"))
+                resolved = self.image_source().resolve(ref, wanted)
                 found = (resolved.pinned, dict(resolved.config))
                 cache.put(ref, text, *found)
             return found
