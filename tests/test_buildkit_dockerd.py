@@ -246,6 +246,8 @@ def test_dockerfile_filesystem_equals_embedded_solver(dockerd, context_dir: Path
     assert theirs["app/app.txt"][-1] == b"app content\n" and "app/skip.log" not in theirs
     assert theirs["app/n.txt"][-1] == b"nested\n"
     assert not [v for v in result.vertices if v.error]
+    graph = load(defn)  # secret mounts, context copies, multi-stage: still llbook's digests
+    assert {v.digest for v in graph.reachable()} <= {v.digest for v in result.vertices}
 
     # type=local through FileSend's DiffCopy gives the same tree
     with BuildKitClient("dockerd://") as client:

@@ -35,6 +35,7 @@ from solver.llb import pb
 CLIENT_SIDE_EXPORTERS = ("local", "tar", "oci", "docker")
 _EXIT_CODE = re.compile(r"exit code: (-?\d+)")
 _UNKNOWN_CAP = re.compile(r"unknown API capability ([\w.]+)")
+_NO_EXPORTER = re.compile(r'exporter "([\w.-]+)" could not be found')
 
 
 class CapabilityError(LLBookError):
@@ -139,6 +140,12 @@ class BuildKitClient:
         if cap:
             return CapabilityError(f"BuildKit daemon at {self.address} lacks the capability {cap.group(1)!r} "
                                    f"this build needs: {details}")
+        exporter = _NO_EXPORTER.search(details)
+        if exporter:
+            hint = " (dockerd 20.10's embedded BuildKit has moby, local and tar)" \
+                if self.address.scheme == "dockerd" else ""
+            return CapabilityError(f"BuildKit daemon at {self.address} has no exporter "
+                                   f"{exporter.group(1)!r}{hint}: {details}")
         if "entitlement" in details.lower() or "is not allowed" in details:
             return EntitlementError(f"BuildKit daemon at {self.address} refused an entitlement: {details}")
         return LLBookError(f"BuildKit daemon at {self.address}: {method} failed: {details}")

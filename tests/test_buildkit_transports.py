@@ -1,0 +1,134 @@
+"""The other transports and session services, against dockerd's BuildKit.
+
+No standalone buildkitd is installed on the test machine, so the `unix://` and `tcp://`
+transports are exercised against dockerd's embedded BuildKit exposed on a unix socket and
+on a loopback TCP port by a test bridge (each connection upgraded on dockerd's `/grpc`).
+Through such an address the client behaves as with a buildkitd: grpcio dials the socket
+itself and the session runs over `Control.Session`, not dockerd's `/session`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from solver import llb
+from solver.buildkit.backend import registry_credentials
+from solver.buildkit.client import BuildKitClient, CapabilityError, Export
+from solver.buildkit.session import SessionServices
+from solver.buildkit.transport import LocalBridge, SocketStream, hijack, pump
+from solver.errors import BuildError
+from solver.llb import pb
+from solver.source.registry_config import load_registry_config
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+@pytest.fixture(scope="module")
+def dockerd(tmp_path_factory):
+    from fixtures import dockerd as dockerd_fixture
+    daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
+    if daemon is None:
+        pytest.skip(dockerd_fixture.unavailable_reason)
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def unix_address(dockerd):
+    bridge = LocalBridge(lambda: hijack(DOCKER_SOCKET, "/grpc", "test-bridge"), "buildkitd")
+    yield f"unix://{bridge.path}"
+    bridge.close()
+
+
+@pytest.fixture
+def tcp_address(dockerd):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            upstream = hijack(DOCKER_SOCKET, "/grpc", "test-bridge")
+            threading.Thread(target=pump, args=(SocketStream(conn), upstream), daemon=True).start()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    listener.close()
+
+
+def _with_context(busybox_ref: str) -> pb.Definition:
+    st = llb.image(busybox_ref).run("cat /ctx/hello.txt > /copied && cat /copied", shell=True,
+                                    network=pb.NetMode.HOST,
+                                    mounts=[llb.bind("/ctx", llb.local("context"), readonly=True)]).root()
+    return st.marshal(platform="linux/amd64")
+
+
+@pytest.mark.parametrize("which", ["unix", "tcp"])
+def test_unix_and_tcp_transports_with_control_session(which: str, request, registry_with_busybox,
+                                                      tmp_path: Path) -> None:
+    address = request.getfixturevalue(f"{which}_address")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    nonce = uuid.uuid4().hex
+    (ctx / "hello.txt").write_text(nonce)
+    logs: list[bytes] = []
+    with BuildKitClient(address) as client:
+        assert client.session_via == "auto" and client.address.scheme == which
+        assert client.list_workers()
+        result = client.solve(_with_context(f"{registry_with_busybox.host}/library/busybox:latest"),
+                              services=SessionServices(dirs={"context": ctx}),
+                              export=Export("tar", dest=str(tmp_path / "out.tar")),
+                              progress=lambda e: logs.append(getattr(e, "data", b"")))
+    assert nonce.encode() in b"".join(logs)  # the context came over Control.Session's file sync
+    assert not [v for v in result.vertices if v.error]
+    import tarfile
+    with tarfile.open(tmp_path / "out.tar") as archive:
+        assert archive.extractfile("copied").read() == nonce.encode()  # type: ignore[union-attr]
+
+
+def test_registry_credentials_are_served_to_the_daemon(dockerd, auth_registry, tmp_path: Path) -> None:
+    """dockerd's BuildKit asks the session's Auth service for the registry's credentials."""
+    ref = f"{auth_registry.host}/library/busybox:latest"
+    st = llb.image(ref).run("echo pulled-with-auth", shell=True, network=pb.NetMode.HOST).root()
+    defn = st.marshal(platform="linux/amd64")
+    config = load_registry_config(env={"DOCKER_CONFIG": str(auth_registry.docker_config_dir)}, home=tmp_path)
+    asked: list[str] = []
+    lookup = registry_credentials(config)
+    assert lookup is not None
+
+    def credentials(host: str) -> tuple[str, str] | None:
+        asked.append(host)
+        return lookup(host)
+
+    with BuildKitClient("dockerd://") as client:
+        with pytest.raises(BuildError):  # without credentials the pull is refused
+            client.solve(defn, services=SessionServices())
+        client.solve(defn, services=SessionServices(credentials=credentials))
+    assert auth_registry.host in asked
+
+
+def test_push_through_dockerd_is_a_named_missing_exporter(dockerd, registry_with_busybox) -> None:
+    """dockerd 20.10's BuildKit has the exporters moby, local and tar only: no `image` (push)."""
+    st = llb.image(f"{registry_with_busybox.host}/library/busybox:latest")
+    name = f"{registry_with_busybox.host}/llbook/pushed:latest"
+    with BuildKitClient("dockerd://") as client:
+        try:
+            client.solve(st.marshal(platform="linux/amd64"),
+                         export=Export("image", {"name": name, "push": "true"}))
+        except CapabilityError as error:
+            assert "dockerd://" in str(error) and "'image'" in str(error)
+        else:
+            pytest.skip("this dockerd's BuildKit has the image exporter")
