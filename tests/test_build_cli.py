@@ -286,3 +286,19 @@ def test_secret_flag_and_entitlement_refusal(registry_config, tmp_path: Path):
     proc, _ = build(registry_config, ctx, cache, check=False)
     assert proc.returncode == 1 and "network.host" in proc.stderr and "--allow" in proc.stderr
     build(registry_config, ctx, cache, "--allow", "network.host")
+
+
+@pytest.mark.parametrize("example", ["hello", "multistage"])
+def test_examples_build(registry_config, tmp_path: Path, example: str):
+    import shutil
+    ctx = tmp_path / example
+    shutil.copytree(ROOT / "examples" / example, ctx)
+    cache = tmp_path / "cache"
+    build(registry_config, ctx, cache)
+    _, warm = build(registry_config, ctx, cache)
+    assert executed(warm) == []
+    if example == "multistage":
+        write(ctx / "notes.txt", "edited\n")
+        _, edited = build(registry_config, ctx, cache)
+        assert [n.split("] ", 1)[1] for n in executed(edited)] == ["COPY notes.txt /data/",
+                                                                    "RUN paste /data/words /data/numbers > /data/table"]
