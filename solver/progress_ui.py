@@ -150,9 +150,13 @@ class TtyPrinter:
         done = sum(1 for v in views if v.completed is not None)
         width = max(40, _columns() - 1)
         lines = [f"[+] Building {now - self._started:.1f}s ({done}/{len(views)}){' FINISHED' if final else ''}"]
+        body: list[str] = []
         for v in views:
-            lines.extend(self._vertex_lines(v, now, width))
-        return lines
+            body.extend(self._vertex_lines(v, now, width))
+        room = max(5, _rows() - 2)
+        if len(body) > room:  # keep the live end in view; finished lines scroll away
+            body = body[len(body) - room:]
+        return lines + body
 
     def _vertex_lines(self, v: _VertexView, now: float, width: int) -> list[str]:
         if v.cached:
@@ -207,6 +211,13 @@ def _columns() -> int:
         return os.get_terminal_size(sys.stderr.fileno()).columns
     except (OSError, ValueError):
         return 100
+
+
+def _rows() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).lines
+    except (OSError, ValueError):
+        return 40
 
 
 def make_printer(mode: str, out: TextIO | None = None):
