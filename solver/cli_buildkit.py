@@ -89,7 +89,9 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     bus.subscribe(printer)
     cancel = threading.Event()
     records: list[Any] = []
-    backend, image_config, error = None, None, None
+    backend: Any = None
+    image_config: dict[str, Any] | None = None
+    error: BaseException | None = None
     try:
         scheme = parse_address(address).scheme
         registry_config = _registry_config(args.config)

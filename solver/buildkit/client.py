@@ -31,6 +31,7 @@ from solver.buildkit.session import OutputTarget, Session, SessionServices, new_
 from solver.buildkit.transport import Connection, DaemonUnreachableError, open_channel
 from solver.errors import BuildError, LLBookError
 from solver.llb import pb
+from solver.llb.codec import Message
 
 CLIENT_SIDE_EXPORTERS = ("local", "tar", "oci", "docker")
 _EXIT_CODE = re.compile(r"exit code: (-?\d+)")
@@ -80,7 +81,7 @@ class BuildKitResult:
         return [v for v in self.vertices if not v.cached]
 
 
-def _serialize(msg: Any) -> bytes:
+def _serialize(msg: Message) -> bytes:
     return msg.to_bytes()
 
 
@@ -150,7 +151,7 @@ class BuildKitClient:
             return EntitlementError(f"BuildKit daemon at {self.address} refused an entitlement: {details}")
         return LLBookError(f"BuildKit daemon at {self.address}: {method} failed: {details}")
 
-    def _unary(self, method: str, request: Any, response_type: type, timeout: float | None = None) -> Any:
+    def _unary(self, method: str, request: Any, response_type: type[Message], timeout: float | None = None) -> Any:
         call = self.channel.unary_unary(m.CONTROL + method, request_serializer=_serialize,
                                         response_deserializer=response_type.from_bytes)
         try:
@@ -167,7 +168,8 @@ class BuildKitClient:
     def info(self) -> m.BuildkitVersion | None:
         """The daemon's BuildKit version, or None for daemons without Control.Info (before v0.11)."""
         try:
-            return self._unary("Info", m.InfoRequest(), m.InfoResponse).buildkit_version
+            response: m.InfoResponse = self._unary("Info", m.InfoRequest(), m.InfoResponse)
+            return response.buildkit_version
         except CapabilityError:
             return None
 

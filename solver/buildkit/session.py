@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
 from solver.buildkit import messages as m
 from solver.buildkit.filesync import DirReceiver, SyncRequest, receive_bytes, send_dir
+from solver.llb.codec import Message
 from solver.buildkit.transport import SocketStream, Stream, hijack, pump
 from solver.source.local import LocalContext
 
@@ -69,6 +70,12 @@ class SessionServices:
     credentials: Callable[[str], tuple[str, str] | None] | None = None  # host -> (username, secret)
 
 
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the RPC with `code` (grpcio's abort raises; the raise below is for the type checker)."""
+    context.abort(code, message)
+    raise RuntimeError(message)
+
+
 def _metadata(context: grpc.ServicerContext) -> dict[str, list[str]]:
     """Incoming metadata, with fsutil's `KEY-encoded` values unescaped."""
     raw: dict[str, list[str]] = {}
@@ -89,7 +96,7 @@ class _Services:
         self.errors: list[str] = []
 
     def methods(self) -> dict[str, grpc.RpcMethodHandler]:
-        def ser(msg: Any) -> bytes:
+        def ser(msg: Message) -> bytes:
             return msg.to_bytes()
         table: dict[str, grpc.RpcMethodHandler] = {
             m.HEALTH_CHECK: grpc.unary_unary_rpc_method_handler(
@@ -119,7 +126,7 @@ class _Services:
         root = self.s.dirs.get(request.dir_name)
         if root is None:
             self.errors.append(f"no local directory {request.dir_name!r} in this session")
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no access allowed to dir {request.dir_name!r}")
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"no access allowed to dir {request.dir_name!r}")
         local = LocalContext(root, exclude_patterns=request.exclude_patterns,
                              include_patterns=request.include_patterns, follow_paths=request.follow_paths)
         return send_dir(local, requests)
@@ -127,14 +134,13 @@ class _Services:
     def get_secret(self, request: m.GetSecretRequest, context: grpc.ServicerContext) -> m.GetSecretResponse:
         value = self.s.secrets.get(request.id)
         if value is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"secret {request.id} not found")
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"secret {request.id} not found")
         if isinstance(value, bytes):
             return m.GetSecretResponse(data=value)
         try:
             return m.GetSecretResponse(data=Path(value).read_bytes())
         except OSError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"secret {request.id}: cannot read {value}: {error.strerror}")
-            raise
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"secret {request.id}: cannot read {value}: {error.strerror}")
 
     def credentials(self, request: m.CredentialsRequest, context: grpc.ServicerContext) -> m.CredentialsResponse:
         assert self.s.credentials is not None
