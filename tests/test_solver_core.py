@@ -12,7 +12,7 @@ import pytest
 from solver import llb
 from solver.solve.cachekey import KeyInputs, DepKey
 from solver.solve import reasons
-from solver.solve.progress import VertexCached, VertexCompleted, VertexStarted
+from solver.solve.progress import VertexCompleted, VertexStarted
 from solver.solve.scheduler import Canceled, Scheduler
 from solver.solve.solver import Solver, place_of
 

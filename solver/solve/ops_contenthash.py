@@ -43,14 +43,16 @@ def _local_checksum(ctx: OpContext, ref: Ref, selectors: Sequence[ContentSelecto
 
 def _checksum_dir(ctx: OpContext, root: Path, selectors: Sequence[ContentSelector],
                   with_files: bool) -> tuple[str, dict[str, str] | None]:
+    # No stat memo here: a snapshot is mounted at a fresh temporary path each time, so its
+    # entries would never hit again and would only grow the persisted memo.
     sels = [_selector(s) for s in selectors]
-    checksum = contenthash.checksum_many(root, sels, memo=ctx.memo)
+    checksum = contenthash.checksum_many(root, sels)
     if not with_files:
         return checksum, None
     files: dict[str, str] = {}
     for sel in sels:
         try:
-            files.update(contenthash.file_digests(root, sel, memo=ctx.memo))
+            files.update(contenthash.file_digests(root, sel))
         except (contenthash.ContentHashError, FileNotFoundError):
             continue
         if len(files) > MAX_FILES_RECORDED:
