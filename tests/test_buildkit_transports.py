@@ -132,3 +132,69 @@ def test_push_through_dockerd_is_a_named_missing_exporter(dockerd, registry_with
             assert "dockerd://" in str(error) and "'image'" in str(error)
         else:
             pytest.skip("this dockerd's BuildKit has the image exporter")
+
+
+# A stand-in for `buildctl dial-stdio` inside a container: it runs this checkout's Python on
+# the host filesystem (mounted read-only at /host) to upgrade dockerd's /grpc and relay the
+# bytes on stdin/stdout, which is what buildctl dial-stdio does for a buildkitd socket.
+FAKE_BUILDCTL = """#!/bin/sh
+[ "$1" = dial-stdio ] || { echo "fake buildctl: only dial-stdio" >&2; exit 2; }
+cd /work/main
+exec chroot /host env PYTHONPATH=/work/main PYTHONDONTWRITEBYTECODE=1 {python} -c '
+import os, sys, threading
+from solver.buildkit.transport import hijack
+up = hijack("/var/run/docker.sock", "/grpc", "fake-buildctl")
+def down():
+    while True:
+        data = up.recv(65536)
+        if not data:
+            break
+        os.write(1, data)
+    os._exit(0)
+threading.Thread(target=down, daemon=True).start()
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        break
+    up.sendall(data)
+up.shutdown_write()
+threading.Event().wait(30)
+'
+"""
+
+
+@pytest.fixture
+def fake_buildkit_container(dockerd, registry_with_busybox):
+    import sys
+    image = f"{registry_with_busybox.host}/library/busybox:latest"
+    name = f"llbook-bk-fake-buildkitd-{uuid.uuid4().hex[:8]}"
+    dockerd.docker("pull", image)
+    dockerd.docker("run", "-d", "--name", name, "--network=host", "-v", "/:/host:ro", image, "sleep", "600")
+    try:
+        script = FAKE_BUILDCTL.replace("{python}", str(Path(sys.executable).absolute()))
+        dockerd.docker("exec", "-i", name, "sh", "-c", "cat > /bin/buildctl && chmod 755 /bin/buildctl",
+                       input=script.encode())
+        yield name
+    finally:
+        dockerd.docker("rm", "-f", name, check=False)
+
+
+def test_docker_container_transport(fake_buildkit_container: str, registry_with_busybox, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    nonce = uuid.uuid4().hex
+    (ctx / "hello.txt").write_text(nonce)
+    logs: list[bytes] = []
+    with BuildKitClient(f"docker-container://{fake_buildkit_container}") as client:
+        assert client.list_workers()
+        client.solve(_with_context(f"{registry_with_busybox.host}/library/busybox:latest"),
+                     services=SessionServices(dirs={"context": ctx}),
+                     progress=lambda e: logs.append(getattr(e, "data", b"")))
+    assert nonce.encode() in b"".join(logs)
+
+
+def test_docker_container_that_does_not_exist_is_unreachable(dockerd) -> None:
+    from solver.buildkit.client import connect
+    from solver.buildkit.transport import DaemonUnreachableError
+    with pytest.raises(DaemonUnreachableError, match="docker-container://llbook-no-such-container.*No such container"):
+        connect("docker-container://llbook-no-such-container")

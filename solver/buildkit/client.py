@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +135,9 @@ class BuildKitClient:
         details = (error.details() if hasattr(error, "details") else "") or str(error)
         if code == grpc.StatusCode.UNAVAILABLE:
             cause = self._conn.bridge.last_error if self._conn.bridge is not None else None
+            if cause is None and self._conn.bridge is not None:
+                time.sleep(0.3)  # a failed helper is reported once its stderr is read
+                cause = self._conn.bridge.last_error
             return DaemonUnreachableError(str(self.address), str(getattr(cause, "cause", cause) or details))
         if code == grpc.StatusCode.UNIMPLEMENTED:
             return CapabilityError(f"BuildKit daemon at {self.address} does not implement {method}: {details}")

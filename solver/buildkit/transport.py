@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -97,6 +97,29 @@ class ProcessStream(Stream):
     """`docker exec -i NAME buildctl dial-stdio`: stdout is read, stdin is written."""
 
     process: subprocess.Popen[bytes]
+    address: str = ""
+    _stderr: bytearray = field(default_factory=bytearray)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._collect_stderr, daemon=True, name="llbook-bk-helper-stderr").start()
+
+    def _collect_stderr(self) -> None:
+        stream = self.process.stderr
+        if stream is None:
+            return
+        for line in iter(stream.readline, b""):
+            self._stderr += line[:4096]
+
+    def failure(self) -> DaemonUnreachableError | None:
+        """Why the helper ended, when it failed (its exit status and stderr)."""
+        try:
+            code = self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return None
+        if code == 0:
+            return None
+        text = bytes(self._stderr).decode("utf-8", "replace").strip() or f"exit status {code}"
+        return DaemonUnreachableError(self.address, f"{' '.join(self.process.args)}: {text}")  # type: ignore[arg-type]
 
     def fileno(self) -> int:
         assert self.process.stdout is not None
@@ -186,11 +209,11 @@ def dial_stdio(container: str, address: str) -> ProcessStream:
     docker = shutil.which("docker") or "/usr/bin/docker"
     try:
         process = subprocess.Popen([docker, "exec", "-i", container, "buildctl", "dial-stdio"],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    bufsize=0)
     except OSError as error:
         raise DaemonUnreachableError(address, f"cannot run {docker}: {error.strerror}") from error
-    return ProcessStream(process)
+    return ProcessStream(process, address)
 
 
 # ------------------------------------------------------------------ joining two streams
@@ -261,6 +284,9 @@ class LocalBridge:
             conn.close()
             return
         pump(SocketStream(conn), upstream)
+        failure = upstream.failure() if isinstance(upstream, ProcessStream) else None
+        if failure is not None:
+            self._errors.append(failure)
 
     def close(self) -> None:
         self._closed.set()
