@@ -198,3 +198,87 @@ def test_docker_container_that_does_not_exist_is_unreachable(dockerd) -> None:
     from solver.buildkit.transport import DaemonUnreachableError
     with pytest.raises(DaemonUnreachableError, match="docker-container://llbook-no-such-container.*No such container"):
         connect("docker-container://llbook-no-such-container")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    import subprocess
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> Path:
+    """A CA, a server certificate for "buildkitd", and a client certificate (mutual TLS)."""
+    import shutil
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path / "tls"
+    d.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=llbook test CA",
+             "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=DNS:buildkitd\n")
+    for who in ("server", "client"):
+        cn = "buildkitd" if who == "server" else "llbook-client"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{who}.key",
+                 "-out", f"{who}.csr", cwd=d)
+        _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "2", "-out", f"{who}.pem", *(["-extfile", "san.ext"] if who == "server" else []), cwd=d)
+    return d
+
+
+@pytest.fixture
+def tls_address(dockerd, tls_files: Path):
+    """tcp:// with mutual TLS (ALPN h2), terminated here and relayed to dockerd's /grpc."""
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_files / "server.pem", tls_files / "server.key")
+    context.load_verify_locations(tls_files / "ca.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["h2"])
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    refused: list[str] = []
+
+    def relay(conn: socket.socket) -> None:
+        try:
+            tls = context.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            refused.append(str(error))
+            conn.close()
+            return
+        pump(SocketStream(tls), hijack(DOCKER_SOCKET, "/grpc", "tls-bridge"))
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.settimeout(None)
+            threading.Thread(target=relay, args=(conn,), daemon=True).start()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"tcp://127.0.0.1:{listener.getsockname()[1]}", refused
+    stop.set()
+    thread.join(2)
+    listener.close()
+
+
+def test_tcp_with_mutual_tls(tls_address, tls_files: Path) -> None:
+    from solver.buildkit.address import TLSFiles
+    from solver.buildkit.client import connect
+    from solver.buildkit.transport import DaemonUnreachableError
+    address, refused = tls_address
+    tls = TLSFiles(str(tls_files / "ca.pem"), str(tls_files / "client.pem"), str(tls_files / "client.key"),
+                   server_name="buildkitd")
+    client = connect(address, tls)
+    try:
+        assert client.list_workers()
+    finally:
+        client.close()
+    without_client_cert = TLSFiles(str(tls_files / "ca.pem"), server_name="buildkitd")
+    with pytest.raises(DaemonUnreachableError, match=address):
+        connect(address, without_client_cert)
+    assert refused  # the server refused the handshake without a client certificate
