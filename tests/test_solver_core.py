@@ -234,3 +234,20 @@ def test_http_source_keyed_by_content(solver: Solver, tmp_path: Path):
         assert _read(solver, changed.snapshot, "file.txt") == "v2"
     finally:
         server.shutdown()
+
+
+def test_whole_context_copy_applies_dockerignore(solver: Solver, tmp_path: Path):
+    ctx_dir = tmp_path / "ctx"
+    (ctx_dir / "src").mkdir(parents=True)
+    (ctx_dir / "src" / "a.txt").write_text("a")
+    (ctx_dir / "src" / "debug.log").write_text("log")
+    (ctx_dir / "keep.log").write_text("kept by exception")
+    (ctx_dir / ".git").mkdir()
+    (ctx_dir / ".git" / "HEAD").write_text("ref")
+    excludes = ["**/*.log", ".git", "!keep.log"]
+    st = llb.scratch().file(llb.copy(llb.local("context", exclude_patterns=excludes), "/", "/app/",
+                                     create_dest_path=True, copy_dir_contents=True))
+    result = solver.solve(st, context_dirs={"context": ctx_dir})
+    with _view(solver, result.snapshot) as root:
+        found = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    assert found == ["app", "app/keep.log", "app/src", "app/src/a.txt"]

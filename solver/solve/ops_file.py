@@ -9,6 +9,7 @@ others removed; on a failure every prepared layer is removed.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,12 +101,44 @@ def _owner_reads(fa: pb.FileAction, index: int) -> bool:
     return False
 
 
+_WHOLE_CONTEXT = ("/", ".", "./", "")
+
+
+def _whole_context_copies(file_op: pb.FileOp, index: int, ref: Ref) -> bool:
+    """Only whole-context copies (``COPY . dest``) without their own excludes read this
+    local input, and it has only exclude patterns: then the copy itself can apply the
+    .dockerignore patterns (same matcher, same root) while reading the context in place."""
+    if ref.include_patterns or ref.follow_paths or not ref.exclude_patterns:
+        return False
+    sources = _copy_sources(file_op, index)
+    if not sources:
+        return False
+    for fa in file_op.actions:
+        if fa.secondary_input == index and isinstance(fa.action, pb.FileActionCopy):
+            if fa.action.src not in _WHOLE_CONTEXT or fa.action.exclude_patterns or fa.action.include_patterns:
+                return False
+    return True
+
+
+def _with_context_excludes(file_op: pb.FileOp, index: int, ref: Ref) -> list[pb.FileAction]:
+    actions = []
+    for fa in file_op.actions:
+        if fa.secondary_input == index and isinstance(fa.action, pb.FileActionCopy):
+            fa = dataclasses.replace(fa, action=dataclasses.replace(
+                fa.action, exclude_patterns=list(ref.exclude_patterns)))
+        actions.append(fa)
+    return actions
+
+
 def _input_dirs(ctx: OpContext, stack: ExitStack, file_op: pb.FileOp, inputs: list[Ref],
                 pool: _LayerPool) -> list[Path]:
     from solver.solve.ops_local import readable
     dirs = []
     for i, ref in enumerate(inputs):
-        if ref.kind == "local":
+        if ref.kind == "local" and _whole_context_copies(file_op, i, ref):
+            assert ref.path is not None
+            path = Path(ref.path).resolve()
+        elif ref.kind == "local":
             path = stack.enter_context(readable(ctx, ref, _copy_sources(file_op, i)))
         else:
             path = stack.enter_context(ctx.open_ref(ref))
@@ -121,8 +154,12 @@ def execute_file(ctx: OpContext, info: VertexInfo, inputs: list[Ref]) -> list[Ou
     try:
         with ExitStack() as stack:
             dirs = _input_dirs(ctx, stack, file_op, inputs, pool)
+            actions = list(file_op.actions)
+            for i, ref in enumerate(inputs):
+                if ref.kind == "local" and _whole_context_copies(file_op, i, ref):
+                    actions = _with_context_excludes(pb.FileOp(actions=actions), i, ref)
             try:
-                result = run_file_actions(file_op.actions, dirs, pool.make)
+                result = run_file_actions(actions, dirs, pool.make)
             except FileOpError as error:
                 raise BuildError(str(error), vertex=info.digest, name=info.name,
                                  filename=info.filename, line=info.line) from error
