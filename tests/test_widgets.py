@@ -6,6 +6,7 @@ tree's message channel; export controls writing an OCI archive that skopeo accep
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -292,3 +293,40 @@ def test_export_controls_show_errors_in_the_widget(session: NotebookSession, tmp
     assert controls.run() is None
     assert controls.last_error and "export failed" in controls.result.value
     assert controls.progress.bar_style == "danger"
+
+
+# -- static fallbacks -----------------------------------------------------------------------------
+
+def test_nbconvert_html_of_an_executed_notebook_shows_the_dag_svg_and_layer_summary(
+        registry_config, tmp_path: Path) -> None:
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+    nb = nbformat.read(Path(__file__).parent / "fixtures" / "widget_notebook.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("%llb graph"))
+    nb.cells.append(nbformat.v4.new_code_cell("%llb layers"))
+    env = dict(os.environ, **registry_config.env, LLBOOK_CACHE_DIR=str(tmp_path / "cache"))
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    build = nb.cells[2].outputs
+    views = [o for o in build if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1, build  # the progress display became the result view
+    data = views[0]["data"]
+    assert "RUN mkdir -p /app/data" in data["text/plain"] and re.search(r"\d+ steps", data["text/plain"])
+    assert "llbook-progress" in data["text/html"]
+    fallbacks = [o["data"]["text/html"] for o in build if "llbook-static-fallback" in o.get("data", {}).get("text/html", "")]
+    assert len(fallbacks) == 1 and "<svg" in fallbacks[0] and "llbook-layers-summary" in fallbacks[0]
+    assert nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]  # state was stored
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    # the result view, %llb graph and %llb layers each leave their static copy in the HTML
+    assert body.count("class=\"llbook-static-fallback\"") + body.count("class='llbook-static-fallback'") >= 3
+    assert body.count("<svg") >= 2 and 'id="sha256:' in body, "DAG SVG missing from the HTML export"
+    assert body.count("llbook-layers-summary") >= 2 and "efficiency" in body and "llbook-progress" in body

@@ -105,6 +105,10 @@ def drive(page, page_url: str, tmp_path: Path) -> None:
     result = page.locator(".llbook-result").first
     result.wait_for(timeout=BUILD_TIMEOUT_MS)
     expect(result.locator(".llbook-progress")).to_contain_text("steps")
+    # the static copy for nbconvert is in the notebook, hidden where the widgets render
+    fallback = page.locator(".llbook-static-fallback").first
+    expect(fallback).to_be_attached()
+    expect(fallback).to_be_hidden()
     shot(page, "progress")
 
     # DAG: click the RUN vertex, the details pane shows its digest

@@ -201,6 +201,9 @@ class ExportControls(w.VBox):
         return ("<div class='llbook-export-static'>export with <code>%llb export -o type=oci,dest=image.tar</code>"
                 " (types: oci, docker, tar, local, image with push=true)</div>")
 
+    def static_text(self) -> str:
+        return "export controls: %llb export -o type=oci,dest=image.tar"
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         data = super()._repr_mimebundle_(**kwargs)
         bundle = dict((data[0] if isinstance(data, tuple) else data) or {})

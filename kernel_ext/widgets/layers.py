@@ -69,6 +69,9 @@ class LayersWidget(anywidget.AnyWidget):
     def static_html(self) -> str:
         return f"<div class='llbook-layers-static'><b>Layers of stage {self.stage}</b>{summary_html(self.model)}</div>"
 
+    def static_text(self) -> str:
+        return summary_text(self.model)
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         data = super()._repr_mimebundle_(**kwargs)
         bundle = dict((data[0] if isinstance(data, tuple) else data) or {})

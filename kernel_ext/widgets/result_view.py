@@ -14,6 +14,7 @@ import ipywidgets as w
 from kernel_ext.widgets.dag import DagWidget
 from kernel_ext.widgets.dag_model import RunHistory, build_dag
 from kernel_ext.widgets.export_controls import ExportControls
+from kernel_ext.widgets.fallback import StaticFallback
 from kernel_ext.widgets.layers import LayersWidget
 from kernel_ext.widgets.layers_model import build_layers
 from kernel_ext.widgets.why_model import why_cell
@@ -51,6 +52,7 @@ class ResultView(w.Tab):
         self.add_class("llbook-result")
 
     def static_html(self) -> str:
+        """Progress, DAG SVG and layer summary: what viewers without widgets show."""
         parts = [self.progress_html]
         if self.dag is not None:
             parts.append(self.dag.static_html())
@@ -58,11 +60,22 @@ class ResultView(w.Tab):
             parts.append(self.layers.static_html())
         return "<div class='llbook-result-static'>" + "".join(parts) + "</div>"
 
+    def static_text(self) -> str:
+        parts = []
+        if self.dag is not None:
+            parts.append(self.dag.static_text())
+        if self.layers is not None:
+            parts.append(self.layers.static_text())
+        return "\n".join(parts)
+
+    def fallback(self) -> StaticFallback:
+        return StaticFallback(self.static_html(), self.static_text())
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         data = super()._repr_mimebundle_(**kwargs)
         bundle = dict((data[0] if isinstance(data, tuple) else data) or {})
         bundle["text/plain"] = self.progress_text
-        bundle["text/html"] = self.static_html()
+        bundle["text/html"] = self.progress_html
         return bundle
 
 
@@ -113,7 +126,8 @@ def _failed_cell(session: Any, error: BaseException | None) -> Any:
 
 def show_result(kernel_state: Any, live: Any, run: Any = None, error: BaseException | None = None,
                 summary: str = "") -> ResultView | None:
-    """Replace the cell's progress display by the result view (rich front ends only)."""
+    """Replace the cell's progress display by the result view, followed by its static
+    fallback (rich front ends only; the widgets' CSS hides the fallback where they render)."""
     if not kernel_state.rich_display or live.quiet:
         return None
     try:
@@ -121,10 +135,11 @@ def show_result(kernel_state: Any, live: Any, run: Any = None, error: BaseExcept
     except Exception:
         log.debug("result view failed", exc_info=True)
         return None
+    from IPython.display import display
     handle = getattr(live, "_handle", None)
     if handle is not None:
         handle.update(view)
     else:
-        from IPython.display import display
         display(view)
+    display(view.fallback())
     return view

@@ -8,6 +8,7 @@ from typing import Any
 from kernel_ext.widgets.dag import DagWidget
 from kernel_ext.widgets.dag_model import build_dag
 from kernel_ext.widgets.export_controls import ExportControls
+from kernel_ext.widgets.fallback import WithFallback
 from kernel_ext.widgets.layers import LayersWidget
 from kernel_ext.widgets.layers_model import build_layers
 from kernel_ext.widgets.result_view import widget_state
@@ -18,14 +19,14 @@ def _last_cell(state: Any) -> Any:
     return state.last_run.cell if state.last_run is not None else None
 
 
-def dag_view(state: Any, stage: str | None = None) -> DagWidget:
+def dag_view(state: Any, stage: str | None = None) -> WithFallback:
     """The whole DAG of a stage, with every cell's reasons."""
     session = state.session
     model = build_dag(session, stage, history=widget_state(state).history, last_cell=_last_cell(state))
-    return DagWidget(model, why_session(session))
+    return WithFallback(DagWidget(model, why_session(session)))
 
 
-def why_view(state: Any, target: str | None = None) -> DagWidget:
+def why_view(state: Any, target: str | None = None) -> WithFallback:
     """One cell's reasons (default: the last cell run), linked to its stage's DAG."""
     from solver.errors import LLBookError
     session = state.session
@@ -33,13 +34,13 @@ def why_view(state: Any, target: str | None = None) -> DagWidget:
     if cell is None:
         raise LLBookError("no cell has run yet")
     model = build_dag(session, cell.stage, history=widget_state(state).history, last_cell=_last_cell(state))
-    return DagWidget(model, [why_cell(cell)])
+    return WithFallback(DagWidget(model, [why_cell(cell)]))
 
 
-def layers_view(state: Any, stage: str | None = None) -> LayersWidget:
-    return LayersWidget(build_layers(state.session, stage))
+def layers_view(state: Any, stage: str | None = None) -> WithFallback:
+    return WithFallback(LayersWidget(build_layers(state.session, stage)))
 
 
-def export_view(state: Any, stage: str | None = None) -> ExportControls:
+def export_view(state: Any, stage: str | None = None) -> WithFallback:
     session = state.session
-    return ExportControls(session, stage, directory=str(session.context))
+    return WithFallback(ExportControls(session, stage, directory=str(session.context)))
