@@ -6,9 +6,13 @@
                  [--allow network.host|security.insecure]... [--platform OS/ARCH]
                  [--progress auto|tty|plain|quiet] [--metadata-file FILE] CONTEXT
 
+``--output`` (docker build's syntax: ``type=oci|docker|tar|local,dest=…`` or
+``type=image,name=…,push=true``) writes the result through ``solver.export``.
+
 The metadata file is JSON: ``llbook.vertices`` (one record per vertex: digest, name,
 cached, started, completed, error; plus cache keys and rebuild reasons),
-``containerimage.config.digest`` (digest of the image config the frontend produced),
+``containerimage.config.digest`` (of the exported image's config, else of the image
+config the frontend produced), ``containerimage.digest`` (with an image export),
 ``llbook.result.snapshot`` and ``llbook.result.cache_key``.
 """
 
@@ -130,11 +134,19 @@ def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
 
 
 def write_metadata(path: str, result: Any, image_config: dict[str, Any] | None,
-                   tags: list[str], error: BaseException | None, vertices: list[Any]) -> None:
+                   tags: list[str], error: BaseException | None, vertices: list[Any],
+                   exports: list[Any] = ()) -> None:
     data: dict[str, Any] = {
         "llbook.vertices": [v.to_metadata() for v in vertices],
         "containerimage.config.digest": config_digest(image_config),
     }
+    images = [e for e in exports if getattr(e, "manifest_digest", "")]
+    if images:  # the exported image's own digests (config with rootfs and history)
+        data["containerimage.digest"] = images[0].manifest_digest
+        data["containerimage.config.digest"] = images[0].config_digest
+    if exports:
+        data["llbook.exports"] = [{"type": e.type, "dest": e.dest, "manifest": e.manifest_digest,
+                                   "config": e.config_digest, "size": e.size} for e in exports]
     if result is not None:
         data["llbook.result.snapshot"] = result.snapshot
         head = [v for v in result.vertices if v.digest == result.head]
@@ -171,6 +183,35 @@ class _Collector:
                 rec.completed, rec.error = event.completed, event.error
 
 
+def _output_specs(args: argparse.Namespace) -> list[Any]:
+    """``--output`` values (docker build syntax), parsed before anything is built."""
+    texts = list(getattr(args, "outputs", None) or [])
+    if not texts:
+        return []
+    from solver.export import parse_output
+    return [parse_output(text, tags=tuple(args.tags)) for text in texts]
+
+
+def _export_all(solver: Any, result: Any, image_config: dict[str, Any] | None, specs: list[Any],
+                args: argparse.Namespace) -> list[Any]:
+    """Write the result as each ``--output`` asks (exporters of ``solver.export``)."""
+    if not specs:
+        return []
+    from solver.export import epoch_from_env, export
+    from solver.export.result_source import export_source
+    from solver.source.registry import RegistryClient
+    client = RegistryClient(solver.registry_config)
+    done = []
+    for spec in specs:
+        source = export_source(solver, result, image_config)
+        done.append(export(source, spec, epoch=epoch_from_env(spec, dict(args.build_args)),
+                           registry_client=client))
+        if args.progress != "quiet":
+            digest = f" {done[-1].manifest_digest}" if done[-1].manifest_digest else ""
+            print(f"exported {spec.type}{' to ' + spec.dest if spec.dest else ''}{digest}", file=sys.stderr)
+    return done
+
+
 def run_build(args: argparse.Namespace) -> int:
     from solver.cli_buildkit import run_buildkit_build, selected_host
     buildkit_host = selected_host(args)
@@ -195,10 +236,12 @@ def run_build(args: argparse.Namespace) -> int:
     bus.subscribe(printer)
     bus.subscribe(collector)
     result, image_config, error = None, None, None
+    exports: list[Any] = []
     cancel = threading.Event()
     try:
         with Solver(cache_dir=args.cache_dir, registry_config=_registry_config(args.config),
                     entitlements=args.allow, executor_name=args.executor) as solver:
+            specs = _output_specs(args)  # a bad --output fails before anything is built
             lowered = lower(args, context, solver.image_resolver(pull=args.pull))
             image_config = getattr(lowered, "image_config", None)
             dirs, _ = _named_contexts(args.build_contexts)
@@ -209,6 +252,7 @@ def run_build(args: argparse.Namespace) -> int:
                 progress=bus.emit, cancel=cancel, image_config=image_config,
                 place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
                                 else context / "Dockerfile"))
+            exports = _export_all(solver, result, image_config, specs, args)
     except KeyboardInterrupt as interrupt:
         cancel.set()
         error = interrupt
@@ -218,7 +262,7 @@ def run_build(args: argparse.Namespace) -> int:
         close_printer(printer)
         if args.metadata_file:
             vertices = result.vertices if result is not None else list(collector.records.values())
-            write_metadata(args.metadata_file, result, image_config, args.tags, error, vertices)
+            write_metadata(args.metadata_file, result, image_config, args.tags, error, vertices, exports)
     if isinstance(error, KeyboardInterrupt):
         print("error: build interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

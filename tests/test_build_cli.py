@@ -302,3 +302,20 @@ def test_examples_build(registry_config, tmp_path: Path, example: str):
         _, edited = build(registry_config, ctx, cache)
         assert [n.split("] ", 1)[1] for n in executed(edited)] == ["COPY notes.txt /data/",
                                                                     "RUN paste /data/words /data/numbers > /data/table"]
+
+
+def test_outputs_local_and_oci_with_the_embedded_solver(registry_config, project: Path, tmp_path: Path):
+    import tarfile
+    cache = tmp_path / "cache"
+    local = tmp_path / "out-local"
+    oci = tmp_path / "out.tar"
+    _, meta = build(registry_config, project, cache, "--output", f"type=local,dest={local}",
+                    "--output", f"type=oci,dest={oci}", "-t", "example.com/app:1")
+    assert (local / "srv" / "copy").read_text() == "main v1\n"
+    assert (local / "last").read_text() == "last\n"
+    with tarfile.open(oci) as tar:
+        names = tar.getnames()
+        index = json.loads(tar.extractfile("index.json").read())
+    assert "oci-layout" in names and any(n.startswith("blobs/sha256/") for n in names)
+    assert index["manifests"][0]["digest"] == meta["containerimage.digest"]
+    assert meta["containerimage.config.digest"].startswith("sha256:")
