@@ -280,6 +280,7 @@ def cmd_layers(state: KernelState, argv: list[str]) -> Any:
     p.add_argument("stage", nargs="?")
     p.add_argument("--files", action="store_true", help="list every changed path")
     args = p.parse_args(argv)
+    state.session.require_local_result("%llb layers")
     if state.rich_display and not args.files:
         from kernel_ext.widgets import views
         return views.layers_view(state, args.stage)
@@ -311,6 +312,7 @@ def cmd_exec(state: KernelState, argv: list[str]) -> Any:
     if not command:
         raise LLBookError("%llb exec needs a command after --")
     session = state.session
+    session.require_local_result("%llb exec")
     key, stage_state, image_config = session.stage_state(args.stage)
     result = session.solve_state(stage_state, scope=key)
     image = image_config.get("config", {})

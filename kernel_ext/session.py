@@ -143,6 +143,13 @@ class NotebookSession:
         return BuildKitBackend(self.buildkit_host, entitlements=self.entitlements,
                                credentials=registry_credentials(self.registry_config))
 
+    def require_local_result(self, what: str) -> None:
+        """Refuse views that read the result's snapshots when a BuildKit daemon holds the result."""
+        if self.buildkit_host:
+            raise LLBookError(f"{what} reads the result's filesystem, which is in the BuildKit daemon at "
+                              f"{self.buildkit_host}: fetch it with %llb export --output type=local,dest=DIR, "
+                              "or go back with %llb config --buildkit-host embedded")
+
     def close(self) -> None:
         if self._solver is not None:
             self._solver.close()

@@ -28,11 +28,16 @@ def dockerd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shell():
-    from IPython.testing.globalipapp import start_ipython
-    ip = start_ipython()
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    from IPython.testing import globalipapp
+    ip = globalipapp.start_ipython() or TerminalInteractiveShell.instance()
     ip.run_line_magic("load_ext", "kernel_ext")
     yield ip
     ip.run_line_magic("unload_ext", "kernel_ext")
+    # start_ipython() answers None once called; let a later module (test_kernel_ext) start the
+    # same singleton shell again
+    if hasattr(globalipapp.start_ipython, "already_called"):
+        del globalipapp.start_ipython.already_called
 
 
 @pytest.fixture
@@ -136,3 +141,13 @@ def test_unreachable_daemon_in_config_names_address(ip, capsys, tmp_path: Path) 
     out, result = run(ip, f"%llb config --buildkit-host {address}", "cfg", capsys)
     assert result.error_in_exec is not None
     assert address in str(result.error_in_exec)
+
+
+def test_views_that_need_local_snapshots_say_so(ip, capsys, registry_with_busybox) -> None:
+    base = f"{registry_with_busybox.host}/library/busybox:latest"
+    run(ip, "%llb config --buildkit-host dockerd:// --allow network.host", "cfg", capsys)
+    run(ip, f"%%dockerfile\nFROM {base}\nRUN --network=host echo x > /x\n", "v", capsys)
+    for line in ("%llb layers --files", "%llb exec -- cat /x"):
+        _, result = run(ip, line, "view", capsys)
+        assert "BuildKit daemon at dockerd://" in str(result.error_in_exec)
+        assert "type=local" in str(result.error_in_exec)
