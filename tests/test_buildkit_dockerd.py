@@ -311,3 +311,40 @@ def test_failing_run_gives_the_embedded_solvers_build_error_shape(dockerd, busyb
     assert theirs.exit_code == 3 and theirs.line == 3
     assert "about to fail" in theirs.log_tail and "about to fail" in ours.log_tail
     assert "exit code: 3" in theirs.message
+
+
+def test_cancel_stops_the_daemons_build(dockerd, busybox_ref: str) -> None:
+    import threading
+    import time
+    nonce = uuid.uuid4().hex
+    st = llb.image(busybox_ref).run(f"sleep 60; echo {nonce}", shell=True, network=pb.NetMode.HOST).root()
+    cancel = threading.Event()
+    started = threading.Event()
+
+    def on_event(event: p.ProgressEvent) -> None:
+        if isinstance(event, p.VertexStarted) and "sleep 60" in event.name:
+            started.set()
+
+    def interrupt() -> None:
+        started.wait(60)
+        cancel.set()
+    threading.Thread(target=interrupt, daemon=True).start()
+    begin = time.monotonic()
+    with BuildKitClient("dockerd://") as client:
+        with pytest.raises(KeyboardInterrupt):
+            client.solve(st.marshal(platform=PLATFORM), progress=on_event, cancel=cancel)
+    assert started.is_set() and time.monotonic() - begin < 30
+    deadline = time.monotonic() + 20  # the daemon kills the RUN's processes
+    while time.monotonic() < deadline and _running(nonce):
+        time.sleep(0.5)
+    assert not _running(nonce)
+
+
+def _running(text: str) -> bool:
+    for proc in Path("/proc").iterdir():
+        try:
+            if text.encode() in (proc / "cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
