@@ -30,7 +30,7 @@ STATUS_FILL = {CACHED: "#d0d7de", BUILT: "#aceebb", STALE: "#fff8c5", FAILED: "#
 STATUS_LABEL = {CACHED: "cached", BUILT: "built this run", STALE: "stale (re-run its cell)",
                 FAILED: "failed", NOT_RUN: "not yet run"}
 LABEL_MAX = 48
-_STEP = re.compile(r"^\[(?:(?P<stage>[^\]\s]+) )?\d+(?:/\d+)?\] ")
+STEP_PREFIX = re.compile(r"^\[(?:(?P<stage>[^\]\s]+) )?\d+(?:/\d+)?\] ")  # "[builder 2/5] "
 
 
 @dataclass
@@ -105,11 +105,11 @@ def _label(name: str, op: pb.Op) -> str:
     if isinstance(op.op, pb.SourceOp):
         ident = op.op.identifier.split("://", 1)[-1]
         return shorten(ident.split("@sha256:", 1)[0])  # the pinned digest is in the details
-    return shorten(_STEP.sub("", name) or dump.dot_attrs(dump.DumpedOp(op, "", pb.OpMetadata()))[0])
+    return shorten(STEP_PREFIX.sub("", name) or dump.dot_attrs(dump.DumpedOp(op, "", pb.OpMetadata()))[0])
 
 
 def _stage_of_name(name: str) -> str:
-    match = _STEP.match(name)
+    match = STEP_PREFIX.match(name)
     return (match.group("stage") or "") if match else ""
 
 

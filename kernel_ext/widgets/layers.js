@@ -85,12 +85,13 @@ function render({ model, el }) {
     layerTable.replaceChildren(h("tr", {}, ...["#", "size", "changes", "instruction", "digest"].map((x) => h("th", { text: x }))));
     for (const l of model.get("layers")) {
       const tr = h("tr", { class: "llbook-layer-row" + (l.index === model.get("layer") ? " llbook-selected" : ""),
-        "data-index": l.index, title: l.digest,
+        "data-index": l.index,
         onclick: () => { model.set("layer", l.index); model.save_changes(); } },
         h("td", { text: String(l.index) }), h("td", { text: human(l.size) }),
         h("td", { text: `+${l.added} ~${l.modified} -${l.removed}` }),
         h("td", { class: "llbook-instruction-cell", text: l.instruction }),
-        h("td", { class: "llbook-digest-cell", text: l.digest.slice(0, 19) }));
+        h("td", { class: "llbook-digest-cell", title: l.digest || `cache key ${l.cache_key} (a built layer has a digest once exported)`,
+          text: l.digest ? l.digest.slice(0, 19) : (l.cache_key ? `key ${l.cache_key.slice(7, 19)}` : "") }));
       layerTable.append(tr);
     }
   }
@@ -159,9 +160,10 @@ function render({ model, el }) {
     tree.querySelectorAll(":scope > .llbook-tree-node").forEach((n) => toggle(n, false));
   }
 
-  function redrawTree() {
+  async function redrawTree() {
     status.textContent = "";
-    fill(tree, "/", 0);
+    await fill(tree, "/", 0);
+    if (model.get("pattern")) await expandAll();  // show what the filter found
   }
 
   // -- file diff between two layers ---------------------------------------------------------

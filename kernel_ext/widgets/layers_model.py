@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kernel_ext.widgets.dag_model import STEP_PREFIX
 from kernel_ext.widgets.efficiency import Efficiency, compute_efficiency
 from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, Change, FileType, LayerDiff, LowerView
 
@@ -161,8 +162,9 @@ class LayerInfo:
     snapshot: str
     size: int
     instruction: str
-    digest: str  # the layer blob's digest when known (pulled), else the snapshot's name
+    digest: str  # the layer blob's digest when it exists (a pulled layer); "" before an export
     vertex: str = ""  # the vertex that made it
+    cache_key: str = ""  # that vertex's cache key (names a built layer before it has a digest)
     added: int = 0
     modified: int = 0
     removed: int = 0
@@ -286,12 +288,14 @@ def build_layers(session: Any, stage: str | None = None, result: Any = None) -> 
     layers, diffs = [], []
     for i, name in enumerate(chain):
         diff = cached_layer_diff(snapshotter, name)
-        made_by = history[i - offset].get("created_by", "") if i >= offset else "(base image)"
         blob = pulled.get(name)
         vertex = makers.get(name)
-        layers.append(LayerInfo(i, name, diff.size, made_by, blob.digest if blob else name,
-                                vertex.digest if vertex else "", len(diff.added), len(diff.modified),
-                                len(diff.removed)))
+        made_by = history[i - offset].get("created_by", "") if i >= offset else "(base image)"
+        if vertex is not None and vertex.kind != "source" and blob is None:
+            made_by = STEP_PREFIX.sub("", vertex.name) or made_by  # the instruction as written in the cell
+        layers.append(LayerInfo(i, name, diff.size, made_by, blob.digest if blob else "",
+                                vertex.digest if vertex else "", vertex.cache_keys[0] if vertex and vertex.cache_keys
+                                else "", len(diff.added), len(diff.modified), len(diff.removed)))
         diffs.append(diff)
     return LayersModel(key, layers, diffs, snapshotter)
 
@@ -329,12 +333,16 @@ def summary_html(model: LayersModel) -> str:
     totals = model.totals()
     rows = "".join(
         f"<tr><td>{l.index}</td><td>{human(l.size)}</td><td>+{l.added} ~{l.modified} -{l.removed}</td>"
-        f"<td><code>{html.escape(l.instruction[:90])}</code></td><td><code>{html.escape(l.digest[:19])}</code></td></tr>"
+        f"<td><code>{html.escape(l.instruction[:90])}</code></td><td><code>{html.escape(_layer_id(l))}</code></td></tr>"
         for l in model.layers)
     return ("<div class='llbook-layers-summary'><table><thead><tr><th>layer</th><th>size</th><th>changes</th>"
             f"<th>instruction</th><th>digest</th></tr></thead><tbody>{rows}</tbody></table>"
             f"<div>image size {human(totals['size'])}, wasted {human(totals['wasted'])}, "
             f"efficiency {100 * totals['score']:.1f}%</div></div>")
+
+
+def _layer_id(layer: LayerInfo) -> str:
+    return layer.digest[:19] if layer.digest else f"key {layer.cache_key[7:19]}" if layer.cache_key else ""
 
 
 def summary_text(model: LayersModel) -> str:
