@@ -112,18 +112,6 @@ def _dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
         raise LLBookError(f"cannot read Dockerfile {path}: {error.strerror}") from error
 
 
-def _named_contexts(values: list[tuple[str, str]]) -> tuple[dict[str, Path], dict[str, str]]:
-    """Split --build-context values into local directories and other sources (oci-layout://…)."""
-    dirs: dict[str, Path] = {}
-    others: dict[str, str] = {}
-    for name, value in values:
-        if "://" in value:
-            others[name] = value
-        else:
-            dirs[name] = Path(value).expanduser().absolute()
-    return dirs, others
-
-
 def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
     """Run the Dockerfile frontend."""
     from solver.frontend import dockerfile_to_llb
@@ -219,16 +207,11 @@ def run_build(args: argparse.Namespace) -> int:
         return run_buildkit_build(args, buildkit_host)
     from solver.progress_ui import close_printer, make_printer
     from solver.solve.progress import ProgressBus
+    from solver.solve import named_contexts
     from solver.solve.solver import Solver
     context = Path(args.context).expanduser().absolute()
     if not context.is_dir():
         print(f"error: build context {context} is not a directory", file=sys.stderr)
-        return 1
-    if args.build_contexts:
-        # The Dockerfile frontend has no named contexts yet (FROM/COPY --from=NAME would
-        # silently fall back to a registry image), so refuse instead of building wrong.
-        print("error: --build-context is not supported yet: the Dockerfile frontend has no named "
-              "contexts", file=sys.stderr)
         return 1
     printer = make_printer(args.progress)
     collector = _Collector()
@@ -242,12 +225,15 @@ def run_build(args: argparse.Namespace) -> int:
         with Solver(cache_dir=args.cache_dir, registry_config=_registry_config(args.config),
                     entitlements=args.allow, executor_name=args.executor) as solver:
             specs = _output_specs(args)  # a bad --output fails before anything is built
-            lowered = lower(args, context, solver.image_resolver(pull=args.pull))
+            contexts = named_contexts.parse(args.build_contexts)
+            lowered = lower(args, context, named_contexts.resolver(solver.image_resolver(pull=args.pull),
+                                                                   contexts))
             image_config = getattr(lowered, "image_config", None)
-            dirs, _ = _named_contexts(args.build_contexts)
-            locations = {d: (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
+            definition, renamed = named_contexts.rewrite(lowered.definition(), contexts)
+            locations = {renamed.get(d, d): (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
             result = solver.solve(
-                lowered.definition(), locations=locations, context_dirs={"context": context, **dirs},
+                definition, locations=locations,
+                context_dirs={"context": context, **named_contexts.context_dirs(contexts)},
                 secrets={s.id: s.src for s in args.secrets}, no_cache=args.no_cache,
                 progress=bus.emit, cancel=cancel, image_config=image_config,
                 place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"

@@ -45,7 +45,8 @@ def build(registry_config, context: Path, cache: Path, *extra: str, dockerfile: 
 
 def executed(meta: dict) -> list[str]:
     return [v["name"] for v in meta["llbook.vertices"] if not v["cached"] and not v["name"].startswith("[internal]")
-            and "load build context" not in v["name"] and not v["name"].startswith("local://")]
+            and "load build context" not in v["name"] and not v["name"].startswith("local://")
+            and not v["name"].startswith("[context ")]
 
 
 def write(path: Path, text: str) -> Path:
@@ -319,3 +320,26 @@ def test_outputs_local_and_oci_with_the_embedded_solver(registry_config, project
     assert "oci-layout" in names and any(n.startswith("blobs/sha256/") for n in names)
     assert index["manifests"][0]["digest"] == meta["containerimage.digest"]
     assert meta["containerimage.config.digest"].startswith("sha256:")
+
+
+def test_build_contexts_directory_and_oci_layout(registry_config, tmp_path: Path, busybox_images):
+    from fixtures.imagebuild import OCILayoutWriter
+    extra = tmp_path / "extra"
+    write(extra / "data.txt", "from a named context\n")
+    layout = tmp_path / "layout"
+    OCILayoutWriter(layout).add_image(busybox_images["linux/amd64"], "v1")
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", "FROM base\nCOPY --from=extra /data.txt /data.txt\nRUN cat /data.txt > /seen\n")
+    cache = tmp_path / "cache"
+    out = tmp_path / "out"
+    args = ("--build-context", f"extra={extra}", "--build-context", f"base=oci-layout://{layout}:v1",
+            "--platform", "linux/amd64", "--output", f"type=local,dest={out}")
+    _, meta = build(registry_config, ctx, cache, *args)
+    assert (out / "seen").read_text() == "from a named context\n"
+    assert (out / "bin" / "busybox").exists()
+    _, warm = build(registry_config, ctx, cache, *args)
+    assert executed(warm) == []
+    write(extra / "data.txt", "changed\n")
+    _, changed = build(registry_config, ctx, cache, *args)
+    assert [n.split("] ", 1)[1] for n in executed(changed)] == ["COPY --from=extra /data.txt /data.txt",
+                                                                 "RUN cat /data.txt > /seen"]
