@@ -251,3 +251,8 @@ def test_whole_context_copy_applies_dockerignore(solver: Solver, tmp_path: Path)
     with _view(solver, result.snapshot) as root:
         found = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     assert found == ["app", "app/keep.log", "app/src", "app/src/a.txt"]
+
+
+def test_scratch_solves_to_an_empty_result(solver: Solver):
+    result = solver.solve(llb.scratch())
+    assert result.snapshot is None and result.vertices == [] and result.ref.kind == "scratch"

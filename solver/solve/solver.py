@@ -293,6 +293,8 @@ class Solver:
         source map (the Dockerfile frontend's ``Lowered.vertex_sources()``).
         """
         defn = to_definition(definition_or_state)
+        if not defn.def_:  # the empty filesystem (llb.scratch(), FROM scratch alone)
+            return SolveResult("", 0, Ref.scratch(), [], image_config)
         graph = load(defn)
         bus = ProgressBus()
         if progress is not None:
