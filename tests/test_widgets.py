@@ -331,3 +331,59 @@ def test_nbconvert_html_of_an_executed_notebook_shows_the_dag_svg_and_layer_summ
     assert body.count("class=\"llbook-static-fallback\"") + body.count("class='llbook-static-fallback'") >= 3
     assert body.count("<svg") >= 2 and 'id="sha256:' in body, "DAG SVG missing from the HTML export"
     assert body.count("llbook-layers-summary") >= 2 and "efficiency" in body and "llbook-progress" in body
+
+
+# -- result view and %llb full views ---------------------------------------------------------------
+
+def test_result_view_after_a_build_and_after_a_failure(session: NotebookSession) -> None:
+    from kernel_ext.commands import KernelState
+    from kernel_ext.progress_view import LiveProgress
+    from kernel_ext.widgets import build_result_view
+    from kernel_ext.widgets.result_view import TAB_TITLES
+    state = KernelState(session, rich_display=True)
+    live = LiveProgress(rich=False, quiet=True)
+    run = session.run_cell("FROM busybox\nRUN echo built > /b\n", "a", progress=live)
+    live.pump()
+    view = build_result_view(state, live, run=run, summary=run.summary)
+    assert tuple(view.titles) == TAB_TITLES
+    assert view.dag is not None and view.layers is not None and view.export is not None
+    assert {v["status"] for v in view.dag.vertices.values()} == {BUILT}
+    assert view.dag.why and view.dag.why[0]["cell"] == "cell 1"
+    assert "RUN echo built > /b" in view.progress_text and "steps" in view.progress_text
+    fallback = view.fallback()._repr_mimebundle_()
+    assert "llbook-static-fallback" in fallback["text/html"] and "<svg" in fallback["text/html"]
+    assert "llbook-layers-summary" in fallback["text/html"]
+
+    live = LiveProgress(rich=False, quiet=True)
+    with pytest.raises(BuildError) as info:
+        session.run_cell("RUN echo no && exit 5\n", "b", progress=live)
+    live.pump()
+    view = build_result_view(state, live, error=info.value, summary="failed")
+    statuses = {v["label"]: v["status"] for v in view.dag.vertices.values()}
+    assert statuses == {"docker.io/library/busybox:latest": CACHED, "RUN echo built > /b": CACHED,
+                        "RUN echo no && exit 5": FAILED}
+    assert view.layers is None and view.export is None  # nothing to show or export from a failed build
+
+
+def test_llb_commands_open_the_full_views_in_a_widget_front_end(session: NotebookSession) -> None:
+    from kernel_ext import commands
+    from kernel_ext.widgets.fallback import WithFallback
+    from solver.errors import LLBookError
+    state = commands.KernelState(session, rich_display=True)
+    state.last_run = session.run_cell("FROM busybox\nRUN echo one > /one\n", "a")
+    state.last_run = session.run_cell("FROM busybox\nRUN echo two > /one\n", "a")
+    graph = commands.run(state, ["graph"])
+    assert isinstance(graph, WithFallback) and isinstance(graph.widget, DagWidget)
+    assert "<svg" in graph.fallback()._repr_mimebundle_()["text/html"]
+    why = commands.run(state, ["why"]).widget
+    rebuilt = [e for e in why.why[0]["entries"] if not e["cached"]]
+    assert any("echo one" in r["old"] and "echo two" in r["new"] for e in rebuilt for r in e["reasons"])
+    assert all(e["digest"] in why.vertices for e in why.why[0]["entries"])  # each links to a DAG vertex
+    layers = commands.run(state, ["layers"]).widget
+    assert isinstance(layers, LayersWidget) and len(layers.layers) == 2
+    export = commands.run(state, ["export"]).widget
+    assert isinstance(export, ExportControls)
+    state.rich_display = False
+    with pytest.raises(LLBookError, match="needs --output"):
+        commands.run(state, ["export"])
+    assert "echo two" in repr(commands.run(state, ["why"]))  # the text forms stay for terminals

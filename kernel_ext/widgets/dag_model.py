@@ -115,9 +115,21 @@ def _stage_of_name(name: str) -> str:
 
 @dataclass
 class RunHistory:
-    """What the widgets remember across cell runs: the vertices whose last attempt failed."""
+    """What the widgets remember across cell runs: the vertices whose last attempt failed,
+    and what the latest run did to each vertex it reached (a failed run returns no records,
+    but its progress says which vertices were cached or built before the failure)."""
 
     failed: dict[str, str] = field(default_factory=dict)  # digest -> error text
+    latest: dict[str, str] = field(default_factory=dict)  # digest -> cached | built, latest run only
+
+    def record_progress(self, outcomes: dict[str, str]) -> None:
+        """The latest run's vertex outcomes (digest -> cached | built | failed)."""
+        self.latest = {d: s for d, s in outcomes.items() if s in (CACHED, BUILT)}
+        for digest, status in outcomes.items():
+            if status == FAILED:
+                self.failed.setdefault(digest, "failed")
+            else:
+                self.failed.pop(digest, None)
 
     def record_run(self, vertices: Iterable[VertexRecord]) -> None:
         for v in vertices:
@@ -166,6 +178,8 @@ def build_dag(session: NotebookSession, stage: str | None = None, *, history: Ru
         solved = records.get(vertex.digest)
         cell = record.filename if record else ""
         status = _status(vertex.digest, solved, failed, cell in stale_cells)
+        if history is not None and status in (CACHED, BUILT, NOT_RUN) and vertex.digest in history.latest:
+            status = history.latest[vertex.digest]
         vertices.append(DagVertex(
             digest=vertex.digest, name=name, label=_label(name, op), shape=shape, kind=_op_kind(op),
             status=status, stage=(record.stage if record else _stage_of_name(name)), cell=cell,

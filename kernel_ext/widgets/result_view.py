@@ -12,7 +12,7 @@ from typing import Any
 import ipywidgets as w
 
 from kernel_ext.widgets.dag import DagWidget
-from kernel_ext.widgets.dag_model import RunHistory, build_dag
+from kernel_ext.widgets.dag_model import BUILT, CACHED, FAILED, RunHistory, build_dag
 from kernel_ext.widgets.export_controls import ExportControls
 from kernel_ext.widgets.fallback import StaticFallback
 from kernel_ext.widgets.layers import LayersWidget
@@ -105,12 +105,16 @@ def build_result_view(kernel_state: Any, live: Any, run: Any = None, error: Base
     return ResultView(live.model.to_text(summary), live.model.to_html(summary), dag, layers, export, note)
 
 
+_OUTCOMES = {"CACHED": CACHED, "done": BUILT, "error": FAILED}
+
+
 def _remember(history: RunHistory, live: Any, error: BaseException | None) -> None:
-    for digest, row in live.model.rows.items():
-        if row.status == "error":
-            history.record_failure(digest, row.error or "failed")
-        elif row.status in ("CACHED", "done"):
-            history.failed.pop(digest, None)
+    """Fold the run's progress rows (what it cached, built, failed) into the history."""
+    rows = live.model.rows
+    history.record_progress({d: _OUTCOMES[r.status] for d, r in rows.items() if r.status in _OUTCOMES})
+    for digest, row in rows.items():
+        if row.status == "error" and row.error:
+            history.record_failure(digest, row.error)
     vertex = getattr(error, "vertex", "")
     if vertex:
         history.record_failure(vertex, str(error))
