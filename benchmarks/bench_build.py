@@ -161,8 +161,9 @@ class Docker:
 
 
 def bench_case(case: Case, tools: list, base: str, workdir: Path, repeat: int, timings: Timings) -> None:
-    for tool in tools:
-        for rep in range(repeat):
+    # Tools alternate within each repetition, so a change in machine load hits both alike.
+    for rep in range(repeat):
+        for tool in tools:
             ctx = workdir / f"ctx-{case.name}-{tool.name}-{rep}"
             shutil.rmtree(ctx, ignore_errors=True)
             ctx.mkdir(parents=True)
