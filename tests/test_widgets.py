@@ -387,3 +387,21 @@ def test_llb_commands_open_the_full_views_in_a_widget_front_end(session: Noteboo
     with pytest.raises(LLBookError, match="needs --output"):
         commands.run(state, ["export"])
     assert "echo two" in repr(commands.run(state, ["why"]))  # the text forms stay for terminals
+
+
+def test_stacking_many_removals_over_50000_files_is_linear() -> None:
+    from kernel_ext.widgets.layers_model import aggregated_tree
+    base = [change(f"/d{i // 100:03d}", ADDED, is_dir=True) for i in range(0, 50000, 100)]
+    base += [change(f"/d{i // 100:03d}/f{i:05d}", ADDED, 10) for i in range(50000)]
+    removals = [change(f"/d{i // 100:03d}/f{i:05d}", REMOVED, 10) for i in range(0, 40000, 10)]
+    removals += [change(f"/d{d:03d}", REMOVED, is_dir=True) for d in range(400, 500)]
+    diffs = [LayerDiff(tuple(base)), LayerDiff(tuple(removals))]
+    started = time.monotonic()
+    eff = compute_efficiency(diffs)
+    tree = aggregated_tree(diffs)
+    assert time.monotonic() - started < 10
+    # 4,000 removed files: each path seen twice (10 bytes, then 0): wasted 10 bytes each;
+    # 100 removed directories: one leaf each, hiding their 100 files of 10 bytes (not wasted)
+    assert eff.wasted == 4000 * 10 and len(eff.inefficiencies) == 4000
+    assert eff.score == pytest.approx((46000 * 10 + 100 * 1000) / (50000 * 10 + 100 * 1000))
+    assert sum(1 for e in tree.entries.values() if e.kind == REMOVED) == 4000 + 100

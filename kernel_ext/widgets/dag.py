@@ -25,8 +25,8 @@ class DagWidget(anywidget.AnyWidget):
     svg = traitlets.Unicode("").tag(sync=True)
     stage = traitlets.Unicode("").tag(sync=True)
     vertices = traitlets.Dict({}).tag(sync=True)  # digest -> DagVertex.to_json()
-    legend = traitlets.List([]).tag(sync=True)  # [{status, label, fill}]
-    why = traitlets.List([]).tag(sync=True)  # WhyCell.to_json() list
+    legend: traitlets.List[dict[str, str]] = traitlets.List([]).tag(sync=True)  # [{status, label, fill}]
+    why: traitlets.List[dict[str, Any]] = traitlets.List([]).tag(sync=True)  # WhyCell.to_json() list
     selected = traitlets.Unicode("").tag(sync=True)
     compact = traitlets.Bool(False).tag(sync=True)
 

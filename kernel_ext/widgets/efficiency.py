@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kernel_ext.widgets.pathtrie import PathTrie
 from solver.snapshot.diff import REMOVED, FileType, LayerDiff
 
 
@@ -57,7 +58,7 @@ def layer_leaves(diff: LayerDiff) -> list[str]:
 def compute_efficiency(diffs: Sequence[LayerDiff]) -> Efficiency:
     """dive's score, wasted bytes and inefficient paths of the layers, bottom first."""
     costs: dict[str, PathCost] = {}
-    stacked: dict[str, tuple[int, bool]] = {}  # path -> (size, is dir): the filesystem below
+    stacked: PathTrie[tuple[int, bool]] = PathTrie()  # path -> (size, is dir): the filesystem below
     for index, diff in enumerate(diffs):
         by_path = diff.by_path()
         for path in layer_leaves(diff):
@@ -81,21 +82,18 @@ def compute_efficiency(diffs: Sequence[LayerDiff]) -> Efficiency:
                       wasted=sum(c.cumulative_size for c in bad), inefficiencies=bad)
 
 
-def _hidden_size(stacked: dict[str, tuple[int, bool]], path: str) -> int:
-    """What a removal hides: a file's size, or a directory's whole subtree in the layers below
-    (dive only sums the subtree when the lower entry is a directory, else 0)."""
+def _hidden_size(stacked: PathTrie[tuple[int, bool]], path: str) -> int:
+    """What a removal hides: nothing for a file (dive), a directory's whole subtree in the
+    layers below."""
     entry = stacked.get(path)
     if entry is None or not entry[1]:
         return 0
-    prefix = path.rstrip("/") + "/"
-    return entry[0] + sum(size for p, (size, _) in stacked.items() if p.startswith(prefix))
+    return sum(size for _, (size, _) in stacked.subtree(path))
 
 
-def _apply(stacked: dict[str, tuple[int, bool]], diff: LayerDiff) -> None:
+def _apply(stacked: PathTrie[tuple[int, bool]], diff: LayerDiff) -> None:
     for change in diff.changes:
         if change.kind == REMOVED:
-            prefix = change.path.rstrip("/") + "/"
-            for p in [p for p in stacked if p == change.path or p.startswith(prefix)]:
-                del stacked[p]
+            stacked.remove(change.path)
         else:
-            stacked[change.path] = (change.size, change.type is FileType.DIR)
+            stacked.set(change.path, (change.size, change.type is FileType.DIR))

@@ -27,7 +27,7 @@ class LayersWidget(anywidget.AnyWidget):
     _css = HERE / "llbook.css"
 
     stage = traitlets.Unicode("").tag(sync=True)
-    layers = traitlets.List([]).tag(sync=True)
+    layers: traitlets.List[dict[str, Any]] = traitlets.List([]).tag(sync=True)
     totals = traitlets.Dict({}).tag(sync=True)
     layer = traitlets.Int(0).tag(sync=True)  # the selected layer
     mode = traitlets.Unicode("layer").tag(sync=True)  # layer | aggregated

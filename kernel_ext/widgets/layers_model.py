@@ -19,6 +19,7 @@ from typing import Any
 
 from kernel_ext.widgets.dag_model import STEP_PREFIX
 from kernel_ext.widgets.efficiency import Efficiency, compute_efficiency
+from kernel_ext.widgets.pathtrie import PathTrie
 from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, Change, FileType, LayerDiff, LowerView
 
 UNMODIFIED = "unmodified"
@@ -136,24 +137,22 @@ def layer_tree(diff: LayerDiff) -> FileTree:
 def aggregated_tree(diffs: Sequence[LayerDiff]) -> FileTree:
     """The filesystem after the last of ``diffs``: its changes coloured, the rest plain, its
     removals still listed (in red) where they were."""
-    state: dict[str, TreeEntry] = {}
+    state: PathTrie[TreeEntry] = PathTrie()
     for diff in diffs[:-1]:
         _fold(state, diff)
     top = diffs[-1] if diffs else LayerDiff()
     _fold(state, top)
     for change in top.changes:
-        state[change.path] = TreeEntry.of(change)
-    return FileTree(state.values())
+        state.set(change.path, TreeEntry.of(change))
+    return FileTree(entry for _, entry in state.items())
 
 
-def _fold(state: dict[str, TreeEntry], diff: LayerDiff) -> None:
+def _fold(state: PathTrie[TreeEntry], diff: LayerDiff) -> None:
     for change in diff.changes:
         if change.kind == REMOVED:
-            prefix = change.path.rstrip("/") + "/"
-            for p in [p for p in state if p == change.path or p.startswith(prefix)]:
-                del state[p]
+            state.remove(change.path)
         else:
-            state[change.path] = TreeEntry.of(change, UNMODIFIED)
+            state.set(change.path, TreeEntry.of(change, UNMODIFIED))
 
 
 @dataclass
@@ -301,7 +300,7 @@ def build_layers(session: Any, stage: str | None = None, result: Any = None) -> 
 
 
 def _makers(result: Any) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for v in result.vertices:
         for snap in v.snapshots:
             if snap:
