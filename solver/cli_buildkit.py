@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tlskey", default=None, help="client key for tcp://")
     group.add_argument("--tlsservername", default=None, help="server name to verify for tcp://")
     if "--output" not in parser._option_string_actions:
-        group.add_argument("-o", "--output", dest="outputs", action="append", default=[],
-                           help="type=local|tar,dest=PATH or type=image,name=REF[,push=true] (BuildKit daemon)")
+        parser.add_argument("-o", "--output", dest="outputs", action="append", default=[],
+                            help="type=local|tar|oci|docker,dest=PATH or type=image,name=REF[,push=true]")
 
 
 def selected_host(args: argparse.Namespace) -> str | None:
@@ -76,7 +76,8 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     """Lower the Dockerfile here, solve and export on the daemon at `address`."""
     from solver.buildkit.address import parse_address
     from solver.buildkit.backend import BuildKitBackend, registry_credentials
-    from solver.cli_build import _named_contexts, _registry_config, lower
+    from solver.cli_build import _registry_config, lower
+    from solver.solve import named_contexts
     from solver.progress_ui import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve.solver import Solver
@@ -96,15 +97,23 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
         scheme = parse_address(address).scheme
         registry_config = _registry_config(args.config)
         backend = BuildKitBackend(address, _tls(args), tuple(args.allow), registry_credentials(registry_config))
+        contexts = named_contexts.parse(args.build_contexts)
+        layouts = sorted(c.name for c in contexts.values() if c.is_layout)
+        if layouts:
+            raise LLBookError(f"--build-context {', '.join(layouts)}: oci-layout:// contexts need the session's "
+                              "content store service, which llbook does not host for a BuildKit daemon yet")
+        export = _export(args, scheme)  # a bad --output fails before anything is built
         with Solver(cache_dir=args.cache_dir, registry_config=registry_config) as resolver_host:
-            lowered = lower(args, context, resolver_host.image_resolver(pull=args.pull))
+            resolver = named_contexts.resolver(resolver_host.image_resolver(pull=args.pull), contexts)
+            lowered = lower(args, context, resolver)
         image_config = getattr(lowered, "image_config", None)
-        dirs, _ = _named_contexts(args.build_contexts)
-        locations = {d: (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
-        solved = backend.solve(lowered.definition(), context_dirs={"context": context, **dirs},
+        definition, renamed = named_contexts.rewrite(lowered.definition(), contexts)
+        locations = {renamed.get(d, d): (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
+        solved = backend.solve(definition,
+                               context_dirs={"context": context, **named_contexts.context_dirs(contexts)},
                                secrets={s.id: s.src for s in args.secrets}, no_cache=args.no_cache,
                                progress=bus.emit, cancel=cancel, locations=locations,
-                               export=_export(args, scheme), image_config=image_config)
+                               export=export, image_config=image_config)
         records = solved.vertices
     except KeyboardInterrupt as interrupt:
         cancel.set()

@@ -85,3 +85,18 @@ def test_refused_entitlement_and_unreachable_daemon_are_clear(dockerd, project: 
     done = llbook("build", "--buildkit-host", missing, "--allow", "network.host", str(project), env=env)
     assert done.returncode == 1
     assert f"BuildKit daemon at {missing} is unreachable" in done.stderr
+
+
+def test_named_build_context_directory(dockerd, tmp_path: Path, registry_with_busybox) -> None:
+    base = f"{registry_with_busybox.host}/library/busybox:latest"
+    ctx, extra = tmp_path / "ctx", tmp_path / "extra"
+    ctx.mkdir()
+    extra.mkdir()
+    (extra / "from-extra.txt").write_text("named context\n")
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY --from=extra from-extra.txt /got.txt\n")
+    out = tmp_path / "out"
+    done = llbook("build", "--buildkit-host", "dockerd://", "--build-context", f"extra={extra}", "--progress",
+                  "quiet", "--output", f"type=local,dest={out}", str(ctx),
+                  env={"LLBOOK_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert (out / "got.txt").read_text() == "named context\n"
