@@ -106,6 +106,10 @@ def test_cells_run_on_dockerd_with_cached_steps_and_logs(ip, capsys, registry_wi
     # the DAG and "why" views read the daemon's vertices
     statuses = session.vertex_status()
     assert "built" in statuses.values() and "cached" in statuses.values()
+    out, result = run(ip, "%llb why", "why", capsys)
+    why = str(result.result)
+    assert f"echo cell-one-{nonce} | tee /one: CACHED" in why
+    assert f"two-{nonce}: rebuilt — not in the cache of the BuildKit daemon at dockerd://" in why
 
     # re-running the first cell: everything cached on the daemon
     out, _ = run(ip, f"%%dockerfile\nFROM {base}\nRUN --network=host echo cell-one-{nonce} | tee /one\n",

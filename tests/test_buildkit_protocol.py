@@ -179,3 +179,19 @@ def test_hijack_refused_names_address_and_status(tmp_path: Path) -> None:
     with pytest.raises(DaemonUnreachableError, match=r"dockerd://x.*404 Not Found"):
         hijack(path, "/grpc", "dockerd://x")
     server.join(5)
+
+
+def test_rebuild_reasons_from_the_daemons_vertices() -> None:
+    from solver.buildkit.backend import add_reasons
+    from solver.solve.result import Ref, SolveResult, VertexRecord
+    image = VertexRecord("d0", "FROM", kind="image", completed=1.0)
+    first = VertexRecord("d1", "RUN a", kind="exec", inputs=["d0"], completed=2.0)
+    second = VertexRecord("d2", "RUN b", kind="exec", inputs=["d1"], completed=3.0)
+    kept = VertexRecord("d3", "COPY", kind="file", inputs=["d0"], cached=True, completed=3.0)
+    result = SolveResult("d2", 0, Ref("remote"), [image, first, second, kept])
+    add_reasons(result, "dockerd://", no_cache=False)
+    assert first.reasons == [{"kind": "daemon", "message": "not in the cache of the BuildKit daemon at dockerd://"}]
+    assert second.reasons == [{"kind": "parent", "message": "a parent was rebuilt: RUN a"}]
+    assert image.reasons == [] and kept.reasons == []
+    add_reasons(result, "dockerd://", no_cache=True)
+    assert second.reasons == [{"kind": "no-cache", "message": "--no-cache"}]

@@ -129,7 +129,27 @@ class BuildKitBackend:
             config = image_config if export is not None and export.type in IMAGE_EXPORTERS else None
             self.last = client.solve(sent, export=export, services=services, entitlements=self.entitlements,
                                      progress=progress, cancel=cancel, locations=locations, image_config=config)
-        return to_solve_result(defn, self.last, locations or {}, image_config)
+        solved = to_solve_result(defn, self.last, locations or {}, image_config)
+        add_reasons(solved, self.address, no_cache)
+        return solved
+
+
+def add_reasons(result: SolveResult, address: str, no_cache: bool) -> None:
+    """"Why rebuilt" records for the vertices the daemon ran. The daemon reports no cache keys,
+    so the reasons are what llbook can tell: --no-cache, a rebuilt parent, or a daemon cache miss."""
+    ops = ("exec", "file", "merge", "diff")
+    by_digest = {v.digest: v for v in result.vertices}
+    for record in result.vertices:
+        if record.cached or record.kind not in ops or record.error or record.completed is None:
+            continue
+        parents = [by_digest[d] for d in record.inputs if d in by_digest]
+        rebuilt = [v.name for v in parents if v.kind in ops and not v.cached]
+        if no_cache:
+            record.reasons = [{"kind": "no-cache", "message": "--no-cache"}]
+        elif rebuilt:
+            record.reasons = [{"kind": "parent", "message": f"a parent was rebuilt: {rebuilt[0]}"}]
+        else:
+            record.reasons = [{"kind": "daemon", "message": f"not in the cache of the BuildKit daemon at {address}"}]
 
 
 def to_solve_result(defn: pb.Definition, result: BuildKitResult,
