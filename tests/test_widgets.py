@@ -379,6 +379,8 @@ def test_llb_commands_open_the_full_views_in_a_widget_front_end(session: Noteboo
     rebuilt = [e for e in why.why[0]["entries"] if not e["cached"]]
     assert any("echo one" in r["old"] and "echo two" in r["new"] for e in rebuilt for r in e["reasons"])
     assert all(e["digest"] in why.vertices for e in why.why[0]["entries"])  # each links to a DAG vertex
+    text = commands.run(state, ["why"]).fallback()._repr_mimebundle_()["text/plain"]
+    assert "command changed" in text and "echo one" in text and "echo two" in text
     layers = commands.run(state, ["layers"]).widget
     assert isinstance(layers, LayersWidget) and len(layers.layers) == 2
     export = commands.run(state, ["export"]).widget

@@ -118,6 +118,12 @@ def drive(page, page_url: str, tmp_path: Path) -> None:
     node.wait_for()
     digest = node.get_attribute("id")
     assert digest and digest.startswith("sha256:")
+    # the "why rebuilt" entry of the FROM selects its vertex in the graph
+    source = result.locator(".llbook-graph g.node", has_text="busybox").first
+    result.locator(".llbook-why-entry", has_text="FROM").first.click()
+    expect(source).to_have_class(re.compile(r"\bllbook-selected\b"))
+    expect(result.locator(".llbook-details .llbook-digest .llbook-field-value")).to_have_text(
+        source.get_attribute("id"))
     node.click()
     details = result.locator(".llbook-details")
     expect(details.locator(".llbook-digest .llbook-field-value")).to_have_text(digest)

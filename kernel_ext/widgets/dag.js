@@ -56,6 +56,7 @@ function details(v) {
 
 function render({ model, el }) {
   el.classList.add("llbook-widget", "llbook-dag");
+  if (model.get("compact")) el.classList.add("llbook-compact");
   let scale = 1;
   const legend = h("div", { class: "llbook-legend" });
   for (const item of model.get("legend")) {

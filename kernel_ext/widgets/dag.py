@@ -11,7 +11,7 @@ import anywidget
 import traitlets
 
 from kernel_ext.widgets.dag_model import STATUS_FILL, STATUS_LABEL, STATUSES, DagModel, legend_html
-from kernel_ext.widgets.why_model import WhyCell, why_html
+from kernel_ext.widgets.why_model import WhyCell, why_html, why_text
 
 HERE = Path(__file__).parent
 
@@ -49,6 +49,8 @@ class DagWidget(anywidget.AnyWidget):
     def static_text(self) -> str:
         lines = [f"DAG of stage {self.stage}: {len(self.model.vertices)} vertices"]
         lines += [f"  {v.status:<8} {v.label}" for v in self.model.vertices]
+        if self.why_cells:
+            lines += ["why rebuilt:", why_text(self.why_cells)]
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -66,6 +66,21 @@ def why_session(session: NotebookSession) -> list[WhyCell]:
     return [why_cell(c) for c in session.cells if c.last_result is not None]
 
 
+def reason_text(reason: WhyReason) -> str:
+    return reason.message + (": " + ", ".join(reason.files) if reason.files else "")
+
+
+def why_text(cells: list[WhyCell]) -> str:
+    """Text form, one line per vertex, as ``%llb why`` prints it in a terminal."""
+    lines = []
+    for cell in cells:
+        lines.append(f"{cell.cell}:")
+        for e in cell.entries:
+            reasons = "; ".join(reason_text(r) for r in e.reasons) or "no reason recorded"
+            lines.append(f"  {e.name}: " + ("CACHED" if e.cached else f"rebuilt — {reasons}"))
+    return "\n".join(lines)
+
+
 def why_html(cells: list[WhyCell]) -> str:
     """Static form: one list per cell; rebuilt vertices with their reasons."""
     parts = []
@@ -75,7 +90,7 @@ def why_html(cells: list[WhyCell]) -> str:
             if e.cached:
                 items.append(f"<li><code>{html.escape(e.name)}</code> — CACHED</li>")
                 continue
-            reasons = "".join(f"<li>{html.escape(r.message)}</li>" for r in e.reasons) or "<li>no reason recorded</li>"
+            reasons = "".join(f"<li>{html.escape(reason_text(r))}</li>" for r in e.reasons) or "<li>no reason recorded</li>"
             items.append(f"<li><code>{html.escape(e.name)}</code> — rebuilt<ul>{reasons}</ul></li>")
         parts.append(f"<div class='llbook-why'><b>{html.escape(cell.cell)}</b><ul>{''.join(items)}</ul></div>")
     return "".join(parts)
