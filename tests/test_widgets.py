@@ -272,6 +272,9 @@ def test_export_controls_write_an_oci_archive_skopeo_accepts(session: NotebookSe
     assert proc.returncode == 0, proc.stderr
     inspected = json.loads(proc.stdout)
     assert inspected["Digest"] == controls.last_result["digest"] and len(inspected["Layers"]) == 2
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{out}"], capture_output=True,
+                                    text=True, check=True).stdout)
+    assert raw["layers"][-1]["mediaType"].endswith("+zstd")  # the compression choice
     assert controls.last_result["digest"] in controls.result.value and "docker load -i" in controls.result.value
 
     controls.kind.value = DOCKER
@@ -407,3 +410,20 @@ def test_stacking_many_removals_over_50000_files_is_linear() -> None:
     assert eff.wasted == 4000 * 10 and len(eff.inefficiencies) == 4000
     assert eff.score == pytest.approx((46000 * 10 + 100 * 1000) / (50000 * 10 + 100 * 1000))
     assert sum(1 for e in tree.entries.values() if e.kind == REMOVED) == 4000 + 100
+
+
+def test_export_controls_push_to_a_registry(session: NotebookSession, registry) -> None:
+    from solver.source.reference import parse as parse_reference
+    from solver.source.registry import RegistryClient
+    session.run_cell("FROM busybox\nRUN echo pushed > /p\n", "a")
+    controls = ExportControls(session)
+    controls.kind.value = PUSH
+    assert controls.dest.disabled and controls.button.disabled  # a push needs a tag
+    controls.tag.value = f"{registry.host}/llbook/pushed:1"
+    controls.button.click()
+    assert controls.last_error == "", controls.last_error
+    digest = controls.last_result["digest"]
+    assert digest in controls.result.value and f"docker pull {registry.host}/llbook/pushed:1" in controls.result.value
+    client = RegistryClient(session.solver.registry_config)
+    manifest = client.get_manifest(parse_reference(f"{registry.host}/llbook/pushed:1"))
+    assert manifest.digest == digest
