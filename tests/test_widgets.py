@@ -24,7 +24,7 @@ from kernel_ext.widgets.layers_model import AGGREGATED, KINDS, LAYER_ONLY, Layer
 from solver.errors import BuildError
 from solver.export.result_source import layer_chain
 from solver.llb import dump
-from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, Change, FileType, LayerDiff
+from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, Change, FileType, LayerDiff, walk_oci
 
 
 @pytest.fixture
@@ -162,6 +162,9 @@ def test_layer_model_matches_the_snapshot_diff(session: NotebookSession) -> None
     model = build_layers(session, None, run.result)
     assert [l.snapshot for l in model.layers] == chain and len(chain) == 3
     diff = snapshotter.layer_diff(chain[-1])
+    oci = {e.name: e.kind for e in walk_oci(snapshotter.diff_dir(chain[-1]))}
+    assert oci.get("rep/.wh..wh..opq") == "opaque" or oci.get(".wh.rep") == "whiteout", oci  # replaced dir
+    assert oci.get(".wh.keep") == "whiteout"
     expected = {ADDED: {"/new", "/d/sub/deeper", "/d/sub/deeper/t"},
                 MODIFIED: {"/mod", "/rep", "/rep/x1", "/d", "/d/sub"},
                 REMOVED: {"/keep", "/rep/y1"}}
