@@ -256,3 +256,16 @@ def test_whole_context_copy_applies_dockerignore(solver: Solver, tmp_path: Path)
 def test_scratch_solves_to_an_empty_result(solver: Solver):
     result = solver.solve(llb.scratch())
     assert result.snapshot is None and result.vertices == [] and result.ref.kind == "scratch"
+
+
+def test_parent_change_reason_names_the_parent(solver: Solver):
+    def build(text: bytes):
+        a = llb.scratch().file(llb.mkfile("/a", 0o644, text), custom_name="[1/2] mkfile a")
+        return a.file(llb.mkfile("/b", 0o644, b"b"), custom_name="[2/2] mkfile b")
+    solver.solve(build(b"1"), place_scope="p")
+    changed = solver.solve(build(b"2"), place_scope="p")
+    second = [v for v in changed.executed if v.name == "[2/2] mkfile b"][0]
+    assert second.reasons[0]["kind"] == "parent"
+    assert "[1/2] mkfile a" in second.reasons[0]["message"]
+    first = [v for v in changed.executed if v.name == "[1/2] mkfile a"][0]
+    assert first.reasons[0]["kind"] == "command"

@@ -286,6 +286,9 @@ def _action_summary(action: Any) -> str:
         return f"copy {action.src} {action.dest}"
     if isinstance(action, pb.FileActionSymlink):
         return f"symlink {action.oldpath} {action.newpath}"
+    if isinstance(action, pb.FileActionMkFile):
+        data = bytes(action.data)
+        return f"mkfile {action.path} ({len(data)} B, {sha256_text(data)[7:19]})"
     return f"{kind} {getattr(action, 'path', '')}"
 
 

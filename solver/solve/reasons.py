@@ -82,21 +82,22 @@ def _plaintext_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[Reason]
     return reasons
 
 
-def _dep_reasons(old: KeyInputs, new: KeyInputs) -> list[Reason]:
+def _dep_reasons(old: KeyInputs, new: KeyInputs, input_names: list[str]) -> list[Reason]:
     reasons: list[Reason] = []
     for i, dep in enumerate(new.deps):
+        label = f"input {i}: {input_names[i]}" if i < len(input_names) and input_names[i] else f"input {i}"
         prev = old.deps[i] if i < len(old.deps) else None
         if prev is None:
-            reasons.append(Reason("parent", f"input {i} is new"))
+            reasons.append(Reason("parent", f"{label} is new"))
             continue
         if dep.checksum is not None or prev.checksum is not None:
             if dep.checksum != prev.checksum or dep.selector != prev.selector:
                 files = changed_files(prev.files, dep.files)
                 shown = ", ".join(files[:10]) + (" …" if len(files) > 10 else "")
-                msg = f"files changed: {shown}" if files else "selected files changed"
+                msg = f"files changed: {shown}" if files else f"selected files changed ({label})"
                 reasons.append(Reason("files", msg, files=files))
         elif dep.input_key != prev.input_key or dep.selector != prev.selector:
-            reasons.append(Reason("parent", f"parent changed (input {i})",
+            reasons.append(Reason("parent", f"parent changed ({label})",
                                   prev.input_key, dep.input_key))
     if len(old.deps) > len(new.deps):
         reasons.append(Reason("parent", "an input was removed"))
@@ -104,7 +105,7 @@ def _dep_reasons(old: KeyInputs, new: KeyInputs) -> list[Reason]:
 
 
 def explain(new: KeyInputs, old: KeyInputs | None, *, no_cache: bool = False,
-            ignore_cache: bool = False) -> list[Reason]:
+            ignore_cache: bool = False, input_names: list[str] | None = None) -> list[Reason]:
     """Reasons why the vertex with key inputs ``new`` was executed."""
     if no_cache:
         return [Reason("no-cache", NO_CACHE)]
@@ -113,7 +114,7 @@ def explain(new: KeyInputs, old: KeyInputs | None, *, no_cache: bool = False,
     if old is None:
         return [Reason("no-previous", NO_PREVIOUS)]
     reasons = _plaintext_reasons(old.plaintext, new.plaintext)
-    reasons += _dep_reasons(old, new)
+    reasons += _dep_reasons(old, new, input_names or [])
     if not reasons and old.op_digest != new.op_digest:
         reasons.append(Reason("op", "operation changed", old.op_digest, new.op_digest))
     if not reasons:

@@ -436,8 +436,10 @@ class Solver:
             self._dep_keys(ctx, cmap, inputs, info.op, input_refs, with_files=False)
         key_inputs = KeyInputs(cmap.digest, 0, tuple(deps), cmap.plaintext)
         record.key_inputs = [key_inputs.to_json()]
+        input_names = [state.records[i.digest].name if i.digest in state.records else ""
+                       for i in info.op.inputs]
         record.reasons = [r.to_json() for r in self._reasons(ctx, record.place, key_inputs,
-                                                             state.no_cache, ignore)]
+                                                             state.no_cache, ignore, input_names)]
         results = _run_op(ctx, info, input_refs)
         duration = time.time() - started
         self._index(ctx, info, record, keys, results, key_inputs, duration)
@@ -450,7 +452,7 @@ class Solver:
 
     @staticmethod
     def _reasons(ctx: OpContext, place: str, key_inputs: KeyInputs, no_cache: bool,
-                 ignore: bool) -> list[reasons.Reason]:
+                 ignore: bool, input_names: list[str]) -> list[reasons.Reason]:
         previous = ctx.store.last_at_place(place)
         old = None
         if previous is not None and previous.key_inputs:
@@ -458,7 +460,8 @@ class Solver:
                 old = KeyInputs.from_json(previous.key_inputs)
             except (KeyError, TypeError, ValueError):
                 old = None
-        return reasons.explain(key_inputs, old, no_cache=no_cache, ignore_cache=ignore)
+        return reasons.explain(key_inputs, old, no_cache=no_cache, ignore_cache=ignore,
+                               input_names=input_names)
 
     @staticmethod
     def _index(ctx: OpContext, info: VertexInfo, record: VertexRecord, keys: list[str],
