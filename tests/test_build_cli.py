@@ -343,3 +343,11 @@ def test_build_contexts_directory_and_oci_layout(registry_config, tmp_path: Path
     _, changed = build(registry_config, ctx, cache, *args)
     assert [n.split("] ", 1)[1] for n in executed(changed)] == ["COPY --from=extra /data.txt /data.txt",
                                                                  "RUN cat /data.txt > /seen"]
+
+
+def test_executor_proot_flag(registry_config, project: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    proc, meta = build(registry_config, project, tmp_path / "cache", "--executor", "proot",
+                       "--output", f"type=local,dest={out}")
+    assert (out / "srv" / "copy").read_text() == "main v1\n"
+    assert json.loads((tmp_path / "cache" / "executor.json").read_text())["name"] == "proot"
