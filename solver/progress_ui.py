@@ -61,6 +61,7 @@ class PlainPrinter:
         self.out = out if out is not None else sys.stderr
         self._numbers = _Numbering()
         self._lock = threading.Lock()
+        self._status_shown: dict[str, float] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
         with self._lock:
@@ -72,6 +73,9 @@ class PlainPrinter:
             self._log(event)
             return
         if isinstance(event, VertexStatus):
+            if not event.completed and event.time - self._status_shown.get(event.id, 0.0) < 1.0:
+                return  # at most one line per second per sub-task, as BuildKit's plain mode
+            self._status_shown[event.id] = event.time
             view = self._numbers.view(event.digest)
             state = " done" if event.completed else ""
             total = f" / {event.total}" if event.total else ""
