@@ -150,7 +150,10 @@ def _unpack_layer_snapshot(ctx: OpContext, name: str, parent: str | None, blob: 
 
 
 def _pull_progress(ctx: OpContext, info: VertexInfo):
+    """Progress events for a pull; raising ``Canceled`` here stops the downloads (the pull
+    calls this from its download threads, between chunks)."""
     def report(event) -> None:
+        ctx.check_canceled()
         ctx.emit(VertexStatus(info.digest, event.digest, f"{event.status} {event.digest[:19]}",
                               event.done, event.total,
                               completed=None if event.status == "downloading" else 1.0))
