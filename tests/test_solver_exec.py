@@ -225,3 +225,36 @@ def test_cache_mount_persists_and_is_not_in_key(solver: Solver):
     second = solver.solve(build("b"))
     with _view(solver, second.snapshot) as root:
         assert (root / "out").read_text() == "a\nb\n"
+
+
+def _spans(events, suffix: str) -> list[tuple[float, float]]:
+    spans: dict[str, list[float]] = {}
+    for e in events:
+        if isinstance(e, VertexStarted) and e.name.endswith(suffix):
+            spans[e.digest] = [e.started, 0.0]
+        if isinstance(e, VertexCompleted) and e.name.endswith(suffix):
+            spans[e.digest][1] = e.completed
+    return sorted((a, b) for a, b in spans.values())
+
+
+@pytest.mark.parametrize("sharing", ["locked", "shared", "private"])
+def test_cache_mount_sharing_modes(solver: Solver, sharing: str):
+    mode = {"locked": llb.CacheSharingOpt.LOCKED, "shared": llb.CacheSharingOpt.SHARED,
+            "private": llb.CacheSharingOpt.PRIVATE}[sharing]
+    base = llb.image("busybox")
+    solver.solve(base)
+    stages = [base.run(f"echo {i} >> /cache/log; sleep 0.6; cat /cache/log > /seen{i}", shell=True,
+                       mounts=[llb.cache_mount("/cache", "shared-id", sharing=mode)],
+                       custom_name=f"[s{i} 2/2] RUN cache user").root() for i in range(2)]
+    events = []
+    result = solver.solve(llb.merge(stages), progress=events.append)
+    (a_start, a_end), (b_start, b_end) = _spans(events, "RUN cache user")
+    assert b_start < a_end  # both vertices were in flight together
+    with _view(solver, result.snapshot) as root:
+        seen = sorted(len((root / f"seen{i}").read_text().split()) for i in range(2))
+    if sharing == "locked":
+        assert seen == [1, 2]  # the second waited for the first, then saw its line
+    elif sharing == "shared":
+        assert seen[1] == 2  # one directory for both
+    else:
+        assert seen == [1, 1]  # the second got its own instance instead of waiting
