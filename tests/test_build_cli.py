@@ -351,3 +351,28 @@ def test_executor_proot_flag(registry_config, project: Path, tmp_path: Path):
                        "--output", f"type=local,dest={out}")
     assert (out / "srv" / "copy").read_text() == "main v1\n"
     assert json.loads((tmp_path / "cache" / "executor.json").read_text())["name"] == "proot"
+
+
+def test_add_url(registry_config, tmp_path: Path):
+    import functools
+    import http.server
+    import threading
+    served = tmp_path / "www"
+    write(served / "tool.sh", "echo tool v1\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tool.sh"
+        ctx = tmp_path / "ctx"
+        write(ctx / "Dockerfile", f"FROM busybox\nADD {url} /opt/tool.sh\nRUN sh /opt/tool.sh > /out\n")
+        cache, out = tmp_path / "cache", tmp_path / "out"
+        build(registry_config, ctx, cache, "--output", f"type=local,dest={out}")
+        assert (out / "out").read_text() == "tool v1\n"
+        _, warm = build(registry_config, ctx, cache)
+        assert executed(warm) == []  # same bytes: the download's content digest is the key
+        write(served / "tool.sh", "echo tool v2\n")
+        build(registry_config, ctx, cache, "--output", f"type=local,dest={out}")
+        assert (out / "out").read_text() == "tool v2\n"
+    finally:
+        server.shutdown()
