@@ -376,3 +376,45 @@ def test_add_url(registry_config, tmp_path: Path):
         assert (out / "out").read_text() == "tool v2\n"
     finally:
         server.shutdown()
+
+
+def test_unprivileged_user_builds_with_proot_and_native_snapshots(registry_config, tmp_path: Path):
+    """What mybinder.org has: no root, no mounts. proot runs RUN, native snapshots copy."""
+    import shutil
+    import tempfile
+    work = Path(tempfile.mkdtemp(prefix="llbook-nobody-"))  # pytest's tmp dirs are private to root
+    ctx = work / "ctx"
+    write(ctx / "in.txt", "data\n")
+    write(ctx / "Dockerfile", "FROM busybox\nCOPY in.txt /in.txt\nRUN cat /in.txt > /out; id -u >> /out\n")
+    shutil.copy(registry_config.path, work / "llbook.toml")
+    (work / "docker").mkdir()
+    for path in [work, *work.rglob("*")]:
+        os.chown(path, 65534, 65534)
+    try:
+        _build_as_nobody(registry_config, work, ctx)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _build_as_nobody(registry_config, work: Path, ctx: Path) -> None:
+    import shutil
+    env = _env(registry_config)
+    env.update({"HOME": str(work), "LLBOOK_CONFIG": str(work / "llbook.toml"), "DOCKER_CONFIG": str(work / "docker"),
+                "XDG_CACHE_HOME": str(work / "xdg")})
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # the venv's interpreter lives under /root here; the system Python of the same version
+    # runs the same code and packages for another user
+    python = shutil.which("python3", path="/usr/bin")
+    if python is None or subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
+                                        capture_output=True, text=True).stdout.strip() != str(sys.version_info[:2]):
+        pytest.skip("no system python3 of the same version to run as another user")
+    site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+    env["PYTHONPATH"] = f"{ROOT}:{site}"
+    cmd = ["runuser", "-u", "nobody", "--", python, "-m", "solver.cli", "build", "--progress", "plain", "--output",
+           f"type=local,dest={work / 'out'}", str(ctx)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "out" / "out").read_text() == "data\n0\n"  # proot's fake root
+    assert (work / "xdg" / "llbook" / "snapshots" / "driver").read_text().strip() == "native"
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=work)
+    assert again.returncode == 0 and again.stderr.count("CACHED") >= 3, again.stderr
