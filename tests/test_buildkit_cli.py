@@ -41,7 +41,8 @@ def project(tmp_path: Path, registry_with_busybox) -> Path:
     (ctx / "greeting.txt").write_text("hello from the context\n")
     (ctx / "Dockerfile").write_text(
         f"FROM {base}\nCOPY greeting.txt /greeting.txt\n"
-        "RUN --network=host --mount=type=secret,id=pw cat /greeting.txt > /out && wc -c < /run/secrets/pw >> /out\n"
+        "RUN --network=host --mount=type=secret,id=pw cat /greeting.txt > /out && wc -c < /run/secrets/pw >> /out"
+        f" && echo {uuid.uuid4().hex}\n"  # new to the daemon's (content-addressed) cache in every run
         'CMD ["cat", "/out"]\n')
     (tmp_path / "pw").write_text("123456")
     return ctx
