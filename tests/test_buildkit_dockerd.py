@@ -348,3 +348,30 @@ def _running(text: str) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_keyboard_interrupt_while_waiting_cancels_the_build(dockerd, busybox_ref: str) -> None:
+    """A Ctrl-C (or a notebook kernel interrupt) in the waiting thread cancels the daemon's solve."""
+    import _thread
+    import threading
+    import time
+    nonce = uuid.uuid4().hex
+    st = llb.image(busybox_ref).run(f"sleep 60; echo {nonce}", shell=True, network=pb.NetMode.HOST).root()
+    started = threading.Event()
+
+    def on_event(event: p.ProgressEvent) -> None:
+        if isinstance(event, p.VertexStarted) and "sleep 60" in event.name:
+            started.set()
+
+    def interrupt() -> None:
+        if started.wait(60):
+            time.sleep(0.5)
+            _thread.interrupt_main()
+    threading.Thread(target=interrupt, daemon=True).start()
+    with BuildKitClient("dockerd://") as client:
+        with pytest.raises(KeyboardInterrupt):
+            client.solve(st.marshal(platform=PLATFORM), progress=on_event)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _running(nonce):
+        time.sleep(0.5)
+    assert not _running(nonce)

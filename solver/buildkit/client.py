@@ -218,7 +218,7 @@ class BuildKitClient:
         ents = sorted(set(entitlements if entitlements is not None else needs_entitlements(defn)))
         ref = new_id()
         translator = StatusTranslator(progress)
-        session = Session(services)
+        session = Session(services, shared_key=shared_key(services))
         try:
             self._attach(session)
             status = _StatusFollower(self.channel, ref, translator)
@@ -242,6 +242,10 @@ class BuildKitClient:
             except grpc.FutureCancelledError:
                 status.join()
                 raise KeyboardInterrupt("build canceled") from None
+            except KeyboardInterrupt:  # interrupted while waiting (Ctrl-C, a kernel interrupt)
+                future.cancel()
+                status.join(timeout=5)
+                raise
             finally:
                 watcher.set()
             status.join()
@@ -289,6 +293,15 @@ class BuildKitClient:
         if type(wrapped) is LLBookError:  # not unreachable, capability or entitlement: the build failed
             return BuildError(f"BuildKit daemon at {self.address}: {details}")
         return wrapped
+
+
+def shared_key(services: SessionServices) -> str:
+    """The session's shared key: the daemon keeps one synced copy of each local directory per
+    (name, key), so this machine's directories do not overwrite other clients' copies."""
+    import hashlib
+    import socket
+    text = socket.gethostname() + "\0" + "\0".join(f"{k}={v}" for k, v in sorted(services.dirs.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _cancel_on(cancel: threading.Event | None, future: Any) -> threading.Event:

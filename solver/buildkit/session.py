@@ -179,7 +179,7 @@ class Session:
         self._dir = tempfile.mkdtemp(prefix="llbook-bk-session-")
         os.chmod(self._dir, 0o700)
         self.socket_path = str(Path(self._dir) / "session.sock")
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="llbook-bk-sess"),
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llbook-bk-sess"),
                                    handlers=[_Router(self._table)],
                                    options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
                                             ("grpc.max_send_message_length", 64 * 1024 * 1024)])
