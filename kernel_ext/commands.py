@@ -312,8 +312,10 @@ def cmd_exec(state: KernelState, argv: list[str]) -> Any:
     if not command:
         raise LLBookError("%llb exec needs a command after --")
     session = state.session
-    session.require_local_result("%llb exec")
     key, stage_state, image_config = session.stage_state(args.stage)
+    if session.buildkit_host:
+        output, code = session.exec_on_daemon(stage_state, command)
+        return Text(output + ("" if code == 0 else f"\n(exit code {code})"))
     result = session.solve_state(stage_state, scope=key)
     image = image_config.get("config", {})
     output, code = run_throwaway(session, result.snapshot, command, image)

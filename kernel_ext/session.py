@@ -143,6 +143,32 @@ class NotebookSession:
         return BuildKitBackend(self.buildkit_host, entitlements=self.entitlements,
                                credentials=registry_credentials(self.registry_config))
 
+    def exec_on_daemon(self, state: State, command: list[str]) -> tuple[str, int]:
+        """`%llb exec` with a BuildKit daemon: the command runs there on the stage's result,
+        never from cache; its output and exit code come back through the Status stream."""
+        from solver.llb.definition import load
+        from solver.llb.pb import NetMode
+        from solver.solve.progress import VertexLog
+        backend = self.backend()
+        network = NetMode.HOST if "network.host" in self.entitlements else None
+        defn = state.run(command, network=network, ignore_cache=True,
+                         custom_name="%llb exec " + " ".join(command)).root().marshal()
+        head = load(defn).result
+        chunks: list[bytes] = []
+
+        def collect(event: ProgressEvent) -> None:
+            if isinstance(event, VertexLog) and head is not None and event.digest == head.digest:
+                chunks.append(event.data)
+        try:
+            with self._lock:
+                backend.solve(defn, context_dirs={"context": self.context}, progress=collect)
+            code = 0
+        except BuildError as error:
+            if head is None or error.vertex != head.digest or error.exit_code is None:
+                raise
+            code = error.exit_code
+        return b"".join(chunks).decode("utf-8", "replace"), code
+
     def require_local_result(self, what: str) -> None:
         """Refuse views that read the result's snapshots when a BuildKit daemon holds the result."""
         if self.buildkit_host:

@@ -147,11 +147,22 @@ def test_unreachable_daemon_in_config_names_address(ip, capsys, tmp_path: Path) 
     assert address in str(result.error_in_exec)
 
 
-def test_views_that_need_local_snapshots_say_so(ip, capsys, registry_with_busybox) -> None:
+def test_layers_view_says_where_the_result_is(ip, capsys, registry_with_busybox) -> None:
     base = f"{registry_with_busybox.host}/library/busybox:latest"
     run(ip, "%llb config --buildkit-host dockerd:// --allow network.host", "cfg", capsys)
     run(ip, f"%%dockerfile\nFROM {base}\nRUN --network=host echo x > /x\n", "v", capsys)
-    for line in ("%llb layers --files", "%llb exec -- cat /x"):
-        _, result = run(ip, line, "view", capsys)
-        assert "BuildKit daemon at dockerd://" in str(result.error_in_exec)
-        assert "type=local" in str(result.error_in_exec)
+    _, result = run(ip, "%llb layers --files", "view", capsys)
+    assert "BuildKit daemon at dockerd://" in str(result.error_in_exec)
+    assert "type=local" in str(result.error_in_exec)
+
+
+def test_exec_runs_on_the_daemon(ip, capsys, registry_with_busybox) -> None:
+    base = f"{registry_with_busybox.host}/library/busybox:latest"
+    nonce = uuid.uuid4().hex
+    run(ip, "%llb config --buildkit-host dockerd:// --allow network.host", "cfg", capsys)
+    run(ip, f"%%dockerfile\nFROM {base}\nENV WHO={nonce}\nWORKDIR /w\nRUN --network=host echo x > f\n", "e", capsys)
+    for _ in range(2):  # never answered from cache
+        _, result = run(ip, "%llb exec -- sh -c 'echo $WHO; pwd; cat f'", "exec", capsys)
+        assert str(result.result) == f"{nonce}\n/w\nx\n"
+    _, result = run(ip, "%llb exec -- sh -c 'echo oops; exit 4'", "exec", capsys)
+    assert str(result.result) == "oops\n\n(exit code 4)"
