@@ -375,3 +375,20 @@ def test_keyboard_interrupt_while_waiting_cancels_the_build(dockerd, busybox_ref
     while time.monotonic() < deadline and _running(nonce):
         time.sleep(0.5)
     assert not _running(nonce)
+
+
+def test_disk_usage_and_prune(dockerd, busybox_ref: str) -> None:
+    nonce = uuid.uuid4().hex
+    with BuildKitClient("dockerd://") as client:
+        client.solve(_definition(busybox_ref, nonce))
+        records = client.disk_usage()
+        assert records and all(r.id for r in records)
+        assert any(nonce in r.description for r in records)  # "mount / from exec /bin/sh -c echo <nonce> ..."
+        mine = next(r for r in records if nonce in r.description)
+        assert mine.size > 0 and mine.created_at is not None
+        assert client.prune(filters=["id==llbook-no-such-record"]) == []  # a filter that matches nothing
+        # the file op's result sits on the exec's: prune that leaf (a parent stays while it has children)
+        leaf = next(r for r in records if r.parent == mine.id or mine.id in r.parents)
+        pruned = client.prune(filters=[f"id=={leaf.id}"])
+        assert [r.id for r in pruned] == [leaf.id]
+        assert leaf.id not in {r.id for r in client.disk_usage()}
