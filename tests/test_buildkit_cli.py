@@ -101,3 +101,27 @@ def test_named_build_context_directory(dockerd, tmp_path: Path, registry_with_bu
                   env={"LLBOOK_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     assert (out / "got.txt").read_text() == "named context\n"
+
+
+def test_docker_archive_output_through_dockerd(dockerd, project: Path, tmp_path: Path) -> None:
+    """dockerd's BuildKit has no docker exporter: the image goes to its store, then `docker save`."""
+    import tarfile
+    archive = tmp_path / "image.tar"
+    before = set(dockerd.docker("images", "-q", "--no-trunc").stdout.split())
+    done = llbook("build", "--buildkit-host", "dockerd://", "--allow", "network.host", "--progress", "quiet",
+                  "--secret", f"id=pw,src={tmp_path / 'pw'}", "--output", f"type=docker,dest={archive}",
+                  str(project), env={"LLBOOK_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(archive) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        config = json.loads(tar.extractfile(manifest[0]["Config"]).read())  # type: ignore[union-attr]
+    assert config["config"]["Cmd"] == ["cat", "/out"] and len(manifest[0]["Layers"]) == 3  # base, COPY, RUN
+    assert not [t for t in dockerd.docker("images", "--format", "{{.Repository}}").stdout.split()
+                if t.startswith("llbook-export-")]  # the temporary tag is gone
+    loaded = dockerd.docker("load", "-i", str(archive)).stdout
+    image_id = loaded.strip().rsplit(" ", 1)[-1]
+    try:
+        assert dockerd.docker("run", "--rm", "--network=host", image_id).stdout == "hello from the context\n6\n"
+    finally:
+        if image_id not in before:
+            dockerd.docker("rmi", "-f", image_id, check=False)

@@ -17,6 +17,7 @@ from typing import Any
 
 from solver.buildkit.address import TLSFiles, parse_address
 from solver.buildkit.client import BuildKitClient, BuildKitResult, Export
+from solver.buildkit.dockerd_images import save_archive, temporary_name, untag
 from solver.buildkit.session import SessionServices
 from solver.errors import LLBookError
 from solver.llb import pb
@@ -125,13 +126,31 @@ class BuildKitBackend:
         services = SessionServices(dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
                                    secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
                                    credentials=self.credentials)
+        archive = export if export is not None and export.type == "docker" and self.scheme == "dockerd" else None
+        if archive is not None:  # dockerd's BuildKit has no docker exporter: its image store, then save
+            names = [n for n in archive.attrs.get("name", "").split(",") if n] or [temporary_name()]
+            export = Export("moby", {"name": ",".join(names)})
         with self.client() as client:
             config = image_config if export is not None and export.type in IMAGE_EXPORTERS else None
             self.last = client.solve(sent, export=export, services=services, entitlements=self.entitlements,
                                      progress=progress, cancel=cancel, locations=locations, image_config=config)
+        if archive is not None:
+            self._save(archive, names)
         solved = to_solve_result(defn, self.last, locations or {}, image_config)
         add_reasons(solved, self.address, no_cache)
         return solved
+
+
+    def _save(self, archive: Export, names: list[str]) -> None:
+        """The docker archive of the image just stored in dockerd, written to the export's dest."""
+        if not archive.dest:
+            raise LLBookError("--output type=docker needs dest=PATH")
+        socket_path = parse_address(self.address).path
+        try:
+            save_archive(socket_path, names, Path(archive.dest).expanduser().absolute())
+        finally:
+            if "name" not in archive.attrs:
+                untag(socket_path, names[0])
 
 
 def add_reasons(result: SolveResult, address: str, no_cache: bool) -> None:
