@@ -131,6 +131,16 @@ def _check_target(target: str) -> None:
         raise MountError(f'invalid mount target "{target}"')
 
 
+def _check_unique_targets(mounts: list) -> None:
+    """Two mounts cannot share a target (the exec op would be invalid)."""
+    seen: set[str] = set()
+    for m in mounts:
+        dest = gopath.clean(m.dest)
+        if dest in seen:
+            raise MountError(f'mount target "{dest}" is used by more than one --mount')
+        seen.add(dest)
+
+
 def run_mounts(build: BuildState, stage: StageState, ins: RunInstruction, lexer: Lexer,
                lookup: StageLookup) -> list:
     """The extra mounts of a RUN, with context paths recorded."""
@@ -198,6 +208,7 @@ def dispatch_run(build: BuildState, stage: StageState, ins: RunInstruction, look
         args = with_shell(stage, args)
     try:
         mounts += run_mounts(build, stage, ins, build.lexer, lookup)
+        _check_unique_targets(mounts)
     except MountError as err:
         raise ins.error(str(err)) from None
     name_lexer = Lexer(escape_token=build.lexer.escape_token, raw_quotes=True, skip_unset_env=True)
