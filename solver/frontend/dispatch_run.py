@@ -135,6 +135,8 @@ def _check_unique_targets(mounts: list) -> None:
     """Two mounts cannot share a target (the exec op would be invalid)."""
     seen: set[str] = set()
     for m in mounts:
+        if not getattr(m, "dest", None):  # a secret exposed as an env var has no target
+            continue
         dest = gopath.clean(m.dest)
         if dest in seen:
             raise MountError(f'mount target "{dest}" is used by more than one --mount')
