@@ -11,10 +11,12 @@ VENV=${LLBOOK_VENV:-$ROOT/.venv}
 
 # Debian packages the engine and the tests drive for real.
 APT_PACKAGES=(busybox-static graphviz runc proot docker-registry skopeo umoci docker.io debootstrap)
+# Only the tests need these: a real browser (driven by Playwright) for the widget tests.
+TEST_APT_PACKAGES=(chromium)
 
 install_system_packages() {
     local missing=()
-    for p in "${APT_PACKAGES[@]}"; do
+    for p in "${APT_PACKAGES[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -60,7 +62,7 @@ case "$cmd" in
         echo "dev.sh: rendered notebooks in docs/_build/" >&2
         ;;
     test)
-        install_system_packages
+        install_system_packages "${TEST_APT_PACKAGES[@]}"
         install_python_packages "notebook,test"
         set +e
         "$VENV/bin/python" -m pytest "$@"
