@@ -51,6 +51,10 @@ def _tls(args: argparse.Namespace) -> Any:
 def _export(args: argparse.Namespace, scheme: str) -> Any:
     from solver.buildkit.backend import export_for, parse_daemon_output
     outputs = list(getattr(args, "outputs", []) or [])
+    if getattr(args, "push", False):  # docker build --push: type=image,push=true to the -t names
+        if not args.tags:
+            raise LLBookError("--push needs at least one -t NAME to push to")
+        outputs.append("type=image,push=true")
     if len(outputs) > 1:
         raise LLBookError("the BuildKit backend takes one --output per build")
     spec = parse_daemon_output(outputs[0]) if outputs else None
