@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         type=lambda t: parse_key_value(t, "--build-context"), metavar="NAME=PATH")
     parser.add_argument("--no-cache", action="store_true", help="do not use the cache")
     parser.add_argument("--pull", action="store_true", help="resolve base image tags again")
+    parser.add_argument("--push", action="store_true",
+                        help="push the image to the registry of each -t name (type=image,push=true)")
     parser.add_argument("--cache-dir", default=None, help="cache directory (default $LLBOOK_CACHE_DIR, "
                         "$XDG_CACHE_HOME/llbook)")
     parser.add_argument("--config", default=None, help="registry config (buildkitd.toml format)")
@@ -174,9 +176,11 @@ class _Collector:
 def _output_specs(args: argparse.Namespace) -> list[Any]:
     """``--output`` values (docker build syntax), parsed before anything is built."""
     texts = list(getattr(args, "outputs", None) or [])
-    if not texts:
-        return []
-    from solver.export import parse_output
+    from solver.export import ExportError, parse_output
+    if getattr(args, "push", False):
+        if not args.tags:
+            raise ExportError("--push needs at least one -t NAME to push to")
+        texts.append("type=image,push=true")
     return [parse_output(text, tags=tuple(args.tags)) for text in texts]
 
 
