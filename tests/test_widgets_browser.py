@@ -131,9 +131,21 @@ def drive(page, page_url: str, tmp_path: Path) -> None:
     expect(details.locator(".llbook-cache-key .llbook-field-value")).to_contain_text("sha256:")
     shot(page, "dag")
 
-    # Layers: expand /app and /app/data of the top layer; the new file is green
+    # Layers: the top layer modified hello.txt (yellow); the layer below added it (green)
     open_tab(page, "Layers")
     tree = result.locator(".llbook-tree")
+    expect(tree).to_have_attribute("data-layer", "2")
+    expect(tree).to_have_attribute("aria-busy", "false")
+    tree.locator(".llbook-tree-row[data-path='/app']").click()
+    tree.locator(".llbook-tree-row[data-path='/app/data']").click()
+    modified = tree.locator(".llbook-tree-row[data-path='/app/data/hello.txt']")
+    expect(modified).to_have_class(re.compile(r"\bllbook-modified\b"))
+    modified.click()  # the file's content diff against the layer below
+    expect(result.locator(".llbook-diff")).to_contain_text("+again")
+    expect(result.locator(".llbook-waste")).to_contain_text("/app/data/hello.txt")  # written by two layers
+    result.locator(".llbook-layer-row[data-index='1']").click()
+    expect(tree).to_have_attribute("data-layer", "1")
+    expect(tree).to_have_attribute("aria-busy", "false")
     tree.locator(".llbook-tree-row[data-path='/app']").click()
     tree.locator(".llbook-tree-row[data-path='/app/data']").click()
     added = tree.locator(".llbook-tree-row[data-path='/app/data/hello.txt']")
@@ -141,8 +153,6 @@ def drive(page, page_url: str, tmp_path: Path) -> None:
     colour = added.evaluate("el => getComputedStyle(el).color")
     assert colour == "rgb(26, 127, 55)", colour
     expect(result.locator(".llbook-efficiency")).to_contain_text("efficiency")
-    added.click()  # the file's content diff against the layer below
-    expect(result.locator(".llbook-diff")).to_contain_text("+hello")
     shot(page, "layers")
 
     # Export: an OCI archive at a path we choose

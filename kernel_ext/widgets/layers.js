@@ -79,6 +79,17 @@ function render({ model, el }) {
       h("span", { class: "llbook-total", text: `image size ${human(t.size || 0)}` }),
       h("span", { class: "llbook-total llbook-wasted", text: `wasted ${human(t.wasted || 0)}` }),
       h("span", { class: "llbook-total llbook-efficiency", text: `efficiency ${((t.score ?? 1) * 100).toFixed(1)} %` }));
+    const waste = t.inefficiencies || [];
+    if (waste.length) {
+      const list = h("table", { class: "llbook-waste-table" },
+        h("tr", {}, h("th", { text: "count" }), h("th", { text: "total space" }), h("th", { text: "path" })));
+      for (const w of waste) {
+        list.append(h("tr", {}, h("td", { text: String(w.count) }), h("td", { text: human(w.size) }),
+          h("td", { class: "llbook-waste-path", text: w.path })));
+      }
+      totals.append(h("details", { class: "llbook-waste" },
+        h("summary", { text: `${waste.length} path(s) written by more than one layer` }), list));
+    }
   }
 
   function drawLayers() {
@@ -160,10 +171,17 @@ function render({ model, el }) {
     tree.querySelectorAll(":scope > .llbook-tree-node").forEach((n) => toggle(n, false));
   }
 
+  let drawing = 0;
   async function redrawTree() {
+    const mine = ++drawing;
+    tree.setAttribute("aria-busy", "true");
     status.textContent = "";
     await fill(tree, "/", 0);
     if (model.get("pattern")) await expandAll();  // show what the filter found
+    if (mine === drawing) {  // the latest redraw says which layer the tree shows
+      tree.dataset.layer = String(model.get("layer"));
+      tree.setAttribute("aria-busy", "false");
+    }
   }
 
   // -- file diff between two layers ---------------------------------------------------------
