@@ -56,7 +56,7 @@ def open_tab(page, title: str):
 
 
 @pytest.mark.timeout(300)
-def test_widgets_in_jupyterlab_with_chromium(lab, browser_executable: str, tmp_path: Path) -> None:
+def test_widgets_in_jupyterlab_with_chromium(browser_executable: str, lab, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
