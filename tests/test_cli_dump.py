@@ -120,3 +120,21 @@ def test_console_script_if_installed(def_pb: bytes) -> None:
     proc = subprocess.run([str(script), "dump-llb", "--format", "pb"], input=def_pb, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == def_pb
+
+
+def test_resolve_pins_from_images_to_their_manifest_digest(tmp_path: Path, registry_config,
+                                                           registry_with_busybox) -> None:
+    """Without --resolve nothing is fetched; with it FROM is pinned as BuildKit pins it."""
+    import os
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo pinned\n")
+    env = {**os.environ, **registry_config.env}
+    plain = subprocess.run([sys.executable, "-m", "solver", "dump-llb", "-f", str(tmp_path / "Dockerfile"),
+                            str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    assert '"docker-image://docker.io/library/busybox:latest"' in plain.stdout
+    pinned = subprocess.run([sys.executable, "-m", "solver", "dump-llb", "--resolve", "-f",
+                             str(tmp_path / "Dockerfile"), str(tmp_path)], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert pinned.returncode == 0, pinned.stderr
+    expected = f"docker-image://docker.io/library/busybox:latest@{registry_with_busybox.digest}"
+    assert f'"{expected}"' in pinned.stdout
