@@ -371,6 +371,27 @@ def test_result_view_after_a_build_and_after_a_failure(session: NotebookSession)
     assert view.layers is None and view.export is None  # nothing to show or export from a failed build
 
 
+def test_rerunning_a_cell_closes_its_previous_result_view(session: NotebookSession, monkeypatch) -> None:
+    from kernel_ext.commands import KernelState
+    from kernel_ext.progress_view import LiveProgress
+    from kernel_ext.widgets import show_result, widget_state
+    import IPython.display
+    shown: list[object] = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    state = KernelState(session, rich_display=True)
+    views = []
+    for text in ("FROM busybox\nRUN echo 1 > /x\n", "FROM busybox\nRUN echo 2 > /x\n"):
+        live = LiveProgress(rich=False, quiet=False)
+        run = session.run_cell(text, "same-cell", progress=live)
+        live.pump()
+        views.append(show_result(state, live, run=run, summary=run.summary))
+    first, second = views
+    assert first.comm is None and first.dag.comm is None and first.export.button.comm is None  # closed
+    assert second.comm is not None and second.layers.comm is not None
+    assert widget_state(state).views == {"same-cell": second}
+    assert shown[-1].__class__.__name__ == "StaticFallback" and shown[-2] is second
+
+
 def test_llb_commands_open_the_full_views_in_a_widget_front_end(session: NotebookSession) -> None:
     from kernel_ext import commands
     from kernel_ext.widgets.fallback import WithFallback

@@ -25,9 +25,18 @@ TAB_TITLES = ("Progress", "DAG", "Layers", "Export")
 
 @dataclass
 class WidgetState:
-    """What the widgets keep per kernel."""
+    """What the widgets keep per kernel: the run history, and the result view each cell
+    shows now (re-running a cell replaces its output, so the old view's widgets are closed
+    instead of living as long as the kernel)."""
 
     history: RunHistory = field(default_factory=RunHistory)
+    views: dict[str, "ResultView"] = field(default_factory=dict)  # cell id -> its current view
+
+    def replace_view(self, cell_id: str, view: "ResultView") -> None:
+        old = self.views.get(cell_id)
+        if old is not None and old is not view:
+            old.close_all()
+        self.views[cell_id] = view
 
 
 def widget_state(kernel_state: Any) -> WidgetState:
@@ -50,6 +59,10 @@ class ResultView(w.Tab):
                     export if export is not None else placeholder(note or "nothing to export yet")]
         super().__init__(children=children, titles=list(TAB_TITLES))
         self.add_class("llbook-result")
+
+    def close_all(self) -> None:
+        """Close this view and every widget inside it (their comms and front-end models)."""
+        _close_tree(self)
 
     def static_html(self) -> str:
         """Progress, DAG SVG and layer summary: what viewers without widgets show."""
@@ -77,6 +90,12 @@ class ResultView(w.Tab):
         bundle["text/plain"] = self.progress_text
         bundle["text/html"] = self.progress_html
         return bundle
+
+
+def _close_tree(widget: Any) -> None:
+    for child in list(getattr(widget, "children", ())):
+        _close_tree(child)
+    widget.close()
 
 
 def build_result_view(kernel_state: Any, live: Any, run: Any = None, error: BaseException | None = None,
@@ -140,6 +159,9 @@ def show_result(kernel_state: Any, live: Any, run: Any = None, error: BaseExcept
         log.debug("result view failed", exc_info=True)
         return None
     from IPython.display import display
+    cell = run.cell if run is not None else _failed_cell(kernel_state.session, error)
+    if cell is not None:
+        widget_state(kernel_state).replace_view(cell.cell_id, view)
     handle = getattr(live, "_handle", None)
     if handle is not None:
         handle.update(view)
