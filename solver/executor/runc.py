@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,34 @@ KILL_TIMEOUT = 2.0
 RUNC_TIMEOUT = 10.0  # for runc's own housekeeping commands on a loaded machine
 POLL = 0.05
 RUNC_DEFAULT_MOUNTS = ("/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hosts")
+
+
+class _ExitWatch:
+    """Waits for a child's exit and wakes at once when it exits (a pidfd where the kernel
+    has them), instead of sleeping in steps as ``Popen.wait(timeout)`` does."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.pidfd: int | None = None
+        try:
+            self.pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code, or None when the child still runs after ``timeout`` seconds."""
+        if self.pidfd is None:
+            try:
+                return self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        select.select([self.pidfd], [], [], timeout)
+        return self.proc.poll()
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 def default_state_root() -> Path:
@@ -150,13 +179,12 @@ class RuncExecutor(Executor):
         pipes = Pipes.start(proc, stdout, stderr, stdin)
         cancelled = False
         killed: list[tuple[int, int]] = []
+        exited = _ExitWatch(proc)
         try:
             while True:
-                try:
-                    code = proc.wait(timeout=POLL)
+                code = exited.wait(POLL)
+                if code is not None:
                     break
-                except subprocess.TimeoutExpired:
-                    pass
                 if cancel is not None and cancel.is_set():
                     killed = self._kill(container_id, proc)
                     cancelled = True
@@ -166,7 +194,11 @@ class RuncExecutor(Executor):
             killed = self._kill(container_id, proc)
             raise
         finally:
-            self._delete(container_id)
+            exited.close()
+            # `runc run` deletes its container when it exits by itself; only a container
+            # whose state is still there (runc killed, cancel, error) needs `runc delete`.
+            if killed or cancelled or proc.returncode is None or self._state_exists(container_id):
+                self._delete(container_id)
             if killed and not wait_gone(killed, KILL_TIMEOUT):
                 raise ExecutorError(f"processes of container {container_id} survived SIGKILL")
             pipes.join()
@@ -213,6 +245,9 @@ class RuncExecutor(Executor):
                 pass
             proc.wait()
         return members
+
+    def _state_exists(self, container_id: str) -> bool:
+        return (self.state_root / container_id).exists()
 
     def _delete(self, container_id: str) -> None:
         self._runc_quiet("delete", "--force", container_id)
