@@ -176,6 +176,8 @@ class _Collector:
 def _output_specs(args: argparse.Namespace) -> list[Any]:
     """``--output`` values (docker build syntax), parsed before anything is built."""
     texts = list(getattr(args, "outputs", None) or [])
+    if not texts and not getattr(args, "push", False):
+        return []  # no export: leave solver.export (registry client, tar, gzip) unimported
     from solver.export import ExportError, parse_output
     if getattr(args, "push", False):
         if not args.tags:
