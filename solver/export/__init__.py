@@ -23,7 +23,7 @@ from solver.cache.content import ContentStore
 from solver.errors import LLBookError
 from solver.export.archive import NamedImage, write_archive, write_layout_dir
 from solver.export.image import CommittedImage, ImageLayer, commit_image
-from solver.export.layer import COMPRESSIONS, GZIP, LayerBlob, compression_of, layer_media_type, store_layer
+from solver.export.layer import BLOB_FORMAT, COMPRESSIONS, GZIP, LayerBlob, compression_of, layer_media_type, store_layer
 from solver.export.push import PushReport, push_image
 from solver.export.rootfs import write_local, write_rootfs_tar
 
@@ -213,7 +213,8 @@ def _cached_layer_blob(store: ContentStore, layer: ExportLayer, compression: str
                        epoch: int | None) -> LayerBlob:
     memo = None
     if layer.cache_id:
-        ident = hashlib.sha256(f"{layer.cache_id}\0{compression}\0{epoch}".encode()).hexdigest()
+        fmt = BLOB_FORMAT if compression == GZIP else compression  # old-format blobs are not reused
+        ident = hashlib.sha256(f"{layer.cache_id}\0{fmt}\0{epoch}".encode()).hexdigest()
         memo = store.root / "exports" / f"{ident}.json"
         with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
             data = json.loads(memo.read_text())

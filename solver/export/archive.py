@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from solver.cache.content import ContentStore
 from solver.export.image import OCI_INDEX, CommittedImage, Descriptor, canonical_json
+from solver.export.layer import COPY_BUFFER
 from solver.source import reference
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
@@ -100,7 +101,8 @@ def write_archive(store: ContentStore, images: list[NamedImage], out: BinaryIO, 
     members = list(_members(store, images, docker=docker, created=created))
     total = sum(v.stat().st_size if isinstance(v, Path) else len(v) for _, v in members)
     done = 0
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER,
+                      copybufsize=COPY_BUFFER) as tar:
         for name, value in members:
             info = tarfile.TarInfo(name.rstrip("/"))
             info.mtime = mtime

@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from solver.export.layer import COPY_BUFFER
 from solver.export.tarentry import tar_info
 
 
@@ -16,7 +17,8 @@ def write_rootfs_tar(root: Path, out: BinaryIO, *, epoch: int | None = None) -> 
     """Stream the tree at ``root`` into ``out`` as a tar with sorted entries; returns the count."""
     links: dict[tuple[int, int], str] = {}
     count = 0
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER,  # type: ignore[arg-type]
+                      copybufsize=COPY_BUFFER) as tar:
         for rel, host in _walk_sorted(str(root)):
             st = os.lstat(host)
             info = tar_info(rel, host, st, epoch, links)
