@@ -598,3 +598,21 @@ def test_symlink_loop_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ContentHashError):
         checksum(root, "a/x", follow_symlinks=True)
     assert checksum(root, "a").startswith("sha256:")  # not following: the link itself
+
+
+def test_memo_quick_hit_skips_headers_but_sees_metadata_changes(tmp_path: Path) -> None:
+    root = _big_tree(tmp_path, 3)
+    memo = StatMemo()
+    checksum(root, "/", memo=memo)
+    target = root / "pkg/m1.py"
+    before = os.lstat(target)
+    try:  # an xattr change with the times put back: only ctime tells
+        os.setxattr(target, "user.llbook", b"1", follow_symlinks=False)
+    except OSError:
+        pytest.skip("no user xattrs on this filesystem")
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    opener = CountingOpener()
+    assert checksum(root, "/", memo=memo, opener=opener) == checksum(root, "/")
+    hits = memo.hits
+    assert checksum(root, "/", memo=memo, opener=opener) == checksum(root, "/")
+    assert memo.hits == hits + 3  # unchanged inodes hit without re-reading

@@ -158,7 +158,12 @@ def tarsum_header(st: os.stat_result, linkname: bytes, xattrs: Sequence[tuple[by
 
 @dataclass(frozen=True)
 class _Fingerprint:
-    """What must be unchanged for a memoised file record to be reused."""
+    """What must be unchanged for a memoised file record to be reused.
+
+    ``ctime_ns`` is not compared by ``==`` (a new hard link or a rewrite of the same
+    xattrs changes it, not the record): it only allows ``StatMemo.quick_lookup``, which
+    skips listing xattrs and hashing the header when nothing of the inode changed at all.
+    """
 
     size: int
     mtime_ns: int
@@ -166,14 +171,23 @@ class _Fingerprint:
     device: int
     mode: int
     header: str  # sha256 of the tarsum header: uid, gid, xattrs, ...
+    ctime_ns: int = field(default=-1, compare=False)
 
     def as_list(self) -> list[int | str]:
-        return [self.size, self.mtime_ns, self.inode, self.device, self.mode, self.header]
+        return [self.size, self.mtime_ns, self.inode, self.device, self.mode, self.header, self.ctime_ns]
 
     @classmethod
     def from_list(cls, raw: Sequence[int | str]) -> "_Fingerprint":
-        size, mtime_ns, inode, device, mode, header = raw
-        return cls(int(size), int(mtime_ns), int(inode), int(device), int(mode), str(header))
+        size, mtime_ns, inode, device, mode, header = raw[:6]
+        ctime_ns = int(raw[6]) if len(raw) > 6 else -1
+        return cls(int(size), int(mtime_ns), int(inode), int(device), int(mode), str(header), ctime_ns)
+
+    def same_inode_state(self, st: os.stat_result) -> bool:
+        """Nothing of the file changed since this fingerprint (ctime moves on every change
+        of content, mode, owner, xattrs or links, and cannot be set back by users)."""
+        return (self.ctime_ns == st.st_ctime_ns and self.ctime_ns >= 0 and self.size == st.st_size
+                and self.mtime_ns == st.st_mtime_ns and self.inode == st.st_ino
+                and self.device == st.st_dev and self.mode == st.st_mode)
 
 
 class StatMemo:
@@ -240,11 +254,24 @@ class StatMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def quick_lookup(self, path: str, st: os.stat_result) -> str | None:
+        """The digest of ``path`` when its inode is unchanged since it was stored (no
+        xattr listing or header hashing needed); None otherwise (then use ``lookup``)."""
+        with self._lock:
+            entry = self._entries.get(path)
+            if entry is not None and entry[0].same_inode_state(st):
+                self.hits += 1
+                return entry[1]
+            return None
+
     def lookup(self, path: str, fingerprint: _Fingerprint) -> str | None:
         with self._lock:
             entry = self._entries.get(path)
             if entry is not None and entry[0] == fingerprint:
                 self.hits += 1
+                if entry[0].ctime_ns != fingerprint.ctime_ns:  # remember the new ctime
+                    self._entries[path] = (fingerprint, entry[1])
+                    self._dirty = True
                 return entry[1]
             self.misses += 1
             return None
@@ -287,12 +314,16 @@ def record_digest(
     fs_path = os.fspath(path)
     if st is None:
         st = os.lstat(fs_path)
+    if memo is not None and st.st_size > 0 and st_mod.S_ISREG(st.st_mode):
+        known = memo.quick_lookup(fs_path, st)
+        if known is not None:
+            return known
     linkname = os.readlink(os.fsencode(fs_path)) if st_mod.S_ISLNK(st.st_mode) else b""
     header = tarsum_header(st, linkname, _xattrs(fs_path))
     if not (st_mod.S_ISREG(st.st_mode) and st.st_size > 0):
         return _sha256(header)
     fingerprint = _Fingerprint(
-        st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_mode, _sha256(header)
+        st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_mode, _sha256(header), st.st_ctime_ns
     )
     if memo is not None:
         known = memo.lookup(fs_path, fingerprint)
@@ -394,12 +425,14 @@ class _Tree:
     """Checksums of one root directory; caches what one call computes."""
 
     def __init__(
-        self, root: str | Path, memo: StatMemo | None, opener: Opener, visible: Visible | None = None
+        self, root: str | Path, memo: StatMemo | None, opener: Opener, visible: Visible | None = None,
+        known_stats: Mapping[str, os.stat_result] | None = None,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.memo = memo
         self.opener = opener
         self.visible = visible
+        self.known_stats = known_stats  # relative path -> lstat taken by the caller just before
         self._records: dict[str, str] = {}
         self._dirs: dict[str, str] = {}
         self._stats: dict[str, os.stat_result | None] = {}
@@ -414,7 +447,9 @@ class _Tree:
         if p in self._stats:
             return self._stats[p]
         st: os.stat_result | None = None
-        if not (p and self.visible is not None and not self.visible(p[1:])):
+        if self.known_stats is not None and p and p[1:] in self.known_stats:
+            st = self.known_stats[p[1:]]
+        elif not (p and self.visible is not None and not self.visible(p[1:])):
             try:
                 st = os.lstat(self.fs_path(p))
             except (FileNotFoundError, NotADirectoryError):
@@ -677,6 +712,7 @@ def checksum(
     memo: StatMemo | None = None,
     opener: Opener = open_nofollow,
     visible: Visible | None = None,
+    known_stats: Mapping[str, os.stat_result] | None = None,
 ) -> str:
     """BuildKit's ``contenthash.Checksum`` of ``selector`` inside the tree at ``root``.
 
@@ -685,7 +721,7 @@ def checksum(
     path without filters. ``visible`` hides entries, as if they were not in the tree.
     """
     sel = _make_selector(selector, follow_symlinks, wildcard, include_patterns, exclude_patterns)
-    tree = _Tree(root, memo, opener, visible)
+    tree = _Tree(root, memo, opener, visible, known_stats)
     return _checksum(tree, sel)
 
 
@@ -700,13 +736,14 @@ def checksum_many(
     memo: StatMemo | None = None,
     opener: Opener = open_nofollow,
     visible: Visible | None = None,
+    known_stats: Mapping[str, os.stat_result] | None = None,
 ) -> str:
     """The content-hash dep of a vertex input (``NewContentHashFunc``).
 
     Each selector path is joined to "/" first (so a trailing slash is dropped); no
     selectors means the whole tree. The result is SHA-256 of the "\\0"-joined digests.
     """
-    tree = _Tree(root, memo, opener, visible)
+    tree = _Tree(root, memo, opener, visible, known_stats)
     chosen = list(selectors) or [""]
     digests: list[bytes] = []
     for raw in chosen:
@@ -727,6 +764,7 @@ def file_digests(
     memo: StatMemo | None = None,
     opener: Opener = open_nofollow,
     visible: Visible | None = None,
+    known_stats: Mapping[str, os.stat_result] | None = None,
 ) -> dict[str, str]:
     """Every entry a selector picks, as path relative to ``root`` -> record digest.
 
@@ -737,7 +775,7 @@ def file_digests(
     sel = _make_selector(selector, follow_symlinks, wildcard, include_patterns, exclude_patterns)
     if not sel.has_filters:
         sel = replace(sel, path=_key_path(sel.path))
-    tree = _Tree(root, memo, opener, visible)
+    tree = _Tree(root, memo, opener, visible, known_stats)
     _, included = _included_paths(tree, sel)
     _follow_included(tree, included)
     return {(item.path.lstrip("/") or "."): item.digest for item in included}

@@ -225,6 +225,8 @@ class Solver:
         self.scheduler = Scheduler(max_workers)
         self._lease = self.store.lease("llbook solver")
         self._image_source: Any = None
+        self._memo: Any = None  # contenthash.StatMemo shared by this Solver's solves
+        self._memo_seen: tuple[int, int, int] | None = None
 
     # services ----------------------------------------------------------------------------
 
@@ -269,6 +271,15 @@ class Solver:
             return found
         return resolve
 
+    def _stat_memo(self) -> Any:
+        """The context stat memo, kept between solves of this Solver (a notebook kernel
+        solves every cell with one); loaded again when another process saved it since."""
+        memo = self._memo
+        if memo is None or _file_signature(memo.path) != self._memo_seen:
+            memo = self._memo = _new_memo(self.paths.root)
+            self._memo_seen = _file_signature(memo.path)
+        return memo
+
     def close(self) -> None:
         self._lease.release()
         self.store.close()
@@ -309,7 +320,7 @@ class Solver:
             context_dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
             secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
             registry_config=self.registry_config, platform=platform,
-            memo=_new_memo(self.paths.root), image_source_factory=self.image_source)
+            memo=self._stat_memo(), image_source_factory=self.image_source)
         state = _SolveState(graph, ctx, no_cache, place_scope)
         for position, v in enumerate(vertices):
             filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
@@ -323,6 +334,7 @@ class Solver:
             self.scheduler.run(deps, lambda d: self._solve_vertex(state, graph.vertices[d]), cancel)
         finally:
             _save_memo(ctx)
+            self._memo_seen = _file_signature(ctx.memo.path) if ctx.memo is not None else None
         head = graph.result
         ref = state.outcomes[head.digest].refs[head.index]
         ordered = [state.records[v.digest] for v in vertices]
@@ -522,6 +534,15 @@ def _run_op(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[Out
 def _new_memo(cache_dir: Path) -> Any:
     from solver.cache.contenthash import StatMemo
     return StatMemo.in_dir(cache_dir)
+
+
+def _file_signature(path: Path | None) -> tuple[int, int, int] | None:
+    import os
+    try:
+        st = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino) if st is not None else None
 
 
 def _save_memo(ctx: OpContext) -> None:

@@ -71,17 +71,17 @@ class EntryKind(Enum):
 
     @classmethod
     def of(cls, mode: int) -> "EntryKind":
-        for test, kind in (
-            (st_mod.S_ISDIR, cls.DIR),
-            (st_mod.S_ISLNK, cls.SYMLINK),
-            (st_mod.S_ISFIFO, cls.FIFO),
-            (st_mod.S_ISCHR, cls.CHAR),
-            (st_mod.S_ISBLK, cls.BLOCK),
-            (st_mod.S_ISSOCK, cls.SOCKET),
-        ):
-            if test(mode):
-                return kind
-        return cls.FILE
+        return _KIND_BY_FORMAT.get(st_mod.S_IFMT(mode), cls.FILE)
+
+
+_KIND_BY_FORMAT = {
+    st_mod.S_IFDIR: EntryKind.DIR,
+    st_mod.S_IFLNK: EntryKind.SYMLINK,
+    st_mod.S_IFIFO: EntryKind.FIFO,
+    st_mod.S_IFCHR: EntryKind.CHAR,
+    st_mod.S_IFBLK: EntryKind.BLOCK,
+    st_mod.S_IFSOCK: EntryKind.SOCKET,
+}
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,8 @@ class Selection:
 
     entries: tuple[ContextEntry, ...]
     paths: frozenset[str] = field(init=False, repr=False, compare=False)
+    # the lstat each entry was selected with (by path), so checksums need not stat again
+    stats: dict[str, os.stat_result] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", frozenset(e.path for e in self.entries))
@@ -410,6 +412,7 @@ class _Walker:
     only_prefix_includes: bool
     only_prefix_exceptions: bool
     out: list[ContextEntry] = field(default_factory=list)
+    stats: dict[str, os.stat_result] = field(default_factory=dict)
 
     def walk(self) -> list[ContextEntry]:
         self._walk_dir(self.root_fd, "", [])
@@ -427,6 +430,7 @@ class _Walker:
                 continue  # sockets are not transferred, so they are not part of the context
             link = os.readlink(name, dir_fd=dir_fd) if st_mod.S_ISLNK(st.st_mode) else ""
             entry = ContextEntry.from_stat(path, st, link)
+            self.stats[path] = st
             self._visit(dir_fd, name, entry, parents)
 
     def _visit(self, dir_fd: int, name: str, entry: ContextEntry, parents: list[_VisitedDir]) -> None:
@@ -674,7 +678,8 @@ class LocalContext:
                 _only_prefixes(include, False),
                 _only_prefixes(self._exclude, True),
             )
-            return Selection(tuple(walker.walk()))
+            entries = tuple(walker.walk())
+            return Selection(entries, stats=walker.stats)
         finally:
             os.close(root_fd)
 
@@ -732,20 +737,23 @@ class LocalContext:
             memo=self.memo,
             opener=self._open_confined,
             visible=chosen.__contains__,
+            known_stats=chosen.stats,
         )
 
     def checksum_many(self, selectors: Sequence[str | Selector], selection: Selection | None = None) -> str:
         """The content-hash dep of several selectors over the selected context."""
         chosen = selection if selection is not None else self.select()
         return content_checksum_many(
-            self.root, selectors, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__
+            self.root, selectors, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__,
+            known_stats=chosen.stats,
         )
 
     def file_digests(self, selector: str | Selector = "/", selection: Selection | None = None) -> dict[str, str]:
         """Record digest of every selected entry below ``selector`` (see contenthash)."""
         chosen = selection if selection is not None else self.select()
         return content_file_digests(
-            self.root, selector, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__
+            self.root, selector, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__,
+            known_stats=chosen.stats,
         )
 
     def open_file(self, relpath: str, selection: Selection | None = None) -> BinaryIO:
