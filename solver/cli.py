@@ -14,13 +14,17 @@ Errors: a DockerfileError prints `file:line: message`, any other LLBookError
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from solver import dataclass_cache
 
-from solver.errors import DockerfileError, LLBookError
+dataclass_cache.install()  # before the imports below define their dataclasses
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Sequence  # noqa: E402
+
+from solver.errors import DockerfileError, LLBookError  # noqa: E402
 
 Register = Callable[[Any], None]
 
