@@ -148,10 +148,34 @@ def _registry_resolver() -> Any:
 # ----------------------------------------------------------------- registry and main
 
 
-def _registrations() -> list[Register]:
-    """dump-llb plus every subcommand module that exists."""
+# The module of each subcommand, so that running one imports only its own module (a
+# warm `llbook build` should not pay for importing the others). Unknown commands and
+# `llbook --help` register them all.
+COMMAND_MODULES: dict[str, str] = {
+    "build": "solver.cli_build",
+    "du": "solver.cli_du",
+    "prune": "solver.cli_prune",
+    "check": "solver.cli_check",
+}
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named by ``argv`` (its first non-option word), if any."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+        if word in ("-h", "--help"):
+            return None
+    return None
+
+
+def _registrations(command: str | None = None) -> list[Register]:
+    """dump-llb plus every subcommand module that exists (only ``command``'s when known)."""
     found: list[Register] = [register_dump_llb]
-    for name in SUBCOMMAND_MODULES:
+    modules = SUBCOMMAND_MODULES
+    if command in COMMAND_MODULES and COMMAND_MODULES[command] in SUBCOMMAND_MODULES:
+        modules = (COMMAND_MODULES[command],)
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -162,20 +186,22 @@ def _registrations() -> list[Register]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `llbook` parser; with ``command``, only that subcommand's module is registered."""
     parser = argparse.ArgumentParser(prog="llbook", description="Build container images from Dockerfile "
                                      "snippets with an embedded BuildKit-compatible solver.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for register in _registrations():
+    for register in _registrations(command):
         register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llbook` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(words))
+    args = parser.parse_args(words)
     try:
         return int(args.run(args) or 0)
     except DockerfileError as exc:

@@ -32,16 +32,19 @@ from typing import Any
 _SUPPORTED = ((3, 11), (3, 12))
 _MAX_ENTRIES = 4000  # a cache that grew past this (other programs' classes) starts over
 _lock = threading.Lock()
-_codes: dict[str, CodeType] = {}
+_codes: dict[str, CodeType] = {}  # compiled or unmarshalled in this process
+_stored: dict[str, bytes] = {}  # source text -> marshalled code, from the cache file
 _new = 0
 _installed = False
 
 
 def cache_file() -> str:
-    """Per interpreter build: the cache tag and bytecode magic number are in the name."""
+    """Per interpreter build: the cache tag and bytecode magic number are in the name.
+    The file holds ``{source text: marshal.dumps(code)}``: loading it is a copy of bytes,
+    and only the code objects a process uses are unmarshalled."""
     from importlib._bootstrap_external import MAGIC_NUMBER  # frozen: already imported
     here = os.path.dirname(os.path.abspath(__file__))
-    name = f"dataclass-fns.{sys.implementation.cache_tag}-{MAGIC_NUMBER.hex()}.marshal"
+    name = f"dataclass-fns2.{sys.implementation.cache_tag}-{MAGIC_NUMBER.hex()}.marshal"
     return os.path.join(here, "__pycache__", name)
 
 
@@ -51,8 +54,8 @@ def _load() -> None:
             data = marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return
-    if isinstance(data, dict):
-        _codes.update((k, v) for k, v in data.items() if isinstance(k, str) and isinstance(v, CodeType))
+    if isinstance(data, dict):  # code objects stay marshalled until a class needs one
+        _stored.update((k, v) for k, v in data.items() if isinstance(k, str) and isinstance(v, bytes))
 
 
 def _save() -> None:
@@ -63,7 +66,8 @@ def _save() -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with _lock:
-            data = dict(_codes) if len(_codes) <= _MAX_ENTRIES else {}
+            data = dict(_stored) if len(_stored) + _new <= _MAX_ENTRIES else {}
+            data.update((k, marshal.dumps(v)) for k, v in _codes.items() if k not in data)
         with open(tmp, "wb") as f:
             marshal.dump(data, f)
         os.replace(tmp, path)
@@ -77,6 +81,14 @@ def _save() -> None:
 def _compiled(txt: str) -> CodeType:
     global _new
     code = _codes.get(txt)
+    if code is None and txt in _stored:
+        try:
+            code = marshal.loads(_stored[txt])
+        except (EOFError, ValueError, TypeError):
+            code = None
+        if code is not None:
+            with _lock:
+                _codes[txt] = code
     if code is None:
         # dont_inherit: compile as dataclasses' own exec() does, without this module's
         # ``from __future__ import annotations`` (annotations must stay objects).
