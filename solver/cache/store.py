@@ -37,7 +37,6 @@ import shutil
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -680,7 +679,7 @@ class CacheStore:
     def lease(self, description: str = "") -> Lease:
         """A new lease owned by this process (released on exit or when the process dies)."""
         me = ProcessId.current()
-        lease_id = uuid.uuid4().hex
+        lease_id = os.urandom(16).hex()
         with self._index.write() as conn:
             conn.execute("INSERT INTO leases (id, pid, pid_start, created, description) VALUES (?, ?, ?, ?, ?)",
                          (lease_id, me.pid, me.start, time.time(), description))
@@ -876,7 +875,7 @@ class CacheStore:
         if mount_points_under(directory):
             errors.append(f"not removing {directory}: something is mounted below it")
             return
-        trash = self.paths.tmp / f"trash-{os.getpid()}-{uuid.uuid4().hex}"
+        trash = self.paths.tmp / f"trash-{os.getpid()}-{os.urandom(16).hex()}"
         try:
             os.rename(directory, trash)
         except OSError as e:

@@ -22,8 +22,8 @@ import dataclasses
 import enum
 import hashlib
 import json
+import os
 import posixpath
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ def sha256_text(data: bytes | str) -> str:
 
 
 def random_digest() -> str:
-    return RANDOM_PREFIX + uuid.uuid4().hex
+    return RANDOM_PREFIX + os.urandom(16).hex()
 
 
 def is_random(digest: str) -> bool:

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,14 +82,14 @@ class OpContext:
         return path
 
     def new_snapshot_name(self) -> str:
-        name = "s-" + uuid.uuid4().hex
+        name = "s-" + os.urandom(16).hex()
         self.lease.add_snapshot(name)
         return name
 
     @staticmethod
     def new_key(kind: str) -> str:
         """An active snapshot or view key that names its owner: ``<kind>-<pid>-<random>``."""
-        return f"{kind}-{os.getpid()}-{uuid.uuid4().hex}"
+        return f"{kind}-{os.getpid()}-{os.urandom(16).hex()}"
 
     def snapshot_chain(self, name: str) -> tuple[str, ...]:
         """Every snapshot below ``name`` (its ancestors), nearest first, without duplicates."""
