@@ -8,6 +8,9 @@ Commit order, so that a crash at any point never leaves an index row pointing at
 nothing:
 1. content and snapshots are written to a temporary name, fsynced and renamed into place;
 2. only then ``put(record)`` adds the row that references them.
+Hot-path writes (lookups, puts, leases) commit without an fsync of their own
+(``_Index.write(durable=False)``): losing them to a power cut leaves at most orphan files,
+which ``check`` removes. Transactions that unindex rows before files go stay durable.
 Removal runs the other way: ``prune`` deletes the rows and queues the files in
 ``pending_removals`` in one transaction, then removes the files, then the queue rows.
 A crash in between leaves queued files that the next prune or check removes.
@@ -269,6 +272,7 @@ class _Index:
         if getattr(self._local, "pid", None) != pid:
             self._local.pid = pid
             self._local.conn = self._connect()
+            self._local.sync = "FULL"  # what _open sets
         conn: sqlite3.Connection = self._local.conn
         return conn
 
@@ -314,9 +318,21 @@ class _Index:
             raise
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction; commits on success, rolls back on error."""
+    def write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; commits on success, rolls back on error.
+
+        ``durable=False`` commits without waiting for the disk (WAL with
+        ``synchronous=NORMAL``): still atomic, and durable after a process crash, but a
+        power loss may take back the last such commits. Only for writes whose loss
+        leaves nothing visible that is broken (a lookup's last-used time and lease, a
+        new record over committed files, leases). Every transaction that removes index
+        rows before files are removed stays durable, and a durable commit makes every
+        earlier one durable too (the WAL is synced in order)."""
         conn = self.conn()
+        mode = "FULL" if durable else "NORMAL"
+        if self._local.sync != mode:
+            conn.execute(f"PRAGMA synchronous = {mode}")
+            self._local.sync = mode
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -373,7 +389,7 @@ class Lease:
         self.released = False
 
     def add(self, kind: str, ref: str) -> None:
-        with self.store._index.write() as conn:
+        with self.store._index.write(durable=False) as conn:
             self._add_in(conn, kind, ref)
 
     def _add_in(self, conn: sqlite3.Connection, kind: str, ref: str) -> None:
@@ -399,7 +415,7 @@ class Lease:
     def release(self) -> None:
         if self.released:
             return
-        with self.store._index.write() as conn:
+        with self.store._index.write(durable=False) as conn:
             conn.execute("DELETE FROM leases WHERE id = ?", (self.id,))
         self.released = True
 
@@ -465,7 +481,7 @@ class CacheStore:
     def lookup(self, cache_key: str, lease: Lease | None = None) -> Record | None:
         """The record for ``cache_key`` or None; marks it (and its blobs) used, adds it to ``lease``."""
         now = time.time()
-        with self._index.write() as conn:
+        with self._index.write(durable=False) as conn:
             row = conn.execute("SELECT * FROM records WHERE cache_key = ?", (cache_key,)).fetchone()
             if row is None:
                 return None
@@ -508,7 +524,7 @@ class CacheStore:
         """
         now = time.time()
         stored = replace(record, last_used=record.last_used or now)
-        with self._index.write() as conn:
+        with self._index.write(durable=False) as conn:  # its files are committed already
             for digest in record.blobs:  # inside the transaction: prune deletes blobs in one too
                 if not is_digest(digest) or not self.content.has(digest):
                     raise MissingContentError(record.cache_key, digest)
@@ -680,7 +696,7 @@ class CacheStore:
         """A new lease owned by this process (released on exit or when the process dies)."""
         me = ProcessId.current()
         lease_id = os.urandom(16).hex()
-        with self._index.write() as conn:
+        with self._index.write(durable=False) as conn:
             conn.execute("INSERT INTO leases (id, pid, pid_start, created, description) VALUES (?, ?, ?, ?, ?)",
                          (lease_id, me.pid, me.start, time.time(), description))
         return Lease(self, lease_id)
