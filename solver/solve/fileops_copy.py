@@ -657,11 +657,12 @@ class Copier:
             return
         target_st = _lstat_or_none(target)
         if include:
-            self._remove_target_if_needed(target, src_st, target_st)
-            self._create_parent_dirs(overwrite)
+            if self._remove_target_if_needed(target, src_st, target_st):
+                target_st = None
+            self._create_parent_dirs(overwrite)  # ancestors only: target_st stays right
             self._note_included(src)
         if not is_dir:
-            self._ensure_empty_file_target(target)
+            self._ensure_empty_file_target(target, target_st)
         copy_info, restore_times = include, False
         if is_dir:
             created = self._copy_directory(src, comps, target, src_st, overwrite,
@@ -698,12 +699,14 @@ class Copier:
             self.included.append(display_path(self.src_root, src))
 
     def _remove_target_if_needed(self, target: str, src_st: os.stat_result,
-                                 target_st: os.stat_result | None) -> None:
+                                 target_st: os.stat_result | None) -> bool:
+        """Remove an existing target the copy replaces; True when it was removed."""
         if not self.options.always_replace_existing_dest_paths or target_st is None:
-            return
+            return False
         if stat.S_ISDIR(src_st.st_mode) and stat.S_ISDIR(target_st.st_mode):
-            return
+            return False
         remove_all(target)
+        return True
 
     def _create_parent_dirs(self, overwrite: bool) -> None:
         """Create the directories whose creation was delayed by include patterns."""
@@ -756,8 +759,8 @@ class Copier:
             os.chmod(dst, with_owner_access(stat.S_IMODE(src_st.st_mode), True))
         return False
 
-    def _ensure_empty_file_target(self, target: str) -> None:
-        st = _lstat_or_none(target)
+    def _ensure_empty_file_target(self, target: str, st: os.stat_result | None) -> None:
+        """Make room for a non-directory at ``target`` (``st``: its lstat, just taken)."""
         if st is None:
             return
         if stat.S_ISDIR(st.st_mode):
