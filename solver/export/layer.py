@@ -273,6 +273,10 @@ def store_stream(produce: Callable[[HashingWriter], None], store: ContentStore, 
                  compression: str = GZIP) -> LayerBlob:
     """Store what ``produce`` writes (an uncompressed tar) compressed, with both digests."""
     with store.writer() as blob:
+        if compression == UNCOMPRESSED:  # the blob is the tar: the store's hash is the diff_id
+            produce(blob)  # type: ignore[arg-type]
+            digest = blob.commit()
+            return LayerBlob(digest, blob.size, digest, compression)
         compressor = _Compressor(compression, blob)
         try:
             uncompressed = HashingWriter(compressor)
