@@ -38,6 +38,8 @@ _T = TypeVar("_T")
 @dataclass_transform(field_specifiers=(field,))
 def message(cls: type[_T]) -> type[_T]:
     """Dataclass decorator for messages: registers the class and checks its schema."""
+    if cls.__doc__ is None:  # else dataclass() computes one with inspect.signature (slow at import)
+        cls.__doc__ = f"The ops.proto message {cls.__name__}."
     made = dataclass(cls)
     register(made)
     check_schema(made)  # type: ignore[arg-type]
