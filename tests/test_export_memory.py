@@ -107,3 +107,58 @@ def test_parallel_gzip_is_valid_and_independent_of_threads(size: int) -> None:
         outputs.append(buf.getvalue())
         assert gzip.decompress(buf.getvalue()) == data
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+def _tarfile_reference(members: list[tuple[tarfile.TarInfo, bytes | Path | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for info, body in members:
+            if isinstance(body, Path):
+                with open(body, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info, io.BytesIO(body) if body is not None else None)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("sink", ["file", "pipe", "bytesio"])
+def test_archive_writer_matches_tarfile_byte_for_byte(tmp_path: Path, sink: str) -> None:
+    from solver.export.archive import TarStreamWriter
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(3 * 1024 * 1024 + 123))
+    members: list[tuple[tarfile.TarInfo, bytes | Path | None]] = []
+    for name, body in (("blobs", None), ("blobs/sha256", None), ("blobs/sha256/" + "a" * 64, blob),
+                       ("index.json", b'{"schemaVersion":2}'), ("oci-layout", b""), ("x" * 120, b"long name")):
+        info = tarfile.TarInfo(name)
+        if body is None:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+        else:
+            info.mode = 0o444
+            info.size = body.stat().st_size if isinstance(body, Path) else len(body)
+        members.append((info, body))
+    want = _tarfile_reference(members)
+    if sink == "bytesio":
+        out = io.BytesIO()
+        writer = TarStreamWriter(out)
+        for info, body in members:
+            writer.add(info, body)
+        writer.close()
+        assert out.getvalue() == want
+        return
+    if sink == "file":
+        with open(tmp_path / "out.tar", "wb") as f:
+            writer = TarStreamWriter(f)
+            for info, body in members:
+                writer.add(info, body)
+            writer.close()
+        assert (tmp_path / "out.tar").read_bytes() == want
+        return
+    reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=open(tmp_path / "piped.tar", "wb"))
+    assert reader.stdin is not None
+    writer = TarStreamWriter(reader.stdin)
+    for info, body in members:
+        writer.add(info, body)
+    writer.close()
+    reader.stdin.close()
+    assert reader.wait() == 0
+    assert (tmp_path / "piped.tar").read_bytes() == want

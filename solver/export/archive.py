@@ -5,11 +5,14 @@ The layout follows containerd's ``images/archive`` exporter that BuildKit uses:
 ``io.containerd.image.name`` (the full name) and ``org.opencontainers.image.ref.name``
 (the tag), and ``blobs/sha256/<hex>``. The docker variant adds ``manifest.json`` with
 ``Config``, ``RepoTags`` and ``Layers``. Tar members are sorted by name and streamed from
-the content store, so memory stays flat whatever the image size.
+the content store (blob bodies copied in the kernel where it can), so memory stays flat
+whatever the image size.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import shutil
@@ -101,26 +104,98 @@ def write_archive(store: ContentStore, images: list[NamedImage], out: BinaryIO, 
     members = list(_members(store, images, docker=docker, created=created))
     total = sum(v.stat().st_size if isinstance(v, Path) else len(v) for _, v in members)
     done = 0
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER,
-                      copybufsize=COPY_BUFFER) as tar:
-        for name, value in members:
-            info = tarfile.TarInfo(name.rstrip("/"))
-            info.mtime = mtime
-            if name.endswith("/"):
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-                continue
-            info.mode = 0o444 if isinstance(value, Path) else 0o644
-            if isinstance(value, Path):
-                info.size = value.stat().st_size
-                with open(value, "rb") as f:
-                    tar.addfile(info, f)
-            else:
-                info.size = len(value)
-                tar.addfile(info, _BytesReader(value))
-            done += info.size
-            if progress:
-                progress(name, done, total)
+    tar = TarStreamWriter(out)
+    for name, value in members:
+        info = tarfile.TarInfo(name.rstrip("/"))
+        info.mtime = mtime
+        if name.endswith("/"):
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.add(info)
+            continue
+        info.mode = 0o444 if isinstance(value, Path) else 0o644
+        info.size = value.stat().st_size if isinstance(value, Path) else len(value)
+        tar.add(info, value)
+        done += info.size
+        if progress:
+            progress(name, done, total)
+    tar.close()
+
+
+class TarStreamWriter:
+    """A tar stream, byte for byte as ``tarfile.open(mode="w|", format=PAX_FORMAT)`` writes
+    it, whose file bodies are copied by the kernel (``copy_file_range``, else
+    ``sendfile``) when ``out`` has a file descriptor, instead of through Python buffers."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.offset = 0
+        try:
+            self._fd: int | None = out.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self._fd = None
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.offset += len(data)
+
+    def add(self, info: tarfile.TarInfo, body: bytes | Path | None = None) -> None:
+        """One member: its header, then ``body`` (``info.size`` bytes) padded to a block."""
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if body is None:
+            return
+        if isinstance(body, Path):
+            with open(body, "rb") as f:
+                self._copy(f, info.size)
+        else:
+            self._write(body)
+        if info.size % tarfile.BLOCKSIZE:
+            self._write(tarfile.NUL * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE))
+
+    def _copy(self, src: BinaryIO, size: int) -> None:
+        done = 0
+        if self._fd is not None:
+            self.out.flush()  # the kernel writes at the descriptor's offset
+            done = _kernel_copy(src.fileno(), self._fd, size)
+            src.seek(done)
+        while done < size:
+            chunk = src.read(min(COPY_BUFFER, size - done))
+            if not chunk:
+                raise OSError(f"{getattr(src, 'name', 'blob')} is shorter than {size} bytes")
+            self.out.write(chunk)
+            done += len(chunk)
+        self.offset += size
+
+    def close(self) -> None:
+        """The end-of-archive blocks, padded to a whole record, as tarfile does."""
+        self._write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
+        if self.offset % tarfile.RECORDSIZE:
+            self._write(tarfile.NUL * (tarfile.RECORDSIZE - self.offset % tarfile.RECORDSIZE))
+        self.out.flush()
+
+
+def _kernel_copy(src: int, dst: int, size: int) -> int:
+    """Copy up to ``size`` bytes from the start of ``src`` to ``dst``'s offset in the
+    kernel; returns how many were copied (0 when neither call applies here)."""
+    done = 0
+    for name in ("copy_file_range", "sendfile"):
+        call = getattr(os, name, None)
+        if call is None:
+            continue
+        try:
+            while done < size:
+                if name == "copy_file_range":
+                    n = call(src, dst, min(size - done, 1 << 30), done)
+                else:
+                    n = call(dst, src, done, min(size - done, 1 << 30))
+                if n == 0:
+                    break
+                done += n
+            return done
+        except OSError as error:
+            if done or error.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
+                                           errno.EBADF, errno.ESPIPE):
+                raise
+    return done
 
 
 def write_layout_dir(store: ContentStore, images: list[NamedImage], dest: Path, *,
@@ -173,17 +248,3 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-class _BytesReader:
-    """A minimal readable over bytes, for tarfile.addfile."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = memoryview(data)
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size < 0 else min(len(self._data), self._pos + size)
-        chunk = self._data[self._pos:end].tobytes()
-        self._pos = end
-        return chunk
