@@ -1,8 +1,11 @@
-"""OCI platforms as the Go client normalises them (containerd `platforms.Normalize`)."""
+"""OCI platforms as the Go client normalises them (containerd `platforms.Normalize`), and as
+OCI documents (image indexes, configs) spell them; the one `Platform` type of the project
+(`solver.source.registry.Platform` is this class)."""
 
 from __future__ import annotations
 
 import platform as _host
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from solver.errors import LLBookError
@@ -57,6 +60,39 @@ class Platform:
         elif not variant:
             variant = default_variant
         return Platform(self.os.lower(), mapped, variant, self.os_version, tuple(self.os_features))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Platform:
+        """An OCI `platform` object (index entry, image config) as it stands, not normalised."""
+        features = data.get("os.features") or ()
+        return cls(os=str(data.get("os", "")), architecture=str(data.get("architecture", "")),
+                   variant=str(data.get("variant", "") or ""),
+                   os_version=str(data.get("os.version", "") or ""),
+                   os_features=tuple(str(f) for f in features) if isinstance(features, list) else ())
+
+    def to_dict(self) -> dict[str, object]:
+        """The OCI `platform` object, keys in the order Go's encoder writes them."""
+        out: dict[str, object] = {"architecture": self.architecture, "os": self.os}
+        if self.os_version:
+            out["os.version"] = self.os_version
+        if self.os_features:
+            out["os.features"] = list(self.os_features)
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    def normalized_variant(self) -> str:
+        """The variant with the implicit defaults spelled out (arm64 → v8, arm → v7)."""
+        if self.architecture == "arm64" and self.variant in ("", "v8", "8"):
+            return "v8"
+        if self.architecture == "arm" and self.variant in ("", "7", "v7"):
+            return "v7"
+        return self.variant
+
+    def matches(self, other: Platform) -> bool:
+        """Same os and architecture, and the same variant after normalisation."""
+        return (self.os == other.os and self.architecture == other.architecture
+                and self.normalized_variant() == other.normalized_variant())
 
     def to_pb(self) -> pb.Platform:
         return pb.Platform(architecture=self.architecture, os=self.os, variant=self.variant,

@@ -30,7 +30,6 @@ import base64
 import hashlib
 import http.client
 import json
-import platform as host_platform
 import re
 import socket
 import ssl
@@ -45,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeVar
 
 from solver.errors import LLBookError
+from solver.llb.platform import Platform
 from solver.source.reference import Reference, api_host, parse as parse_reference
 from solver.source.registry_config import Credentials, RegistryConfig, is_loopback, load_registry_config
 
@@ -119,74 +119,11 @@ class BlobDigestMismatchError(RegistryError):
         super().__init__(message)
 
 
-# --- platform and descriptors ------------------------------------------------------------
-
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
-                 "armel": "arm", "i386": "386", "i686": "386"}
-
-
-@dataclass(frozen=True)
-class Platform:
-    """An OCI platform: `linux/amd64`, `linux/arm64/v8`, `linux/arm/v7`."""
-
-    os: str = "linux"
-    architecture: str = "amd64"
-    variant: str = ""
-    os_version: str = ""
-    os_features: tuple[str, ...] = ()
-
-    @staticmethod
-    def parse(text: str) -> "Platform":
-        parts = [p for p in text.strip().split("/")]
-        if not 2 <= len(parts) <= 3 or not all(parts):
-            raise LLBookError(f"invalid platform {text!r}: expected os/arch[/variant]")
-        arch = _ARCH_ALIASES.get(parts[1].lower(), parts[1].lower())
-        variant = parts[2].lower() if len(parts) == 3 else ""
-        return Platform(os=parts[0].lower(), architecture=arch, variant=variant)
-
-    @staticmethod
-    def from_dict(data: Mapping[str, object]) -> "Platform":
-        features = data.get("os.features") or ()
-        return Platform(os=str(data.get("os", "")), architecture=str(data.get("architecture", "")),
-                        variant=str(data.get("variant", "") or ""),
-                        os_version=str(data.get("os.version", "") or ""),
-                        os_features=tuple(str(f) for f in features) if isinstance(features, list) else ())
-
-    def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"architecture": self.architecture, "os": self.os}
-        if self.os_version:
-            out["os.version"] = self.os_version
-        if self.os_features:
-            out["os.features"] = list(self.os_features)
-        if self.variant:
-            out["variant"] = self.variant
-        return out
-
-    def normalized_variant(self) -> str:
-        if self.architecture == "arm64" and self.variant in ("", "v8", "8"):
-            return "v8"
-        if self.architecture == "arm" and self.variant in ("", "7", "v7"):
-            return "v7"
-        return self.variant
-
-    def matches(self, other: "Platform") -> bool:
-        """Same os and architecture, and the same variant after normalisation."""
-        return (self.os == other.os and self.architecture == other.architecture
-                and self.normalized_variant() == other.normalized_variant())
-
-    def __str__(self) -> str:
-        text = f"{self.os}/{self.architecture}"
-        return f"{text}/{self.variant}" if self.variant else text
-
+# --- platform and descriptors (Platform is solver.llb.platform's) ------------------------
 
 def default_platform() -> Platform:
-    """The host's platform (`linux/<arch>`)."""
-    machine = host_platform.machine().lower()
-    if machine.startswith("armv7"):
-        return Platform("linux", "arm", "v7")
-    if machine.startswith("armv6"):
-        return Platform("linux", "arm", "v6")
-    return Platform("linux", _ARCH_ALIASES.get(machine, machine))
+    """The host's platform (`linux/<arch>`), as `Platform.host()`."""
+    return Platform.host()
 
 
 @dataclass(frozen=True)
