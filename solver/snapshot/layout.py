@@ -11,10 +11,15 @@ root/tmp/<random>/       work in progress; renamed into a/ or c/ when complete
 ``h`` is a short hash of the key or name. Every snapshot appears with one ``rename``, so a
 crash never leaves a half-built snapshot visible; leftovers stay in ``tmp/`` and are
 removed by ``remove_orphans``.
+
+``LayoutSnapshotter`` is the part of both snapshotters that is only this layout (the
+``prepare``/``view`` entry points, removal, queries); ``parent_chain`` the layer chain
+under a (merged) snapshot.
 """
 
 from __future__ import annotations
 
+import abc
 import builtins
 import errno
 import hashlib
@@ -30,13 +35,15 @@ from solver.snapshot.base import (
     ACTIVE,
     COMMITTED,
     VIEW,
+    Mount,
     SnapshotError,
     SnapshotExistsError,
     SnapshotInfo,
     SnapshotInUseError,
     SnapshotNotFoundError,
+    Snapshotter,
 )
-from solver.snapshot.fsutil import remove_tree
+from solver.snapshot.fsutil import disk_usage, remove_tree
 
 META = "meta.json"
 CHILDREN = "children"
@@ -262,6 +269,82 @@ class Layout:
                 if not self._marker_alive(marker):
                     (directory / CHILDREN / marker).unlink(missing_ok=True)
         return removed
+
+
+class LayoutSnapshotter(Snapshotter):
+    """A snapshotter on a ``Layout`` under ``root``, owned by ``driver``.
+
+    Subclasses give ``_create`` (populate a new active snapshot or view), ``mounts``,
+    ``commit``, ``diff_dir`` and ``parent_layers``; the rest is the layout's.
+    """
+
+    driver: str
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.layout = Layout(self.root)
+        claim_root(self.root, self.driver)
+
+    # -- creating ---------------------------------------------------------------------------
+    def prepare(self, key: str, parent: str | None = None) -> list[Mount]:
+        return self._create(key, ACTIVE, [parent] if parent else [])
+
+    def prepare_merged(self, key: str, parents: Sequence[str]) -> list[Mount]:
+        return self._create(key, ACTIVE, list(parents))
+
+    def view(self, key: str, parent: str | None = None) -> list[Mount]:
+        return self._create(key, VIEW, [parent] if parent else [])
+
+    def view_merged(self, key: str, parents: Sequence[str]) -> list[Mount]:
+        return self._create(key, VIEW, list(parents))
+
+    @abc.abstractmethod
+    def _create(self, key: str, kind: str, parents: list[str]) -> list[Mount]:
+        """Create the active snapshot or view ``key`` (``kind``) on ``parents``; its mounts."""
+
+    # -- removing ---------------------------------------------------------------------------
+    def remove(self, key_or_name: str) -> None:
+        self.layout.remove(key_or_name)
+
+    # -- queries ----------------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        return self.layout.find_committed(name) is not None
+
+    def parents(self, name: str) -> list[str]:
+        found = self.layout.find_committed(name) or self.layout.find_active(name)
+        if found is None:
+            self.layout.require_committed(name)
+        return list(found[1].parents) if found else []
+
+    def usage(self, name: str) -> int:
+        directory, _ = self.layout.find_any(name)
+        return disk_usage(directory)
+
+    def list(self) -> list[SnapshotInfo]:
+        return self.layout.list()
+
+    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> "builtins.list[str]":
+        return self.layout.remove_orphans(include_active=include_active, min_age=min_age)
+
+
+def dedupe_lowers(lowers: Sequence[str]) -> list[str]:
+    """Drop repeated layers, keeping each one at its lowest position."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for layer in reversed(lowers):
+        if layer not in seen:
+            seen.add(layer)
+            kept.append(layer)
+    return list(reversed(kept))
+
+
+def parent_chain(parents: Sequence[str], chain: Callable[[str], list[str]]) -> list[str]:
+    """The layers (top first) under a snapshot on ``parents``, later parents on top:
+    each parent's ``chain``, a layer shared by several kept at its lowest position."""
+    lowers: list[str] = []
+    for parent in reversed(parents):
+        lowers += chain(parent)
+    return dedupe_lowers(lowers)
 
 
 def claim_root(root: Path, driver: str) -> None:

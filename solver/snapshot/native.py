@@ -10,7 +10,6 @@ extra space.
 
 from __future__ import annotations
 
-import builtins
 import filecmp
 import os
 import stat
@@ -18,47 +17,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from solver.snapshot.base import ACTIVE, VIEW, Mount, SnapshotInfo, Snapshotter
+from solver.snapshot.base import ACTIVE, VIEW, Mount
 from solver.snapshot.diff import LowerView
 from solver.snapshot.fsutil import (
     HardlinkMap,
     apply_layer,
     copy_entry,
     copy_tree,
-    disk_usage,
     make_dir_like,
     make_whiteout,
     read_xattrs,
     remove_tree,
     set_dir_times,
 )
-from solver.snapshot.layout import Layout, Meta, claim_root
-from solver.snapshot.overlay import dedupe_lowers
+from solver.snapshot.layout import LayoutSnapshotter, Meta, parent_chain
 
 
-class NativeSnapshotter(Snapshotter):
+class NativeSnapshotter(LayoutSnapshotter):
     """Snapshots as full directory copies under ``root``."""
 
     driver = "native"
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.layout = Layout(self.root)
-        claim_root(self.root, self.driver)
-
     # -- creating ---------------------------------------------------------------------------
-    def prepare(self, key: str, parent: str | None = None) -> list[Mount]:
-        return self._create(key, ACTIVE, [parent] if parent else [])
-
-    def prepare_merged(self, key: str, parents: Sequence[str]) -> list[Mount]:
-        return self._create(key, ACTIVE, list(parents))
-
-    def view(self, key: str, parent: str | None = None) -> list[Mount]:
-        return self._create(key, VIEW, [parent] if parent else [])
-
-    def view_merged(self, key: str, parents: Sequence[str]) -> list[Mount]:
-        return self._create(key, VIEW, list(parents))
-
     def _create(self, key: str, kind: str, parents: list[str]) -> list[Mount]:
         def populate(tmp: Path) -> None:
             if kind == VIEW and len(parents) <= 1:
@@ -98,10 +78,7 @@ class NativeSnapshotter(Snapshotter):
         return [str(directory / "diff")] + self._parent_diff_chain(meta.parents)
 
     def _parent_diff_chain(self, parents: Sequence[str]) -> list[str]:
-        layers: list[str] = []
-        for parent in reversed(parents):
-            layers += self._diff_chain(parent)
-        return dedupe_lowers(layers)
+        return parent_chain(parents, self._diff_chain)
 
     def _lower_view(self, parents: Sequence[str]) -> LowerView:
         if len(parents) == 1:
@@ -119,19 +96,7 @@ class NativeSnapshotter(Snapshotter):
 
         self.layout.commit(name, key, finalize)
 
-    def remove(self, key_or_name: str) -> None:
-        self.layout.remove(key_or_name)
-
     # -- queries ----------------------------------------------------------------------------
-    def exists(self, name: str) -> bool:
-        return self.layout.find_committed(name) is not None
-
-    def parents(self, name: str) -> list[str]:
-        found = self.layout.find_committed(name) or self.layout.find_active(name)
-        if found is None:
-            self.layout.require_committed(name)
-        return list(found[1].parents) if found else []
-
     def diff_dir(self, name: str) -> Path:
         directory, _ = self.layout.require_committed(name)
         return directory / "diff"
@@ -139,16 +104,6 @@ class NativeSnapshotter(Snapshotter):
     def parent_layers(self, name: str) -> list[Path]:
         _, meta = self.layout.require_committed(name)
         return [Path(p) for p in self._lower_view(meta.parents).layers]
-
-    def usage(self, name: str) -> int:
-        directory, _ = self.layout.find_any(name)
-        return disk_usage(directory)
-
-    def list(self) -> list[SnapshotInfo]:
-        return self.layout.list()
-
-    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> "builtins.list[str]":
-        return self.layout.remove_orphans(include_active=include_active, min_age=min_age)
 
 
 # -- the double walk that writes a layer in overlay form ------------------------------------

@@ -13,14 +13,13 @@ applied into ``flat/`` beside it, and later chains stop there.
 
 from __future__ import annotations
 
-import builtins
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from solver.snapshot.base import ACTIVE, VIEW, Mount, SnapshotError, SnapshotInfo, Snapshotter
-from solver.snapshot.fsutil import apply_layer, disk_usage, remove_tree
-from solver.snapshot.layout import Layout, Meta, claim_root
+from solver.snapshot.base import ACTIVE, Mount, SnapshotError
+from solver.snapshot.fsutil import apply_layer, remove_tree
+from solver.snapshot.layout import LayoutSnapshotter, Meta, parent_chain
 
 MAX_LOWER_LAYERS = 500
 _PARAMS = Path("/sys/module/overlay/parameters")
@@ -49,44 +48,19 @@ def upper_in_use(upper: Path) -> bool:
         return False
 
 
-def dedupe_lowers(lowers: Sequence[str]) -> list[str]:
-    """Drop repeated layers, keeping each one at its lowest position."""
-    seen: set[str] = set()
-    kept: list[str] = []
-    for layer in reversed(lowers):
-        if layer not in seen:
-            seen.add(layer)
-            kept.append(layer)
-    return list(reversed(kept))
-
-
-class OverlaySnapshotter(Snapshotter):
+class OverlaySnapshotter(LayoutSnapshotter):
     """Snapshots as overlayfs layers under ``root``."""
 
     driver = "overlay"
 
     def __init__(self, root: str | Path, *, userxattr: bool = False,
                  page_size: int | None = None) -> None:
-        self.root = Path(root)
-        self.layout = Layout(self.root)
-        claim_root(self.root, self.driver)
+        super().__init__(root)
         self.userxattr = userxattr
         self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
         self.extra_options = kernel_overlay_options() + (("userxattr",) if userxattr else ())
 
     # -- creating ---------------------------------------------------------------------------
-    def prepare(self, key: str, parent: str | None = None) -> list[Mount]:
-        return self._create(key, ACTIVE, [parent] if parent else [])
-
-    def prepare_merged(self, key: str, parents: Sequence[str]) -> list[Mount]:
-        return self._create(key, ACTIVE, list(parents))
-
-    def view(self, key: str, parent: str | None = None) -> list[Mount]:
-        return self._create(key, VIEW, [parent] if parent else [])
-
-    def view_merged(self, key: str, parents: Sequence[str]) -> list[Mount]:
-        return self._create(key, VIEW, list(parents))
-
     def _create(self, key: str, kind: str, parents: list[str]) -> list[Mount]:
         def populate(tmp: Path) -> None:
             (tmp / "fs").mkdir(mode=0o755)
@@ -144,10 +118,7 @@ class OverlaySnapshotter(Snapshotter):
         return [str(directory / "fs")] + self._parent_chain(meta.parents)
 
     def _parent_chain(self, parents: Sequence[str]) -> list[str]:
-        lowers: list[str] = []
-        for parent in reversed(parents):
-            lowers += self._chain(parent)
-        return dedupe_lowers(lowers)
+        return parent_chain(parents, self._chain)
 
     def flatten(self, name: str) -> Path:
         """Apply the whole chain of ``name`` into ``flat/`` so later mounts use one layer."""
@@ -180,19 +151,7 @@ class OverlaySnapshotter(Snapshotter):
 
         self.layout.commit(name, key, finalize)
 
-    def remove(self, key_or_name: str) -> None:
-        self.layout.remove(key_or_name)
-
     # -- queries ----------------------------------------------------------------------------
-    def exists(self, name: str) -> bool:
-        return self.layout.find_committed(name) is not None
-
-    def parents(self, name: str) -> list[str]:
-        found = self.layout.find_committed(name) or self.layout.find_active(name)
-        if found is None:
-            self.layout.require_committed(name)
-        return list(found[1].parents) if found else []
-
     def diff_dir(self, name: str) -> Path:
         directory, _ = self.layout.require_committed(name)
         return directory / "fs"
@@ -200,14 +159,4 @@ class OverlaySnapshotter(Snapshotter):
     def parent_layers(self, name: str) -> list[Path]:
         _, meta = self.layout.require_committed(name)
         return [Path(p) for p in self._parent_chain(meta.parents)]
-
-    def usage(self, name: str) -> int:
-        directory, _ = self.layout.find_any(name)
-        return disk_usage(directory)
-
-    def list(self) -> list[SnapshotInfo]:
-        return self.layout.list()
-
-    def remove_orphans(self, *, include_active: bool = False, min_age: float = 0.0) -> "builtins.list[str]":
-        return self.layout.remove_orphans(include_active=include_active, min_age=min_age)
 
