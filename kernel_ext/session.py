@@ -125,6 +125,7 @@ class NotebookSession:
         self._anonymous = itertools.count(1)
         self._solver: Solver | None = None
         self._resolved: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self._lowered: tuple[Any, SessionLowering] | None = None  # (inputs, lowering) of the last lower()
         self._lock = threading.Lock()
 
     # -- services -------------------------------------------------------------------------
@@ -221,8 +222,21 @@ class NotebookSession:
         return args
 
     def lower(self, upto: Cell | None = None) -> SessionLowering:
-        """Lower every cell (or those up to ``upto``) in first-run order."""
+        """Lower every cell (or those up to ``upto``) in first-run order.
+
+        The result is kept for the next call while nothing it depends on changed (the
+        cells' ids, numbers, texts and stages, the build args, the platform): re-running an
+        unchanged cell then costs no lowering. Lowerings are only read, never changed."""
         args = self.effective_build_args()
+        key = (tuple((c.cell_id, c.number, c.text, c.options.stage) for c in self.cells),
+               upto.cell_id if upto is not None else None, tuple(sorted(args.items())), self.platform)
+        if self._lowered is not None and self._lowered[0] == key:
+            return self._lowered[1]
+        result = self._lower(args, upto)
+        self._lowered = (key, result)
+        return result
+
+    def _lower(self, args: dict[str, str], upto: Cell | None) -> SessionLowering:
         options = LoweringOptions(build_args=args, resolver=self._resolver,
                                   platform=self._platform(), session_id="llbook-notebook")
         lowering = Lowering(options=options)
@@ -402,6 +416,7 @@ class NotebookSession:
         self.cells.clear()
         self._by_id.clear()
         self._resolved.clear()
+        self._lowered = None
 
 
 STATUS_COLOURS = {"cached": "#d0d7de", "built": "#aceebb", "failed": "#ffcecb", "stale": "#fff8c5"}

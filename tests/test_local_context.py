@@ -306,3 +306,16 @@ def test_selection_agrees_with_dockerignore(
     for entry in selection:
         if entry.kind == EntryKind.DIR:
             assert checksum(dest, entry.path) == ctx.checksum(entry.path, selection=selection)
+
+
+def test_excluded_entries_stay_hidden_with_the_walks_stats(tmp_path: Path) -> None:
+    root = make_context(tmp_path / "ctx")
+    ctx = LocalContext(root, exclude_patterns=["node_modules", "build", "logs"])
+    selection = ctx.select()
+    assert selection.stats is not None and any(p.startswith("build") for p in selection.stats)
+    dest = tmp_path / "out"
+    ctx.materialise(dest, selection)
+    assert ctx.checksum_many(["/"], selection) == checksum_many(dest, ["/"])
+    assert ctx.checksum("/", wildcard=True, selection=selection) == checksum(dest, "/", wildcard=True)
+    with pytest.raises(FileNotFoundError):
+        ctx.checksum("build", selection=selection)

@@ -269,3 +269,33 @@ def test_parent_change_reason_names_the_parent(solver: Solver):
     assert "[1/2] mkfile a" in second.reasons[0]["message"]
     first = [v for v in changed.executed if v.name == "[1/2] mkfile a"][0]
     assert first.reasons[0]["kind"] == "command"
+
+
+def test_context_memo_between_solves_sees_same_size_same_mtime_edits(solver: Solver, tmp_path: Path):
+    """A Solver reuses its earlier context walk only while no lstat changed: a rewrite
+    with the same size and mtime put back is still seen (ctime), as is a new file."""
+    import os
+    ctx_dir = tmp_path / "ctx"
+    (ctx_dir / "d").mkdir(parents=True)
+    (ctx_dir / "d" / "f.txt").write_text("v1")
+
+    def build():
+        context = llb.local("context")
+        return llb.image("busybox").file(llb.copy(context, "/d", "/d", copy_dir_contents=True,
+                                                  create_dest_path=True), custom_name="[1/1] COPY d /d")
+
+    def solve():
+        return solver.solve(build(), context_dirs={"context": ctx_dir}, place_scope="memo")
+
+    first = solve()
+    assert [v.name for v in solve().executed] == []
+    before = os.lstat(ctx_dir / "d" / "f.txt")
+    (ctx_dir / "d" / "f.txt").write_text("v2")
+    os.utime(ctx_dir / "d" / "f.txt", ns=(before.st_atime_ns, before.st_mtime_ns))
+    second = solve()
+    assert [v.name for v in second.executed] == ["[1/1] COPY d /d"]
+    assert _read(solver, second.snapshot, "d/f.txt") == "v2" != _read(solver, first.snapshot, "d/f.txt")
+    (ctx_dir / "d" / "g.txt").write_text("new")
+    third = solve()
+    assert [v.name for v in third.executed] == ["[1/1] COPY d /d"]
+    assert _read(solver, third.snapshot, "d/g.txt") == "new"

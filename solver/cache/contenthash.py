@@ -160,9 +160,11 @@ def tarsum_header(st: os.stat_result, linkname: bytes, xattrs: Sequence[tuple[by
 class _Fingerprint:
     """What must be unchanged for a memoised file record to be reused.
 
-    ``ctime_ns`` is not compared by ``==`` (a new hard link or a rewrite of the same
-    xattrs changes it, not the record): it only allows ``StatMemo.quick_lookup``, which
-    skips listing xattrs and hashing the header when nothing of the inode changed at all.
+    ``ctime_ns`` moves on every change of the inode (content, mode, owner, xattrs,
+    links) and, unlike mtime, cannot be set back: a rewrite that keeps the size and puts
+    the mtime back is still a miss. With it unchanged, ``StatMemo.quick_lookup`` may skip
+    listing xattrs and hashing the header. Entries saved before ctime was recorded
+    (``-1``) miss once.
     """
 
     size: int
@@ -171,7 +173,7 @@ class _Fingerprint:
     device: int
     mode: int
     header: str  # sha256 of the tarsum header: uid, gid, xattrs, ...
-    ctime_ns: int = field(default=-1, compare=False)
+    ctime_ns: int = -1
 
     def as_list(self) -> list[int | str]:
         return [self.size, self.mtime_ns, self.inode, self.device, self.mode, self.header, self.ctime_ns]
@@ -269,9 +271,6 @@ class StatMemo:
             entry = self._entries.get(path)
             if entry is not None and entry[0] == fingerprint:
                 self.hits += 1
-                if entry[0].ctime_ns != fingerprint.ctime_ns:  # remember the new ctime
-                    self._entries[path] = (fingerprint, entry[1])
-                    self._dirty = True
                 return entry[1]
             self.misses += 1
             return None
@@ -447,9 +446,11 @@ class _Tree:
         if p in self._stats:
             return self._stats[p]
         st: os.stat_result | None = None
-        if self.known_stats is not None and p and p[1:] in self.known_stats:
-            st = self.known_stats[p[1:]]
-        elif not (p and self.visible is not None and not self.visible(p[1:])):
+        if not (p and self.visible is not None and not self.visible(p[1:])):
+            known = self.known_stats.get(p[1:]) if self.known_stats is not None and p else None
+            if known is not None:
+                self._stats[p] = known
+                return known
             try:
                 st = os.lstat(self.fs_path(p))
             except (FileNotFoundError, NotADirectoryError):

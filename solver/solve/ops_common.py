@@ -65,9 +65,11 @@ class OpContext:
     registry_config: Any = None
     platform: pb.Platform | None = None
     memo: Any = None  # contenthash StatMemo shared by the solve
+    # local ref -> ops_local.ContextMemo, kept by the Solver across solves (a notebook kernel)
+    context_memo: dict[Ref, Any] | None = None
     image_source_factory: Callable[[], Any] | None = None  # the solver's shared ImageSource
     resolved: dict[tuple[str, str], Any] = field(default_factory=dict)  # per-solve resolutions
-    locals: dict[Ref, Any] = field(default_factory=dict)  # local ref -> (LocalContext, Selection)
+    locals: dict[Ref, Any] = field(default_factory=dict)  # local ref -> ops_local.ContextMemo
     local_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_canceled(self) -> None:

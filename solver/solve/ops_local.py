@@ -4,12 +4,15 @@ the paths a COPY reads (so copying one file out of a large context costs one fil
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from solver.cache.contenthash import Selector
 from solver.solve.ops_common import OpContext
@@ -18,24 +21,85 @@ from solver.solve.result import Ref
 _WILDCARD_CHARS = "*?[\\"
 
 
+MEMO_CONTEXTS = 16  # local contexts a Solver remembers between solves
+
+
+@dataclass
+class ContextMemo:
+    """A context selection an earlier solve of the same Solver made, with the lstat of
+    the root and of every entry its walk looked at (so every directory it listed), and
+    the checksums computed over it.
+
+    It is still valid when none of those changed (mtime, ctime, inode, size, mode): an
+    entry added, removed or renamed changes its directory's times, and a changed file
+    its own (ctime cannot be set back). Re-running an unchanged notebook cell then costs
+    one lstat per context entry instead of a new walk and checksum."""
+
+    found: tuple[Any, Any]  # (LocalContext, Selection)
+    stats: list[tuple[str, tuple[int, int, int, int, int]]]
+    checksums: dict[tuple[Selector, ...], str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, local: Any, selection: Any) -> "ContextMemo":
+        root = str(local.root)
+        stats = [(root, _signature(os.lstat(root)))]
+        stats += [(os.path.join(root, rel), _signature(st)) for rel, st in (selection.stats or {}).items()]
+        return cls((local, selection), stats)
+
+    def still_valid(self) -> bool:
+        for path, signature in self.stats:
+            try:
+                if _signature(os.lstat(path)) != signature:
+                    return False
+            except OSError:
+                return False
+        return True
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size, st.st_mode)
+
+
 def local_context(ctx: OpContext, ref: Ref):
-    """``(LocalContext, Selection)`` of a local ref, computed once per solve."""
+    """``(LocalContext, Selection)`` of a local ref, computed once per solve (and reused
+    from an earlier solve of the same Solver when the context did not change)."""
+    return _context_memo(ctx, ref).found
+
+
+def _context_memo(ctx: OpContext, ref: Ref) -> ContextMemo:
     from solver.source.local import LocalContext
     with ctx.local_lock:
         found = ctx.locals.get(ref)
-        if found is None:
+        if found is not None:
+            return found
+        memos = ctx.context_memo
+        earlier = memos.get(ref) if memos is not None else None
+        if earlier is not None and earlier.still_valid():
+            earlier.found[0].memo = ctx.memo  # this solve's stat memo for any later reads
+            found = earlier
+        else:
             assert ref.path is not None
             local = LocalContext(ref.path, exclude_patterns=ref.exclude_patterns,
                                  include_patterns=ref.include_patterns, follow_paths=ref.follow_paths,
                                  memo=ctx.memo)
-            found = (local, local.select())
-            ctx.locals[ref] = found
+            found = ContextMemo.of(local, local.select())
+            if memos is not None:
+                memos.pop(ref, None)
+                memos[ref] = found
+                while len(memos) > MEMO_CONTEXTS:
+                    memos.pop(next(iter(memos)))
+        ctx.locals[ref] = found
         return found
 
 
 def checksum(ctx: OpContext, ref: Ref, selectors: Sequence[Selector]) -> str:
-    local, selection = local_context(ctx, ref)
-    return local.checksum_many(list(selectors), selection)
+    memo = _context_memo(ctx, ref)
+    key = tuple(selectors)
+    known = memo.checksums.get(key)
+    if known is None:
+        local, selection = memo.found
+        known = memo.checksums[key] = local.checksum_many(list(selectors), selection)
+    return known
 
 
 def file_digests(ctx: OpContext, ref: Ref, selector: Selector) -> dict[str, str]:

@@ -226,6 +226,7 @@ class Solver:
         self._lease = self.store.lease("llbook solver")
         self._image_source: Any = None
         self._memo: Any = None  # contenthash.StatMemo shared by this Solver's solves
+        self._context_memo: dict[Any, Any] = {}  # local contexts seen by earlier solves (ops_local)
         self._memo_seen: tuple[int, int, int] | None = None
 
     # services ----------------------------------------------------------------------------
@@ -320,7 +321,8 @@ class Solver:
             context_dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
             secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
             registry_config=self.registry_config, platform=platform,
-            memo=self._stat_memo(), image_source_factory=self.image_source)
+            memo=self._stat_memo(), image_source_factory=self.image_source,
+            context_memo=self._context_memo)
         state = _SolveState(graph, ctx, no_cache, place_scope)
         for position, v in enumerate(vertices):
             filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
