@@ -273,7 +273,7 @@ class LayersModel:
 
 def build_layers(session: Any, stage: str | None = None, result: Any = None) -> LayersModel:
     """The layers of ``stage`` (solved, normally all from the cache) or of a given result."""
-    from solver.export.result_source import layer_chain, pulled_layers
+    from solver.export.result_source import _image_manifests, layer_chain, pulled_layers
     key, state, image_config = session.stage_state(stage)
     if result is None:
         result = session.solve_state(state, scope=key)
@@ -282,7 +282,7 @@ def build_layers(session: Any, stage: str | None = None, result: Any = None) -> 
     chain = layer_chain(snapshotter, result.snapshot) if result.snapshot else []
     history = [h for h in image_config.get("history", []) if not h.get("empty_layer")]
     offset = len(chain) - len(history)
-    pulled = pulled_layers(solver.store.content, _manifests(solver, result))
+    pulled = pulled_layers(solver.store.content, _image_manifests(solver, result))  # as the exporter finds them
     makers = _makers(result)
     layers, diffs = [], []
     for i, name in enumerate(chain):
@@ -305,16 +305,6 @@ def _makers(result: Any) -> dict[str, Any]:
         for snap in v.snapshots:
             if snap:
                 out.setdefault(snap, v)
-    return out
-
-
-def _manifests(solver: Any, result: Any) -> list[str]:
-    out = []
-    for v in result.vertices:
-        for key in v.cache_keys:
-            rec = solver.store.get(key)
-            if rec is not None and "manifest" in rec.extra:
-                out.append(rec.extra["manifest"])
     return out
 
 
