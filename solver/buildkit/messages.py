@@ -17,19 +17,10 @@ from dataclasses import field
 from enum import IntEnum
 
 from solver.llb import pb  # noqa: F401  (registers Definition, Platform, ... for Field.ref)
-from solver.llb.codec import _REGISTRY, Field, Kind, Message, enum_type
+from solver.llb.codec import _REGISTRY, BO, BY, EN, I32, I64, MSG, U32, Message, S, enum_type, spec as _f
 from solver.llb.pb import Definition, Platform, ProgressGroup, message
 
-S, BY, BO = Kind.STRING, Kind.BYTES, Kind.BOOL
-I32, I64, U32 = Kind.INT32, Kind.INT64, Kind.UINT32
-EN, MSG = Kind.ENUM, Kind.MESSAGE
-
 _LLB_NAMES = frozenset(_REGISTRY)
-
-
-def _f(number: int, name: str, kind: Kind, ref: str = "", *, rep: bool = False,
-       key: Kind | None = None) -> Field:
-    return Field(number, name, kind, ref, repeated=rep, map_key=key)
 
 
 def _unique(cls: type) -> type:
@@ -437,7 +428,7 @@ class GatewayRef(Message):
 class GatewayResult(Message):
     """`Result`: the oneof `result` holds a GatewayRef (`ref`, 3) or a plain id (`refDeprecated`, 1)."""
 
-    FIELDS = (Field(1, "refDeprecated", S, oneof="result"), Field(3, "ref", MSG, "GatewayRef", oneof="result"),
+    FIELDS = (_f(1, "refDeprecated", S, oneof="result"), _f(3, "ref", MSG, "GatewayRef", oneof="result"),
               _f(10, "metadata", BY, key=S))
     result: GatewayRef | str | None = None
     metadata: dict[str, bytes] = field(default_factory=dict)

@@ -78,6 +78,18 @@ class Field:
         return _REGISTRY[self.ref]
 
 
+def spec(number: int, name: str, kind: Kind, ref: str = "", *, rep: bool = False,
+         key: Kind | None = None, oneof: str = "") -> Field:
+    """Shorthand for a `Field` in message declarations: `spec(5, "OSFeatures", S, rep=True)`."""
+    return Field(number, name, kind, ref, repeated=rep, map_key=key, oneof=oneof)
+
+
+# short names of the kinds, for message declarations
+S, BY, BO = Kind.STRING, Kind.BYTES, Kind.BOOL
+I32, I64, U32, U64 = Kind.INT32, Kind.INT64, Kind.UINT32, Kind.UINT64
+EN, MSG = Kind.ENUM, Kind.MESSAGE
+
+
 def register(cls: type) -> type:
     """Make a message or enum class resolvable by name in Field.ref."""
     _REGISTRY[cls.__name__] = cls

@@ -12,24 +12,14 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TypeVar, Union, dataclass_transform
 
-from solver.llb.codec import Field, Kind, Message, check_schema, decode, encode, enum_type, register
+from solver.llb.codec import (BO, BY, EN, I32, I64, MSG, U32, U64, Message, S, check_schema, decode, encode,
+                              enum_type, register, spec as _f)
 
 ROOT_MOUNT = "/"
 SKIP_OUTPUT = -1
 EMPTY = -1
 LLB_BUILDER = -1
 LLB_DEFINITION_INPUT = "buildkit.llb.definition"
-
-
-def _f(number: int, name: str, kind: Kind, ref: str = "", *, rep: bool = False,
-       key: Kind | None = None, oneof: str = "") -> Field:
-    """Shorthand for a Field spec."""
-    return Field(number, name, kind, ref, repeated=rep, map_key=key, oneof=oneof)
-
-
-S, BY, BO = Kind.STRING, Kind.BYTES, Kind.BOOL
-I32, I64, U32, U64 = Kind.INT32, Kind.INT64, Kind.UINT32, Kind.UINT64
-EN, MSG = Kind.ENUM, Kind.MESSAGE
 
 
 _T = TypeVar("_T")
