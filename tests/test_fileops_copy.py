@@ -587,3 +587,25 @@ def test_copy_never_writes_outside(tmp_path_factory: pytest.TempPathFactory, des
     assert (outside / "sentinel").read_text() == "keep"
     assert sorted(p.name for p in base.iterdir()) == ["OUTSIDE", "dest", "src"]
 
+
+
+@pytest.mark.parametrize("fallback", ["sendfile", "read-write"])
+def test_copy_file_content_across_filesystems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              fallback: str) -> None:
+    """copy_file_range fails across filesystems (EXDEV): sendfile, then read/write, copy."""
+    import errno as errno_mod
+    from solver.solve import fileops_copy
+
+    def exdev(*args: object) -> int:
+        raise OSError(errno_mod.EXDEV, "cross-device")
+
+    def einval(*args: object) -> int:
+        raise OSError(errno_mod.EINVAL, "no sendfile here")
+
+    monkeypatch.setattr(fileops_copy.os, "copy_file_range", exdev)
+    if fallback == "read-write":
+        monkeypatch.setattr(fileops_copy.os, "sendfile", einval)
+    data = os.urandom(3 << 20) + b"tail"
+    (tmp_path / "src").write_bytes(data)
+    fileops_copy.copy_file_content(str(tmp_path / "src"), str(tmp_path / "dst"))
+    assert (tmp_path / "dst").read_bytes() == data

@@ -880,6 +880,16 @@ def _copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
         if written or exc.errno not in (errno.ENOSYS, errno.EXDEV, errno.EPERM, errno.EIO,
                                         errno.EOPNOTSUPP, errno.EINVAL):
             raise
+    try:  # across filesystems (context -> overlay snapshot): still an in-kernel copy
+        while written < size:
+            n = os.sendfile(dst_fd, src_fd, written, min(size - written, 1 << 30))
+            if n == 0:
+                break
+            written += n
+        return
+    except OSError as exc:
+        if written or exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
     while chunk := os.read(src_fd, 1 << 20):
         os.write(dst_fd, chunk)
 

@@ -161,6 +161,43 @@ def _split(relpath: str) -> list[str]:
     return parts
 
 
+class _ConfinedOpener:
+    """The file opener of one checksum pass: a path below ``root`` is opened through
+    directory descriptors with ``O_NOFOLLOW`` on every level, as ``_open_beneath`` does,
+    but the descriptors of the current directory path stay open from one file to the next
+    (a tree is hashed directory by directory), so a file costs one open, not one per level."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root_fd = -1
+        self.dirs: _DirStack | None = None
+
+    def __enter__(self) -> "_ConfinedOpener":
+        self.root_fd = os.open(self.root, _DIR_FLAGS)
+        self.dirs = _DirStack(self.root_fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.dirs is not None:
+            self.dirs.fd_for([])  # closes every directory below the root
+            self.dirs = None
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+    def __call__(self, path: str) -> BinaryIO:
+        rel = os.path.relpath(path, self.root)
+        if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
+            raise ContextError(f"{path}: outside the context")
+        parts = _split(rel)
+        if not parts:
+            raise ContextError("the context root is not a file")
+        assert self.dirs is not None, "use _ConfinedOpener in a with block"
+        dir_fd = self.dirs.fd_for(parts[:-1])
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        return os.fdopen(fd, "rb")
+
+
 def _open_dir_beneath(base_fd: int, parts: Sequence[str]) -> int:
     """Open the directory ``parts`` below ``base_fd``, refusing symlinks on the way."""
     fd = os.dup(base_fd)
@@ -727,34 +764,37 @@ class LocalContext:
     ) -> str:
         """Content checksum of a path of the selected context (as if it were copied)."""
         chosen = selection if selection is not None else self.select()
-        return content_checksum(
-            self.root,
-            selector,
-            follow_symlinks=follow_symlinks,
-            wildcard=wildcard,
-            include_patterns=include_patterns,
-            exclude_patterns=exclude_patterns,
-            memo=self.memo,
-            opener=self._open_confined,
-            visible=chosen.__contains__,
-            known_stats=chosen.stats,
-        )
+        with _ConfinedOpener(self.root) as opener:
+            return content_checksum(
+                self.root,
+                selector,
+                follow_symlinks=follow_symlinks,
+                wildcard=wildcard,
+                include_patterns=include_patterns,
+                exclude_patterns=exclude_patterns,
+                memo=self.memo,
+                opener=opener,
+                visible=chosen.__contains__,
+                known_stats=chosen.stats,
+            )
 
     def checksum_many(self, selectors: Sequence[str | Selector], selection: Selection | None = None) -> str:
         """The content-hash dep of several selectors over the selected context."""
         chosen = selection if selection is not None else self.select()
-        return content_checksum_many(
-            self.root, selectors, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__,
-            known_stats=chosen.stats,
-        )
+        with _ConfinedOpener(self.root) as opener:
+            return content_checksum_many(
+                self.root, selectors, memo=self.memo, opener=opener, visible=chosen.__contains__,
+                known_stats=chosen.stats,
+            )
 
     def file_digests(self, selector: str | Selector = "/", selection: Selection | None = None) -> dict[str, str]:
         """Record digest of every selected entry below ``selector`` (see contenthash)."""
         chosen = selection if selection is not None else self.select()
-        return content_file_digests(
-            self.root, selector, memo=self.memo, opener=self._open_confined, visible=chosen.__contains__,
-            known_stats=chosen.stats,
-        )
+        with _ConfinedOpener(self.root) as opener:
+            return content_file_digests(
+                self.root, selector, memo=self.memo, opener=opener, visible=chosen.__contains__,
+                known_stats=chosen.stats,
+            )
 
     def open_file(self, relpath: str, selection: Selection | None = None) -> BinaryIO:
         """Open a selected regular file for reading, confined to the context."""
@@ -762,13 +802,6 @@ class LocalContext:
         if relpath not in chosen:
             raise ContextError(f"{relpath!r} is not in the context")
         return self._open_beneath(relpath)
-
-    def _open_confined(self, path: str) -> BinaryIO:
-        """The checksum opener: an absolute path below the root, opened through fds."""
-        rel = os.path.relpath(path, self.root)
-        if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
-            raise ContextError(f"{path}: outside the context")
-        return self._open_beneath(rel)
 
     def _open_beneath(self, relpath: str) -> BinaryIO:
         parts = _split(relpath)
