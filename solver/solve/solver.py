@@ -227,6 +227,7 @@ class Solver:
         self._image_source: Any = None
         self._memo: Any = None  # contenthash.StatMemo shared by this Solver's solves
         self._context_memo: dict[Any, Any] = {}  # local contexts seen by earlier solves (ops_local)
+        self._pinned_images: dict[tuple[str, str], Any] = {}  # see _remember_pinned
         self._memo_seen: tuple[int, int, int] | None = None
 
     # services ----------------------------------------------------------------------------
@@ -269,6 +270,7 @@ class Solver:
                 resolved = self.image_source().resolve(ref, wanted)
                 found = (resolved.pinned, dict(resolved.config))
                 cache.put(ref, text, *found)
+                self._remember_pinned(resolved)
             return found
         return resolve
 
@@ -280,6 +282,16 @@ class Solver:
             memo = self._memo = _new_memo(self.paths.root)
             self._memo_seen = _file_signature(memo.path)
         return memo
+
+    def _remember_pinned(self, resolved: Any) -> None:
+        """Keep what resolving a tag fetched as the resolution of its pinned reference, so
+        that the image op of the same solve does not fetch the same documents again
+        (``ops_source.resolve_image``: same key, same result as resolving the pinned ref)."""
+        from dataclasses import replace
+        from solver.source.reference import parse as parse_reference
+        pinned = parse_reference(resolved.pinned).string
+        p = resolved.platform
+        self._pinned_images[(pinned, f"{p.os}/{p.architecture}/{p.variant}")] = replace(resolved, name=pinned)
 
     def close(self) -> None:
         self._lease.release()
@@ -322,7 +334,7 @@ class Solver:
             secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
             registry_config=self.registry_config, platform=platform,
             memo=self._stat_memo(), image_source_factory=self.image_source,
-            context_memo=self._context_memo)
+            context_memo=self._context_memo, resolved=dict(self._pinned_images))
         state = _SolveState(graph, ctx, no_cache, place_scope)
         for position, v in enumerate(vertices):
             filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
