@@ -299,3 +299,33 @@ def test_context_memo_between_solves_sees_same_size_same_mtime_edits(solver: Sol
     third = solve()
     assert [v.name for v in third.executed] == ["[1/1] COPY d /d"]
     assert _read(solver, third.snapshot, "d/g.txt") == "new"
+
+
+def test_machine_executor_verdict_is_shared_only_when_private(tmp_path: Path, monkeypatch):
+    """A new cache dir reuses this user's probe verdict from the runtime dir, but never
+    one that another user could have written (it could pick a weaker executor)."""
+    import json
+    import os
+    import shutil
+    from solver.executor import probe
+    from solver.solve import solver as solver_mod
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    machine = tmp_path / "run" / "executor.json"
+    machine.parent.mkdir(mode=0o700)
+    monkeypatch.setattr(solver_mod, "_machine_executor_memo", lambda: machine)
+    probed: list[object] = []
+
+    class Probed:
+        runtime = "runc"
+
+    monkeypatch.setattr(probe, "choose_executor", lambda preference=None: probed.append(preference) or Probed())
+    machine.write_text(json.dumps({"machine": solver_mod._machine_identity(), "wanted": "auto", "name": "proot"}))
+    os.chmod(machine, 0o666)  # writable by others: ignored
+    (tmp_path / "c1").mkdir()
+    assert isinstance(solver_mod.remembered_executor(tmp_path / "c1", None), Probed) and len(probed) == 1
+    assert json.loads(machine.read_text())["name"] == "runc" and not machine.stat().st_mode & 0o022
+    (tmp_path / "c2").mkdir()
+    executor = solver_mod.remembered_executor(tmp_path / "c2", None)
+    assert getattr(executor, "name", "") == "runc" and len(probed) == 1  # no second probe
+    assert json.loads((tmp_path / "c2" / "executor.json").read_text())["name"] == "runc"

@@ -177,23 +177,71 @@ def remembered_executor(cache_dir: Path, preference: str | None) -> Any:
     from solver.executor.runc import RuncExecutor
     wanted = (preference or os.environ.get("LLBOOK_EXECUTOR", "") or "auto").strip().lower()
     memo = Path(cache_dir) / "executor.json"
-    try:
-        saved = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        saved = {}
-    if saved.get("machine") == _machine_identity() and saved.get("wanted") == wanted:
-        name = saved.get("name")
-        if name == "proot":
-            return ProotExecutor()
-        if name in probe.RUNTIMES:
-            return RuncExecutor(runtime=name)
+    machine_memo = _machine_executor_memo()
+    for path in (memo, machine_memo):
+        if path is None or (path is machine_memo and not _private_file(path)):
+            continue
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if saved.get("machine") == _machine_identity() and saved.get("wanted") == wanted:
+            name = saved.get("name")
+            if path is machine_memo and name in ("proot", *probe.RUNTIMES):
+                _write_memo(memo, saved)
+            if name == "proot":
+                return ProotExecutor()
+            if name in probe.RUNTIMES:
+                return RuncExecutor(runtime=name)
     executor = probe.choose_executor(None if wanted == "auto" else wanted)
     name = "proot" if isinstance(executor, ProotExecutor) else getattr(executor, "runtime", "runc")
-    name = Path(str(name)).name
-    tmp = memo.with_name(f".executor-{os.getpid()}.json")
-    tmp.write_text(json.dumps({"machine": _machine_identity(), "wanted": wanted, "name": name}))
-    os.replace(tmp, memo)
+    verdict = {"machine": _machine_identity(), "wanted": wanted, "name": Path(str(name)).name}
+    _write_memo(memo, verdict)
+    if machine_memo is not None:
+        try:
+            machine_memo.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if _private_dir(machine_memo.parent):
+                _write_memo(machine_memo, verdict)
+        except OSError:
+            pass  # the per-cache-dir verdict is enough
     return executor
+
+
+def _machine_executor_memo() -> Path | None:
+    """The probe verdict shared by every cache directory of this user until reboot: next
+    to runc's state root (``/run/llbook`` as root, else ``$XDG_RUNTIME_DIR/llbook``)."""
+    import os
+    if os.geteuid() == 0:
+        return Path("/run/llbook/executor.json")
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime_dir) / "llbook" / "executor.json" if runtime_dir else None
+
+
+def _private_dir(path: Path) -> bool:
+    import os
+    st = os.lstat(path)
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022 and not os.path.islink(path)
+
+
+def _private_file(path: Path) -> bool:
+    """Only a verdict this user wrote and nobody else can change is trusted (another user
+    must not be able to pick a weaker executor for us)."""
+    import os
+    try:
+        st = os.lstat(path)
+        return (st.st_uid == os.geteuid() and not st.st_mode & 0o022 and os.path.isfile(path)
+                and not os.path.islink(path) and _private_dir(path.parent))
+    except OSError:
+        return False
+
+
+def _write_memo(path: Path, verdict: dict[str, Any]) -> None:
+    import json
+    import os
+    tmp = path.with_name(f".executor-{os.getpid()}.json")
+    tmp.write_text(json.dumps(verdict))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def to_definition(definition_or_state: Any) -> pb.Definition:
