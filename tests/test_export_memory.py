@@ -45,7 +45,10 @@ CHILD = textwrap.dedent("""\
                    f"type=tar,dest={work}/rootfs.tar"):
         result = export(source, parse_output(output), epoch=1_700_000_000)
         results[output.split(",")[0]] = result.manifest_digest
-    json.dump({"baseline_kb": baseline, "results": results,
+    # VmHWM is the peak of this program's own address space; ru_maxrss would also count
+    # the pages the process shared with its (possibly large) parent before exec.
+    hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    json.dump({"baseline_kb": baseline, "results": results, "hwm_kb": hwm_kb,
                "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, sys.stdout)
 """)
 
@@ -79,8 +82,8 @@ def test_export_of_a_200mb_layer_keeps_peak_rss_bounded(tmp_path: Path) -> None:
     child.write_text(CHILD)
     out, peak_kb = _run_measured([sys.executable, str(child), str(tmp_path / "work"), str(layer)], tmp_path)
     report = json.loads(out)
-    peak_mb, baseline_mb = peak_kb / 1024, report["baseline_kb"] / 1024
-    assert report["peak_kb"] <= peak_kb
+    peak_mb, baseline_mb = report["hwm_kb"] / 1024, report["baseline_kb"] / 1024
+    assert report["hwm_kb"] <= peak_kb
     oci = tmp_path / "work" / "img-oci.tar"
     assert oci.stat().st_size > LAYER_MB << 20  # the layer really went through (random: no shrink)
     with tarfile.open(oci) as tar:
