@@ -329,3 +329,26 @@ def test_machine_executor_verdict_is_shared_only_when_private(tmp_path: Path, mo
     executor = solver_mod.remembered_executor(tmp_path / "c2", None)
     assert getattr(executor, "name", "") == "runc" and len(probed) == 1  # no second probe
     assert json.loads((tmp_path / "c2" / "executor.json").read_text())["name"] == "runc"
+
+
+def test_snapshotter_probe_verdict_is_kept_per_block_device(tmp_path: Path, monkeypatch):
+    import json
+    import os
+    from solver.solve import solver as solver_mod
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    if os.major(os.stat(scratch).st_dev) == 0:
+        pytest.skip("tmp_path is on an anonymous device (tmpfs): no verdict is kept there")
+    machine = tmp_path / "run" / "executor.json"
+    machine.parent.mkdir(mode=0o700)
+    monkeypatch.setattr(solver_mod, "_machine_executor_memo", lambda: machine)
+    probes: list[Path] = []
+    monkeypatch.setattr(solver_mod, "_overlay_works", lambda path: probes.append(path) or False)
+    memo = machine.with_name("snapshotter.json")
+    device = os.stat(scratch).st_dev
+    memo.write_text(json.dumps({"machine": solver_mod._machine_identity(),
+                                "devices": {f"{os.major(device)}:{os.minor(device)}": "overlay"}}))
+    os.chmod(memo, 0o666)  # writable by others: ignored, probed again
+    assert solver_mod._probed_snapshotter(scratch) == "native" and len(probes) == 1
+    assert solver_mod._probed_snapshotter(scratch) == "native" and len(probes) == 1  # kept
+    assert not memo.stat().st_mode & 0o022

@@ -146,8 +146,43 @@ def default_snapshotter(root: Path) -> Any:
     owner = marker.read_text().strip() if marker.exists() else ""
     wanted = owner or os.environ.get("LLBOOK_SNAPSHOTTER", "").strip().lower()
     if not wanted:
-        wanted = "overlay" if _overlay_works(Path(root).parent / "tmp") else "native"
+        wanted = _probed_snapshotter(Path(root).parent / "tmp")
     return OverlaySnapshotter(root) if wanted == "overlay" else NativeSnapshotter(root)
+
+
+def _probed_snapshotter(scratch: Path) -> str:
+    """overlay when an overlay mounts in ``scratch``, else native. The verdict is kept per
+    user until reboot next to the executor's (``_machine_executor_memo``), per block device
+    of ``scratch`` (never for anonymous devices such as tmpfs, whose numbers are reused)."""
+    import json
+    import os
+    scratch.mkdir(parents=True, exist_ok=True)
+    device = os.stat(scratch).st_dev
+    executor_memo = _machine_executor_memo()
+    memo = executor_memo.with_name("snapshotter.json") if executor_memo is not None else None
+    key = f"{os.major(device)}:{os.minor(device)}"
+    if memo is None or os.major(device) == 0:
+        return "overlay" if _overlay_works(scratch) else "native"
+    saved: dict[str, Any] = {}
+    if _private_file(memo):
+        try:
+            saved = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            saved = {}
+    if saved.get("machine") != _machine_identity() or not isinstance(saved.get("devices"), dict):
+        saved = {"machine": _machine_identity(), "devices": {}}
+    found = saved["devices"].get(key)
+    if found in ("overlay", "native"):
+        return found
+    found = "overlay" if _overlay_works(scratch) else "native"
+    saved["devices"][key] = found
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if _private_dir(memo.parent):
+            _write_memo(memo, saved)
+    except OSError:
+        pass
+    return found
 
 
 def _platform_text(platform: Any) -> str:
@@ -238,7 +273,7 @@ def _private_file(path: Path) -> bool:
 def _write_memo(path: Path, verdict: dict[str, Any]) -> None:
     import json
     import os
-    tmp = path.with_name(f".executor-{os.getpid()}.json")
+    tmp = path.with_name(f".{path.stem}-{os.getpid()}.json")
     tmp.write_text(json.dumps(verdict))
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
