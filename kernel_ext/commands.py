@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel_ext.session import CellRun, NotebookSession
+from kernel_ext.widgets.layers_model import human
 from solver.errors import LLBookError
 
 
@@ -129,7 +130,7 @@ def cmd_history(state: KernelState, argv: list[str]) -> Any:
             seen.add(v.digest)
             size = _record_size(state.session, v.cache_keys)
             rows.append([cell.filename, v.name, "CACHED" if v.cached else ("ERROR" if v.error else "built"),
-                         f"{v.duration:.2f}s" if v.duration is not None else "", _human(size)])
+                         f"{v.duration:.2f}s" if v.duration is not None else "", human(size)])
     return Table(["cell", "instruction", "status", "duration", "size"], rows)
 
 
@@ -139,14 +140,6 @@ def _record_size(session: NotebookSession, keys: list[str]) -> int:
         if record is not None:
             return record.size
     return 0
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
 
 
 def _reason_text(reason: dict[str, Any]) -> str:
@@ -210,9 +203,9 @@ def cmd_du(state: KernelState, argv: list[str]) -> Any:
     p = _parser("du", "Disk usage of the cache, per entry.")
     p.parse_args(argv)
     entries = state.session.solver.store.du()
-    rows = [[getattr(e, "name", "") or getattr(e, "key", "")[:19], _human(getattr(e, "size", 0))] for e in entries]
+    rows = [[getattr(e, "name", "") or getattr(e, "key", "")[:19], human(getattr(e, "size", 0))] for e in entries]
     total = sum(getattr(e, "size", 0) for e in entries)
-    return Table(["entry", "size"], rows, title=f"total {_human(total)}")
+    return Table(["entry", "size"], rows, title=f"total {human(total)}")
 
 
 def cmd_prune(state: KernelState, argv: list[str]) -> Any:
@@ -296,7 +289,7 @@ def cmd_layers(state: KernelState, argv: list[str]) -> Any:
     for i, name in enumerate(chain):
         diff = snapshotter.layer_diff(name)
         made_by = history[i - offset].get("created_by", "") if i >= offset else "(base image)"
-        rows.append([i, _human(diff.size), len(diff.added), len(diff.modified), len(diff.removed), made_by[:70]])
+        rows.append([i, human(diff.size), len(diff.added), len(diff.modified), len(diff.removed), made_by[:70]])
         if args.files:
             details += [f"[{i}] {c.kind[0].upper()} {c.path}" for c in diff.changes]
     table = Table(["layer", "size", "added", "modified", "removed", "instruction"], rows, title=f"stage {key}")

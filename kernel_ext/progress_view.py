@@ -125,7 +125,6 @@ class LiveProgress:
         self.rich = rich
         self.quiet = quiet
         self._handle = None
-        self._printed_lines: set[tuple[str, str, int]] = set()
 
     def __call__(self, event: ProgressEvent) -> None:
         self.events.put(event)

@@ -23,6 +23,8 @@ Fixtures (all session-scoped unless noted):
   from `registry_with_busybox`).
 - `llbook_registry_env` (function-scoped): sets LLBOOK_CONFIG and DOCKER_CONFIG in
   os.environ to `registry_config`'s files for the duration of one test.
+- `dockerd` -> fixtures.dockerd.DockerDaemon: a real dockerd (the running one, or one
+  started here as root with `--iptables=false --bridge=none`); skips with the reason.
 - `auth_registry` -> AuthRegistry: an htpasswd (bcrypt) protected docker-registry with
   `library/busybox:latest` pushed, `.username`/`.password`, and `.docker_config_dir`
   holding a config.json with its credentials (base64 `auth`).
@@ -168,3 +170,13 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory,
                            docker_config_dir=docker_dir, pushed=pushed)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory):
+    from fixtures import dockerd as dockerd_fixture
+    daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
+    if daemon is None:
+        pytest.skip(dockerd_fixture.unavailable_reason)
+    yield daemon
+    daemon.stop()

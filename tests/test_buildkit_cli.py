@@ -14,16 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory):
-    from fixtures import dockerd as dockerd_fixture
-    daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
-    if daemon is None:
-        pytest.skip(dockerd_fixture.unavailable_reason)
-    yield daemon
-    daemon.stop()
-
-
 def llbook(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     full = {**os.environ, **(env or {})}
     for name in ("BUILDKIT_HOST", "LLBOOK_BUILDKIT_HOST"):

@@ -31,16 +31,6 @@ PLATFORM = "linux/amd64"
 
 
 @pytest.fixture(scope="module")
-def dockerd(tmp_path_factory):
-    from fixtures import dockerd as dockerd_fixture
-    daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
-    if daemon is None:
-        pytest.skip(dockerd_fixture.unavailable_reason)
-    yield daemon
-    daemon.stop()
-
-
-@pytest.fixture(scope="module")
 def busybox_ref(registry_with_busybox) -> str:
     return f"{registry_with_busybox.host}/library/busybox:latest"
 

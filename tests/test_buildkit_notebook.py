@@ -17,16 +17,6 @@ from solver.errors import BuildError
 
 
 @pytest.fixture(scope="module")
-def dockerd(tmp_path_factory):
-    from fixtures import dockerd as dockerd_fixture
-    daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
-    if daemon is None:
-        pytest.skip(dockerd_fixture.unavailable_reason)
-    yield daemon
-    daemon.stop()
-
-
-@pytest.fixture(scope="module")
 def shell():
     from IPython.terminal.interactiveshell import TerminalInteractiveShell
     from IPython.testing import globalipapp

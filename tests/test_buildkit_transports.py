@@ -28,16 +28,6 @@ from solver.source.registry_config import load_registry_config
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory):
-    from fixtures import dockerd as dockerd_fixture
-    daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
-    if daemon is None:
-        pytest.skip(dockerd_fixture.unavailable_reason)
-    yield daemon
-    daemon.stop()
-
-
 @pytest.fixture
 def unix_address(dockerd):
     bridge = LocalBridge(lambda: hijack(DOCKER_SOCKET, "/grpc", "test-bridge"), "buildkitd")

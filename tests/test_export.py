@@ -106,16 +106,6 @@ def tree(root: Path) -> dict[str, tuple]:
     return out
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory):
-    from fixtures import dockerd as dockerd_fixture
-    daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
-    if daemon is None:
-        pytest.skip(dockerd_fixture.unavailable_reason)
-    yield daemon
-    daemon.stop()
-
-
 @pytest.fixture
 def built(tmp_path: Path):
     store = ContentStore(tmp_path / "store")

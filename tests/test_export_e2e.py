@@ -45,16 +45,6 @@ def context(tmp_path: Path) -> Path:
     return ctx
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory):
-    from fixtures import dockerd as dockerd_fixture
-    daemon = dockerd_fixture.ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
-    if daemon is None:
-        pytest.skip(dockerd_fixture.unavailable_reason)
-    yield daemon
-    daemon.stop()
-
-
 def test_docker_archive_of_a_build_runs_in_docker(context: Path, tmp_path: Path, registry_config, dockerd) -> None:
     archive = tmp_path / "app.tar"
     ref = "llbook-e2e:latest"

@@ -6,7 +6,6 @@ that mirrors docker.io, so `FROM busybox` resolves to the machine's busybox.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 

@@ -133,12 +133,9 @@ def _tree(root: Path) -> dict[str, tuple]:
     return out
 
 
-def test_session_dockerfile_builds_the_same_files_with_docker(kernel, tmp_path: Path,
+def test_session_dockerfile_builds_the_same_files_with_docker(kernel, tmp_path: Path, dockerd,
                                                               registry_with_busybox) -> None:
-    from fixtures import dockerd as dockerd_fixture
-    daemon = dockerd_fixture.ensure_dockerd(tmp_path)
-    if daemon is None:
-        pytest.skip(dockerd_fixture.unavailable_reason)
+    daemon = dockerd
     kernel.execute("%load_ext kernel_ext")
     cells = ["%%dockerfile\nFROM busybox AS build\nRUN mkdir -p /out && echo built > /out/file\n",
              "%%dockerfile\nFROM busybox\nWORKDIR /app\nCOPY --from=build /out /app/out\n",

@@ -11,6 +11,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from kernel_ext.widgets.layers_model import human
 from solver.errors import LLBookError
 
 OCI_TAR, OCI_DIR, DOCKER, ROOTFS, LOCAL, PUSH = "oci-tar", "oci-dir", "docker", "rootfs-tar", "local", "push"
@@ -90,15 +91,6 @@ def usage_line(request: ExportRequest, result: dict[str, str]) -> str:
     if request.type == PUSH:
         return f"docker pull {tag} && {run}"
     return f"ls {dest}"
-
-
-def human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return str(n)
 
 
 class ExportControls(w.VBox):

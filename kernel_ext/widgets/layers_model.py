@@ -309,6 +309,7 @@ def _makers(result: Any) -> dict[str, Any]:
 
 
 def human(n: float) -> str:
+    """A size as dive prints it: decimal units, ``2.0 MB``."""
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
