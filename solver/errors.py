@@ -23,6 +23,27 @@ class DockerfileError(LLBookError):
         return f"{where}: {self.message}"
 
 
+class FileOpError(LLBookError):
+    """A FileOp action that failed; the message names the path inside its root."""
+
+    def __init__(self, message: str, path: str = "", action_index: int | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.action_index = action_index
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.action_index is None:
+            return self.message
+        return f"file action {self.action_index}: {self.message}"
+
+    def for_action(self, index: int) -> "FileOpError":
+        """The same error, labelled with the index of the action that raised it."""
+        if self.action_index is not None:
+            return self
+        return type(self)(self.message, self.path, index)
+
+
 @dataclass
 class BuildError(LLBookError):
     """A vertex that failed to build: which one, where it came from, and the end of its log."""

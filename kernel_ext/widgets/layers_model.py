@@ -273,7 +273,7 @@ class LayersModel:
 
 def build_layers(session: Any, stage: str | None = None, result: Any = None) -> LayersModel:
     """The layers of ``stage`` (solved, normally all from the cache) or of a given result."""
-    from solver.export.result_source import _image_manifests, layer_chain, pulled_layers
+    from solver.export.result_source import image_manifests, layer_chain, pulled_layers
     key, state, image_config = session.stage_state(stage)
     if result is None:
         result = session.solve_state(state, scope=key)
@@ -282,7 +282,7 @@ def build_layers(session: Any, stage: str | None = None, result: Any = None) -> 
     chain = layer_chain(snapshotter, result.snapshot) if result.snapshot else []
     history = [h for h in image_config.get("history", []) if not h.get("empty_layer")]
     offset = len(chain) - len(history)
-    pulled = pulled_layers(solver.store.content, _image_manifests(solver, result))  # as the exporter finds them
+    pulled = pulled_layers(solver.store.content, image_manifests(solver, result))  # as the exporter finds them
     makers = _makers(result)
     layers, diffs = [], []
     for i, name in enumerate(chain):

@@ -78,7 +78,7 @@ def export_source(solver: Any, result: Any, image_config: dict[str, Any] | None 
     """The ``ExportSource`` of a ``SolveResult`` solved by ``solver``."""
     store: ContentStore = solver.store.content
     snapshotter = solver.snapshotter
-    manifests = _image_manifests(solver, result)
+    manifests = image_manifests(solver, result)
     pulled = pulled_layers(store, manifests)
     layers: list[ExportLayer] = []
     snapshot = result.snapshot
@@ -109,7 +109,8 @@ def export_source(solver: Any, result: Any, image_config: dict[str, Any] | None 
                         base_history_len=base_history_length(store, manifests), created=created)
 
 
-def _image_manifests(solver: Any, result: Any) -> list[str]:
+def image_manifests(solver: Any, result: Any) -> list[str]:
+    """Digests of the image manifests the solve pulled (from the cache records of its image sources)."""
     manifests = []
     for vertex in result.vertices:
         for key in vertex.cache_keys:

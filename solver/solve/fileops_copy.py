@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from solver.errors import LLBookError
+from solver.errors import FileOpError
 from solver.llb import gopath
 from solver.source.dockerignore import (
     BadPatternError,
@@ -43,27 +43,6 @@ from solver.source.dockerignore import (
 DEFAULT_DIRECTORY_MODE = 0o755
 MAX_SYMLINKS = 255
 _NO_MATCH_INFO = MatchInfo()
-
-
-class FileOpError(LLBookError):
-    """A FileOp action that failed; the message names the path inside its root."""
-
-    def __init__(self, message: str, path: str = "", action_index: int | None = None) -> None:
-        self.message = message
-        self.path = path
-        self.action_index = action_index
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        if self.action_index is None:
-            return self.message
-        return f"file action {self.action_index}: {self.message}"
-
-    def for_action(self, index: int) -> "FileOpError":
-        """The same error, labelled with the index of the action that raised it."""
-        if self.action_index is not None:
-            return self
-        return type(self)(self.message, self.path, index)
 
 
 @dataclass(frozen=True)
