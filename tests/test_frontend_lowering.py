@@ -230,8 +230,10 @@ def test_cache_mount_defaults_and_options():
     m = _mount(first, "/root/.cache")
     assert m.mount_type == pb.MountType.CACHE and m.input == -1 and m.output == -1
     assert m.cache_opt == pb.CacheOpt(id="//root/.cache", sharing=pb.CacheSharingOpt.SHARED)
+    assert not m.readonly
     m = _mount(second, "/go")
     assert m.cache_opt == pb.CacheOpt(id="/go", sharing=pb.CacheSharingOpt.LOCKED)
+    assert m.readonly and m.output == -1  # ro on a cache mount is Go's llb.Readonly
 
 
 def test_cache_mount_uid_gid_mode_adds_mkdir():

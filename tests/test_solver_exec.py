@@ -258,3 +258,15 @@ def test_cache_mount_sharing_modes(solver: Solver, sharing: str):
         assert seen[1] == 2  # one directory for both
     else:
         assert seen == [1, 1]  # the second got its own instance instead of waiting
+
+
+def test_readonly_cache_mount_can_be_read_but_not_written(solver: Solver):
+    """`RUN --mount=type=cache,ro` (Go's llb.Readonly on a cache mount)."""
+    base = llb.image("busybox")
+    solver.solve(base.run("echo seeded > /c/seed", shell=True, mounts=[llb.cache_mount("/c", "ro-demo")]).root())
+    reader = base.run("cat /c/seed > /seen; touch /c/new 2>/dev/null && echo wrote > /outcome || echo refused > /outcome",
+                      shell=True, mounts=[llb.cache_mount("/c", "ro-demo", readonly=True)]).root()
+    result = solver.solve(reader)
+    with _view(solver, result.snapshot) as root:
+        assert (root / "seen").read_text() == "seeded\n"
+        assert (root / "outcome").read_text() == "refused\n"

@@ -116,7 +116,7 @@ def _fs_mount(build: BuildState, stage: StageState, m: MountSpec, source: State 
         cache_id = m.id or gopath.clean(m.target)
         base = None if _is_scratch(state) else state
         return llb_exec.cache_mount(target, build.cache_namespace + "/" + cache_id, SHARING[m.sharing],
-                               base=base, selector=selector)
+                                    base=base, selector=selector, readonly=bool(m.readonly))
     if m.readonly:
         return llb_exec.bind(target, state, selector=selector, readonly=True)
     return llb_exec.bind(target, state, selector=selector, no_output=True)

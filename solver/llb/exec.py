@@ -42,6 +42,7 @@ class CacheMount:
     source: Output | None = None
     selector: str = ""
     content_cache: MountContentCache = MountContentCache.DEFAULT
+    readonly: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,10 @@ def bind(dest: str, state: State, selector: str = "", readonly: bool = False, *,
 
 
 def cache_mount(dest: str, id: str, sharing: CacheSharingOpt = CacheSharingOpt.SHARED,
-                base: State | None = None, selector: str = "") -> CacheMount:
-    """A cache mount; `base` seeds it (scratch when None)."""
-    return CacheMount(dest, id, CacheSharingOpt(sharing), base.output if base is not None else None, selector)
+                base: State | None = None, selector: str = "", readonly: bool = False) -> CacheMount:
+    """A cache mount; `base` seeds it (scratch when None). `readonly` is Go's `llb.Readonly`."""
+    return CacheMount(dest, id, CacheSharingOpt(sharing), base.output if base is not None else None, selector,
+                      readonly=readonly)
 
 
 def tmpfs(dest: str, size: int = 0) -> TmpfsMount:
@@ -285,6 +287,7 @@ def _pb_mount(m: FsMount, input_index: int, output: int) -> pb.Mount:
         pm.selector = m.selector
         pm.content_cache = m.content_cache
     elif isinstance(m, CacheMount):
+        pm.readonly = m.readonly
         pm.selector = m.selector
         pm.mount_type = pb.MountType.CACHE
         pm.cache_opt = pb.CacheOpt(id=m.id, sharing=m.sharing)

@@ -139,7 +139,7 @@ def _mount_specs(ctx: OpContext, info: VertexInfo, stack: ExitStack, inputs: lis
             else:
                 specs.append(MountSpec(mount.dest, str(path), readonly=mount.readonly))
         elif kind == pb.MountType.CACHE:
-            specs.append(MountSpec(mount.dest, str(_cache_dir(ctx, stack, mount, inputs))))
+            specs.append(MountSpec(mount.dest, str(_cache_dir(ctx, stack, mount, inputs)), readonly=mount.readonly))
         elif kind == pb.MountType.TMPFS:
             size = mount.tmpfs_opt.size if mount.tmpfs_opt else 0
             specs.append(MountSpec(mount.dest, type="tmpfs", options=(f"size={size}",) if size else ()))
