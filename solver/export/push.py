@@ -38,7 +38,8 @@ def push_image(client: RegistryClient, store: ContentStore, image: CommittedImag
     total = sum(b.size for b in blobs)
     done = 0
     for desc in blobs:
-        outcome = _push_blob(client, store, ref, desc, (mount_from or {}).get(desc.digest), chunked_above)
+        outcome = client.push_blob(ref, desc, lambda d=desc.digest: store.open(d),
+                                   mount_from=(mount_from or {}).get(desc.digest), chunked_above=chunked_above)
         getattr(report, outcome if outcome != "exists" else "skipped").append(desc.digest)
         done += desc.size
         if progress:
@@ -46,21 +47,3 @@ def push_image(client: RegistryClient, store: ContentStore, image: CommittedImag
     manifest_bytes = store.read(image.manifest.digest)
     report.manifest_digest = client.put_manifest(ref, manifest_bytes, image.manifest.media_type)
     return report
-
-
-def _push_blob(client: RegistryClient, store: ContentStore, ref: reference.Reference,
-               desc: Descriptor, mount_repo: str | None, chunked_above: int) -> str:
-    if client.blob_exists(ref, desc.digest):
-        return "exists"
-    if mount_repo and mount_repo != ref.path:
-        session = client.mount_blob(ref, desc.digest, mount_repo)
-        if session is None:
-            return "mounted"
-    else:
-        session = client.start_upload(ref)
-    if desc.size > chunked_above:
-        with store.open(desc.digest) as f:
-            client.upload_chunked(session, desc.digest, f)
-    else:
-        client.upload_monolithic(session, desc.digest, desc.size, lambda: store.open(desc.digest))
-    return "uploaded"

@@ -851,8 +851,9 @@ class RegistryClient:
             return self._stored_digest(response, digest, session.endpoint, what)
 
     def push_blob(self, ref: Reference, desc: Descriptor, body: bytes | Callable[[], BinaryIO],
-                  mount_from: str | None = None) -> str:
-        """Make `desc` exist in `ref`'s repository: skip if present, mount if possible, else upload."""
+                  mount_from: str | None = None, chunked_above: int | None = None) -> str:
+        """Make `desc` exist in `ref`'s repository: skip if present, mount if possible, else upload
+        (in PATCH chunks when `body` opens a stream and the blob is larger than `chunked_above`)."""
         if self.blob_exists(ref, desc.digest):
             return "exists"
         session: UploadSession | None
@@ -862,7 +863,11 @@ class RegistryClient:
                 return "mounted"
         else:
             session = self.start_upload(ref)
-        self.upload_monolithic(session, desc.digest, desc.size, body)
+        if callable(body) and chunked_above is not None and desc.size > chunked_above:
+            with body() as stream:
+                self.upload_chunked(session, desc.digest, stream)
+        else:
+            self.upload_monolithic(session, desc.digest, desc.size, body)
         return "uploaded"
 
     def put_manifest(self, ref: Reference, data: bytes, media_type: str) -> str:
