@@ -206,6 +206,17 @@ def _export_all(solver: Any, result: Any, image_config: dict[str, Any] | None, s
     return done
 
 
+def failure_exit_code(error: BaseException | None) -> int | None:
+    """Say why a build failed and return the exit code (130 when interrupted); None if it did not fail."""
+    if isinstance(error, KeyboardInterrupt):
+        print("error: build interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return None
+
+
 def run_build(args: argparse.Namespace) -> int:
     from solver.cli_buildkit import run_buildkit_build, selected_host
     buildkit_host = selected_host(args)
@@ -255,12 +266,9 @@ def run_build(args: argparse.Namespace) -> int:
         if args.metadata_file:
             vertices = result.vertices if result is not None else list(collector.records.values())
             write_metadata(args.metadata_file, result, image_config, args.tags, error, vertices, exports)
-    if isinstance(error, KeyboardInterrupt):
-        print("error: build interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if error is not None:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    code = failure_exit_code(error)
+    if code is not None:
+        return code
     assert result is not None
     if args.progress != "quiet":
         executed = len(result.executed)

@@ -20,7 +20,6 @@ from typing import Any
 
 from solver.errors import BuildError, DockerfileError, LLBookError
 
-EXIT_INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,12 +127,10 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
         close_printer(printer)
         if args.metadata_file:
             _metadata(args.metadata_file, backend.last if backend else None, image_config, address, error, records)
-    if isinstance(error, KeyboardInterrupt):
-        print("error: build interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if error is not None:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    from solver.cli_build import failure_exit_code
+    code = failure_exit_code(error)
+    if code is not None:
+        return code
     if args.progress != "quiet" and backend is not None and backend.last is not None:
         steps = [v for v in records if v.kind != "local"]
         cached = sum(1 for v in steps if v.cached)
