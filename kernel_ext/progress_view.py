@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import html
 import queue
+import sys
 import time
 from dataclasses import dataclass, field
 
+from solver.progress_ui import PlainPrinter
 from solver.solve.progress import (ProgressEvent, VertexCached, VertexCompleted, VertexFailed, VertexLog,
                                    VertexStarted, VertexStatus)
 
@@ -125,6 +127,8 @@ class LiveProgress:
         self.rich = rich
         self.quiet = quiet
         self._handle = None
+        # where no widget frontend exists: the CLI's plain printer (BuildKit's `#N …` lines)
+        self._printer = PlainPrinter(sys.stdout)
 
     def __call__(self, event: ProgressEvent) -> None:
         self.events.put(event)
@@ -140,7 +144,7 @@ class LiveProgress:
             self.model.apply(event)
             changed = True
             if not self.rich and not self.quiet:
-                self._print_event(event)
+                self._printer(event)
         if self.rich and not self.quiet and (changed or summary or self._handle is None):
             self._show(summary)
 
@@ -161,25 +165,3 @@ class LiveProgress:
             self._handle = display(view, display_id=True)
         else:
             self._handle.update(view)
-
-    def _print_event(self, event: ProgressEvent) -> None:
-        rows = list(self.model.rows)
-        if isinstance(event, VertexLog):
-            if event.digest not in self.model.rows:
-                return
-            n = rows.index(event.digest) + 1
-            for line in event.data.decode("utf-8", "replace").splitlines():
-                print(f"#{n} | {line}", flush=True)
-            return
-        if not hasattr(event, "digest") or event.digest not in self.model.rows:
-            return
-        row = self.model.rows[event.digest]
-        n = rows.index(event.digest) + 1
-        if isinstance(event, VertexStarted):
-            print(f"#{n} {row.name}", flush=True)
-        elif isinstance(event, VertexCached):
-            print(f"#{n} {row.name} CACHED", flush=True)
-        elif isinstance(event, VertexCompleted):
-            print(f"#{n} DONE {row.duration(time.time()):.1f}s", flush=True)
-        elif isinstance(event, VertexFailed):
-            print(f"#{n} ERROR: {event.error.splitlines()[0] if event.error else ''}", flush=True)

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from fixtures.progress_text import step_states
 
 import kernel_ext
 from solver.errors import BuildError
@@ -46,21 +47,6 @@ def ip(shell, dockerd, tmp_path: Path, llbook_registry_env, monkeypatch):
 def run(ip, text: str, cell_id: str, capsys) -> tuple[str, object]:
     result = ip.run_cell(text, cell_id=cell_id)
     return capsys.readouterr().out, result
-
-
-def step_states(out: str) -> dict[str, str]:
-    """Vertex name → CACHED | DONE | ERROR from the plain progress text."""
-    found: dict[str, str] = {}
-    names: dict[str, str] = {}
-    for line in out.splitlines():
-        m = re.match(r"#(\d+) (\[.*?\] .*?)( CACHED)?$", line)
-        if m and not line.startswith(f"#{m.group(1)} |") and not m.group(2).startswith("[internal]"):
-            names[m.group(1)] = m.group(2)
-            found[m.group(2)] = "CACHED" if m.group(3) else "RUNNING"
-        m = re.match(r"#(\d+) (DONE|ERROR)", line)
-        if m and m.group(1) in names:
-            found[names[m.group(1)]] = m.group(2)
-    return found
 
 
 def state_of(states: dict[str, str], command: str) -> str:

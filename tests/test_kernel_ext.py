@@ -6,10 +6,10 @@ that mirrors docker.io, so `FROM busybox` resolves to the machine's busybox.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from fixtures.progress_text import step_states
 
 import kernel_ext
 from solver.errors import BuildError, DockerfileError
@@ -44,26 +44,11 @@ def cell(ip, text: str, cell_id: str, capsys) -> tuple[str, object]:
     return out, result
 
 
-def statuses(out: str) -> dict[str, str]:
-    """Vertex name → CACHED | DONE from the text progress."""
-    found: dict[str, str] = {}
-    names: dict[str, str] = {}
-    for line in out.splitlines():
-        m = re.match(r"#(\d+) (\[.*?\] .*?)( CACHED)?$", line)
-        if m and not line.startswith(f"#{m.group(1)} |"):
-            names[m.group(1)] = m.group(2)
-            found[m.group(2)] = "CACHED" if m.group(3) else "RUNNING"
-        m = re.match(r"#(\d+) DONE", line)
-        if m:
-            found[names[m.group(1)]] = "DONE"
-    return found
-
-
 def test_incremental_cells_run_only_the_new_vertex(ip, capsys) -> None:
     out, _ = cell(ip, "%%dockerfile\nFROM busybox\nRUN echo one > /one\n", "a", capsys)
     assert "2 steps, 0 cached" in out
     out, _ = cell(ip, "%%dockerfile\nRUN cat /one > /two\n", "b", capsys)
-    st = statuses(out)
+    st = step_states(out)
     assert [s for s in st.values()] == ["CACHED", "CACHED", "DONE"], out
     assert "3 steps, 2 cached" in out
 
@@ -78,11 +63,11 @@ def test_editing_an_earlier_cell_replaces_it_and_marks_later_cells_stale(ip, cap
     assert len(session.cells) == 3 and "v2" in session.cells[0].text
     assert "echo v1" not in session.dockerfile()
     out, _ = cell(ip, "%%dockerfile\nRUN cat /v > /copy\n", "b", capsys)
-    assert list(statuses(out).values()) == ["CACHED", "CACHED", "DONE"]
+    assert list(step_states(out).values()) == ["CACHED", "CACHED", "DONE"]
     assert "stale" not in out.splitlines()[-1] or "cell 2" not in out.splitlines()[-1]
     out, _ = cell(ip, "%%dockerfile\nFROM busybox\nRUN echo v1 > /v\n", "a", capsys)  # back to v1
     out, _ = cell(ip, "%%dockerfile\nRUN cat /v > /copy\n", "b", capsys)
-    assert list(statuses(out).values()) == ["CACHED"] * 3  # reused: the key is the v1 one again
+    assert list(step_states(out).values()) == ["CACHED"] * 3  # reused: the key is the v1 one again
 
 
 def test_multi_stage_across_cells(ip, capsys) -> None:
