@@ -50,7 +50,8 @@ def overlay_supported(root: str) -> bool:
         remove_tree(probe)
 
 
-def _recorded_driver(root: Path) -> str | None:
+def recorded_driver(root: Path) -> str | None:
+    """The driver a snapshot root was made with (``root/driver``), if any."""
     try:
         value = (root / "driver").read_text().strip()
     except OSError:
@@ -62,7 +63,7 @@ def choose_snapshotter(root: str | Path, preference: str | None = None) -> Snaps
     """The snapshotter for ``root``: its recorded driver, else the preference, else
     overlay when the probe mount works, else native."""
     root = Path(root)
-    wanted = _recorded_driver(root) or (preference if preference is not None
+    wanted = recorded_driver(root) or (preference if preference is not None
                                         else os.environ.get("LLBOOK_SNAPSHOTTER", "")).strip().lower()
     if wanted and wanted not in DRIVERS:
         raise SnapshotError(f"unknown snapshotter {wanted!r}; use one of {', '.join(DRIVERS)}")

@@ -115,24 +115,9 @@ def _location(defn: pb.Definition, graph: Graph, digest: str) -> tuple[str | Non
 
 
 def _overlay_works(scratch: Path) -> bool:
-    """Can this process mount an overlayfs here? (tries one, in a temporary directory)"""
-    import shutil
-    import tempfile
-    from solver.snapshot.mount import Mount, mounted
-    scratch.mkdir(parents=True, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="probe-overlay-", dir=scratch))
-    try:
-        for name in ("lower", "upper", "work"):
-            (base / name).mkdir()
-        (base / "lower" / "f").write_text("x")
-        mount = Mount("overlay", "overlay", (f"lowerdir={base / 'lower'}", f"upperdir={base / 'upper'}",
-                                             f"workdir={base / 'work'}"))
-        with mounted([mount], parent_dir=base) as root:
-            return (root / "f").read_text() == "x"
-    except Exception:  # noqa: BLE001 - any failure means "no overlay here"
-        return False
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    """Can this process mount an overlayfs in ``scratch``? (the snapshot package's probe)"""
+    from solver.snapshot.probe import overlay_supported
+    return overlay_supported(str(scratch))
 
 
 def default_snapshotter(root: Path) -> Any:
@@ -142,10 +127,9 @@ def default_snapshotter(root: Path) -> Any:
     import os
     from solver.snapshot.native import NativeSnapshotter
     from solver.snapshot.overlay import OverlaySnapshotter
-    marker = Path(root) / "driver"
-    owner = marker.read_text().strip() if marker.exists() else ""
-    wanted = owner or os.environ.get("LLBOOK_SNAPSHOTTER", "").strip().lower()
-    if not wanted:
+    from solver.snapshot.probe import recorded_driver
+    wanted = recorded_driver(Path(root)) or os.environ.get("LLBOOK_SNAPSHOTTER", "").strip().lower()
+    if not wanted:  # a new cache dir: the probe verdict is remembered per user until reboot
         wanted = _probed_snapshotter(Path(root).parent / "tmp")
     return OverlaySnapshotter(root) if wanted == "overlay" else NativeSnapshotter(root)
 
