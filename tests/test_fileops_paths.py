@@ -12,8 +12,6 @@ from solver.solve.fileops_copy import (
     ModeSet,
     ModeSyntaxError,
     clean_action_path,
-    go_base,
-    go_dir,
     resolve_wildcards,
     root_path,
     root_path_parent,
@@ -87,6 +85,7 @@ def test_clean_action_path(given: str, expected: str) -> None:
 
 
 def test_go_base_and_dir() -> None:
+    from solver.llb.gopath import base as go_base, dir as go_dir
     assert go_base("/a/b/") == "b"
     assert go_base("/") == "/"
     assert go_base("") == "."

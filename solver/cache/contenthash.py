@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
 
 from solver.errors import LLBookError
+from solver.llb import gopath
 from solver.source.dockerignore import (
     MatchInfo,
     PatternMatcher,
@@ -362,33 +363,17 @@ def _key_path(p: str) -> str:
     return "" if cleaned == "/" else cleaned
 
 
-def _go_join(parts: Sequence[str]) -> str:
-    """Go's ``path.Join``: empty elements ignored, "" when all are empty."""
-    kept = [p for p in parts if p]
-    return clean_path("/".join(kept)) if kept else ""
-
-
-def _go_base(p: str) -> str:
-    """Go's ``path.Base``."""
-    if p == "":
-        return "."
-    p = p.rstrip("/")
-    if p == "":
-        return "/"
-    return p.rsplit("/", 1)[-1]
-
-
 def _split_wildcards(p: str) -> tuple[str, str]:
     """The literal prefix and the wildcard rest of a pattern (``splitWildcards``)."""
     p1: list[str] = []
     p2: list[str] = []
     found = False
-    for part in _go_join([p]).split("/"):
+    for part in gopath.join(p).split("/"):
         if not found and contains_wildcards(part):
             found = True
         part = part or "/"
         (p2 if found else p1).append(part)
-    return _go_join(p1), _go_join(p2)
+    return gopath.join(*p1), gopath.join(*p2)
 
 
 def _key_bytes(rel: str) -> bytes:
@@ -673,7 +658,7 @@ def _filtered_checksum(tree: _Tree, sel: Selector) -> str:
     _follow_included(tree, included)
     if not included:
         return EMPTY_DIGEST
-    if len(included) == 1 and _go_base(sel.path) == _go_base(included[0].path):
+    if len(included) == 1 and gopath.base(sel.path) == gopath.base(included[0].path):
         return included[0].digest
     h = hashlib.sha256()
     for item in included:

@@ -5,14 +5,7 @@ from __future__ import annotations
 from solver.llb import gopath
 
 
-def base(path: str) -> str:
-    """Go's ``path.Base``."""
-    if path == "":
-        return "."
-    path = path.rstrip("/")
-    if path == "":
-        return "/"
-    return path.rsplit("/", 1)[-1]
+base = gopath.base  # Go's path.Base
 
 
 def normalize_path(parent: str, new: str, keep_slash: bool) -> str:

@@ -1,4 +1,5 @@
-"""Go's `path.Clean` and `path.Join` (POSIX paths), which LLB path handling relies on."""
+"""Go's `path` package (POSIX paths: Clean, Join, Base, Dir, Split), which LLB, the frontend,
+the content checksums and the file ops rely on. One implementation for all of them."""
 
 from __future__ import annotations
 
@@ -31,3 +32,24 @@ def join(*parts: str) -> str:
 
 def is_abs(p: str) -> bool:
     return p.startswith("/")
+
+
+def split(p: str) -> tuple[str, str]:
+    """Go's `path.Split`: (dir with its trailing slash, file)."""
+    i = p.rfind("/")
+    return p[: i + 1], p[i + 1:]
+
+
+def base(p: str) -> str:
+    """Go's `path.Base`: the last element ("." for "", "/" for only slashes)."""
+    if p == "":
+        return "."
+    p = p.rstrip("/")
+    if p == "":
+        return "/"
+    return p[p.rfind("/") + 1:]
+
+
+def dir(p: str) -> str:  # noqa: A001 - Go's name
+    """Go's `path.Dir`: all but the last element, cleaned."""
+    return clean(split(p)[0])

@@ -39,7 +39,6 @@ from solver.solve.fileops_copy import (
     with_owner_access,
     copy_tree,
     display_path,
-    go_split,
     mkdir_all,
     remove_all,
     resolve_wildcards,
@@ -153,7 +152,7 @@ def _rm_path(root: Path, src: str, allow_not_found: bool) -> None:
     """BuildKit's ``rmPath``: the parent is resolved in the root, the entry itself is
     removed without following it."""
     shown = gopath.join("/", src)
-    parent, base = go_split(shown)
+    parent, base = gopath.split(shown)
     if base == "":
         raise FileOpError("rmPath: invalid empty path", shown)
     path = root_path(root, parent) / base

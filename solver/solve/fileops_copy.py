@@ -56,27 +56,6 @@ class Owner:
 # ----------------------------------------------------------------- Go path helpers
 
 
-def go_split(p: str) -> tuple[str, str]:
-    """Go's ``filepath.Split``: (dir with trailing slash, file)."""
-    i = p.rfind("/")
-    return p[: i + 1], p[i + 1:]
-
-
-def go_base(p: str) -> str:
-    """Go's ``filepath.Base``."""
-    if p == "":
-        return "."
-    p = p.rstrip("/")
-    if p == "":
-        return "/"
-    return p[p.rfind("/") + 1:]
-
-
-def go_dir(p: str) -> str:
-    """Go's ``filepath.Dir``."""
-    return gopath.clean(go_split(p)[0])
-
-
 def clean_action_path(s: str) -> str:
     """BuildKit's ``cleanPath``: absolute and clean, keeping a trailing ``/`` or ``/.``."""
     cleaned = gopath.join("/", s)
@@ -152,7 +131,7 @@ def root_path_parent(root: Path, path: str, follow_links: bool) -> Path:
         return Path(root)
     if follow_links:
         return root_path(root, p)
-    parent, name = go_split(p)
+    parent, name = gopath.split(p)
     return root_path(root, parent) / name
 
 
@@ -574,7 +553,7 @@ class Copier:
         dir_mode = DEFAULT_DIRECTORY_MODE if opts.mode is None else opts.mode
         created: list[Path] = []
         ensure = dest
-        head, tail = go_split(dest)
+        head, tail = gopath.split(dest)
         if tail not in ("", "."):
             ensure = head
         if ensure:
@@ -610,7 +589,7 @@ class Copier:
         target = str(dest_path)
         if (not self.options.copy_dir_contents and src_is_dir and dest_st is not None) or \
                 (not src_is_dir and dest_is_dir):
-            target = os.path.join(target, go_base(src)) if go_base(src) not in (".", "/") else target
+            target = os.path.join(target, gopath.base(src)) if gopath.base(src) not in (".", "/") else target
         parent = target if (self.options.copy_dir_contents and src_is_dir and dest_st is None) \
             else os.path.dirname(target)
         if not _is_within(parent, self.dest_root):

@@ -37,7 +37,6 @@ from solver.solve.fileops_copy import (
     FileOpError,
     Owner,
     display_path,
-    go_split,
     lchown_best_effort,
     mkdir_all,
     remove_all,
@@ -196,7 +195,7 @@ class _Extractor:
 
     def _resolve(self, name: str) -> str:
         """Where entry ``name`` goes: its parent resolved inside the root, its base kept."""
-        parent, base = go_split(name)
+        parent, base = gopath.split(name)
         return str(root_path(self.root, parent) / base)
 
     def _extract(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> str | None:

@@ -25,6 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterable
 
+from solver.llb import gopath
 from solver.errors import LLBookError
 
 __all__ = [
@@ -48,26 +49,7 @@ class BadPatternError(LLBookError, ValueError):
 # --------------------------------------------------------------------------- Go path
 
 
-def clean_path(path: str) -> str:
-    """Go's ``path.Clean``: the shortest lexically equivalent slash path ("." if empty)."""
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    joined = "/".join(parts)
-    if rooted:
-        return "/" + joined
-    return joined or "."
+clean_path = gopath.clean  # Go's path.Clean
 
 
 def contains_wildcards(name: str) -> bool:
