@@ -58,7 +58,8 @@ def _small_files(ctx: Path) -> None:
         (ctx / "app" / f"module{i}.txt").write_text(f"module {i}\n" * 50)
 
 
-def _many_files(ctx: Path) -> None:
+def many_files(ctx: Path) -> None:
+    """2,000 small files in 20 directories under ctx/src."""
     for d in range(20):
         sub = ctx / "src" / f"pkg{d}"
         sub.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,7 @@ CASES = [
                                "WORKDIR /src\n"
                                "COPY src/ /src/\n"
                                "RUN find /src -type f | wc -l > /count\n"
-                               "RUN echo last-0 > /last.txt " + LAST_MARK + "\n", _many_files),
+                               "RUN echo last-0 > /last.txt " + LAST_MARK + "\n", many_files),
 ]
 
 
@@ -117,7 +118,8 @@ def _edit_last(ctx: Path, value: str) -> None:
     df.write_text("\n".join(lines) + "\n")
 
 
-def _push_base(workdir: Path) -> tuple[RegistryServer, str]:
+def push_busybox_base(workdir: Path) -> tuple[RegistryServer, str]:
+    """A loopback docker-registry holding busybox (from the machine's static busybox); its ref."""
     server = start_registry(workdir / "registry")
     rootfs = make_busybox_rootfs(workdir / "busybox-rootfs")
     image = build_image([layer_from_dir(rootfs)], default_platform(), oci=False)
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = [c for c in CASES if not args.only or c.name in args.only]
     workdir = Path(tempfile.mkdtemp(prefix="llbook-bench-"))
-    server, base = _push_base(workdir)
+    server, base = push_busybox_base(workdir)
     daemon = None
     try:
         tools: list = [Llbook(workdir)]

@@ -51,11 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from fixtures import dockerd as dockerd_fixture  # noqa: E402
 from fixtures.dockerd import DockerDaemon, ensure_dockerd  # noqa: E402
-from fixtures.imagebuild import build_image, layer_from_dir, push_image  # noqa: E402
-from fixtures.registry_server import RegistryServer, start_registry  # noqa: E402
-from fixtures.rootfs import make_busybox_rootfs  # noqa: E402
-from solver.source.reference import parse as parse_reference  # noqa: E402
-from solver.source.registry import RegistryClient, default_platform  # noqa: E402
+from bench_build import push_busybox_base  # noqa: E402
 
 IMAGE = "llbook-bench-export:latest"
 
@@ -113,15 +109,6 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Measured:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
     return Measured(elapsed, usage.ru_maxrss, stdout)
-
-
-def _push_base(workdir: Path) -> tuple[RegistryServer, str]:
-    server = start_registry(workdir / "registry")
-    rootfs = make_busybox_rootfs(workdir / "busybox-rootfs")
-    image = build_image([layer_from_dir(rootfs)], default_platform(), oci=False)
-    ref = f"{server.host}/library/busybox:latest"
-    push_image(RegistryClient(), parse_reference(ref), image)
-    return server, ref
 
 
 def _rss_kb(pid: int) -> int | None:
@@ -270,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dirs = max(1, args.files // 250)
     workdir = Path(tempfile.mkdtemp(prefix="llbook-bench-export-"))
-    server, base = _push_base(workdir)
+    server, base = push_busybox_base(workdir)
     daemon = docker = None
     rows: list[Row] = []
     try:

@@ -34,12 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from fixtures.imagebuild import build_image, layer_from_dir, push_image  # noqa: E402
-from fixtures.registry_server import start_registry, write_llbook_config  # noqa: E402
-from fixtures.rootfs import make_busybox_rootfs  # noqa: E402
-from solver.source.reference import parse as parse_reference  # noqa: E402
-from solver.source.registry import RegistryClient, default_platform  # noqa: E402
+from fixtures.registry_server import write_llbook_config  # noqa: E402
 from solver.source.registry_config import load_registry_config  # noqa: E402
+from bench_build import many_files, push_busybox_base  # noqa: E402
 
 TARGET_MS = 50.0
 
@@ -64,19 +61,8 @@ RUN find /src -type f | wc -l > /count
 """
 
 
-def _many_files(ctx: Path) -> None:
-    for d in range(20):
-        sub = ctx / "src" / f"pkg{d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        for i in range(100):
-            (sub / f"f{i}.txt").write_text(f"{d}/{i}\n" * 20)
-
-
 def _setup_registry(workdir: Path):
-    server = start_registry(workdir / "registry")
-    rootfs = make_busybox_rootfs(workdir / "busybox-rootfs")
-    image = build_image([layer_from_dir(rootfs)], default_platform(), oci=False)
-    push_image(RegistryClient(), parse_reference(f"{server.host}/library/busybox:latest"), image)
+    server, _ = push_busybox_base(workdir)
     config_dir = workdir / "llbook-config"
     config_dir.mkdir()
     path = write_llbook_config(config_dir / "llbook.toml", {"docker.io": {"mirrors": [server.host]}})
@@ -171,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         state.session.cache_dir = workdir / "cache"
         context = workdir / "context"
         context.mkdir()
-        _many_files(context)
+        many_files(context)
         state.session.context = workdir
         state.session.registry_config = registry_config
         timed = _TimedMagic(shell)
