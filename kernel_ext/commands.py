@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import subprocess
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -111,9 +110,9 @@ def cmd_graph(state: KernelState, argv: list[str]) -> Any:
     if state.rich_display:
         from kernel_ext.widgets import views
         return views.dag_view(state, args.stage)
+    from kernel_ext.widgets.dag_model import render_svg
     dot = state.session.graph(args.stage)
-    svg = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True).stdout
-    return SVG(svg, dot)
+    return SVG(render_svg(dot), dot)
 
 
 def cmd_history(state: KernelState, argv: list[str]) -> Any:

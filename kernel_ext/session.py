@@ -366,10 +366,10 @@ class NotebookSession:
         return out
 
     def graph(self, stage: str | None = None) -> str:
-        """DOT source of a stage's LLB, vertices filled by their last status."""
-        from solver.llb import dump
-        _, state, _ = self.stage_state(stage)
-        return colour_dot(dump.dump_dot(state.marshal()), self.vertex_status())
+        """DOT source of a stage's LLB as the DAG view draws it (buildctl's shapes, status fills)."""
+        from kernel_ext.widgets.dag_model import build_dag
+        key, _, _ = self.stage_state(stage)
+        return build_dag(self, key).to_dot()
 
     def export(self, output: str, stage: str | None = None, tags: tuple[str, ...] = (),
                progress: Any = None) -> dict[str, str]:
@@ -417,21 +417,6 @@ class NotebookSession:
         self._by_id.clear()
         self._resolved.clear()
         self._lowered = None
-
-
-STATUS_COLOURS = {"cached": "#d0d7de", "built": "#aceebb", "failed": "#ffcecb", "stale": "#fff8c5"}
-
-
-def colour_dot(dot: str, status: dict[str, str]) -> str:
-    """Fill the DOT nodes whose digest has a status with that status's colour."""
-    lines = []
-    for line in dot.splitlines():
-        head = line.strip().split(" ", 1)[0].strip('"')
-        kind = status.get(head)
-        if kind and "->" not in line:
-            line = line.replace("[", f'[style=filled fillcolor="{STATUS_COLOURS[kind]}" ', 1)
-        lines.append(line)
-    return "\n".join(lines)
 
 
 def _locate(err: BuildError, session: SessionLowering) -> None:
