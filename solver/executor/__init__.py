@@ -3,14 +3,14 @@
 - ``base``: ``Executor.run(rootfs, ProcessSpec, [MountSpec], stdout=, stderr=, cancel=,
   stdin=) -> exit code``, ``ProcessSpec``, ``MountSpec`` and the errors
   (``UserNotFoundError``, ``ExecCancelledError``, ``ExecutorUnavailableError``).
-- ``runc``: ``RuncExecutor``; ``ocispec``: the config.json; ``seccomp``: the sandbox
-  filter; ``proot``: ``ProotExecutor``.
+- ``runc``: ``RuncExecutor``; ``ocispec``: the config.json; ``seccomp``: Docker's default
+  seccomp profile, converted; ``proot``: ``ProotExecutor``.
 - ``user``: user/group resolution; ``etcfiles``: hosts and resolv.conf; ``stubs``: mount
   stub cleanup; ``rootpath``: confined path resolution; ``proctree``, ``streams``.
 - ``probe``: ``choose_executor(preference)``, ``choose_snapshotter(root)``.
 
-Sandbox mode applies ``seccomp.sandbox_profile()``, a denylist of our own (BuildKit
-applies Docker's allowlist profile); no AppArmor profile.
+Sandbox mode applies Docker's default seccomp profile (an allowlist: other calls fail
+with EPERM), as BuildKit does; insecure mode runs unconfined. No AppArmor profile.
 """
 
 from solver.executor.base import (

@@ -9,7 +9,9 @@ paths, writable sysfs and cgroupfs). The network namespace is new for ``none`` a
 host's otherwise, as rootless BuildKit does. Rootless specs add a user namespace with
 id mappings, bind the host's /sys and leave cgroups alone.
 
-Sandbox mode gets the seccomp filter of ``seccomp.py`` when asked; no AppArmor profile.
+Sandbox mode gets Docker's default seccomp profile (``seccomp.py``), converted for the
+container's bounding capabilities, when asked; insecure mode runs unconfined, as
+BuildKit does. No AppArmor profile.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from solver.executor.base import NETWORK_NONE, SECURITY_INSECURE, MountSpec, ProcessSpec
+from solver.executor.seccomp import convert as convert_seccomp
 from solver.executor.user import ResolvedUser
 
 OCI_VERSION = "1.0.2"
@@ -93,7 +96,7 @@ class SpecInputs:
     uid_mappings: Sequence[IdMapping] = field(default_factory=tuple)
     gid_mappings: Sequence[IdMapping] = field(default_factory=tuple)
     held_capabilities: Sequence[str] = ()  # what the runtime can grant; () = all
-    seccomp: dict[str, Any] | None = None  # linux.seccomp for sandbox mode
+    seccomp_profile: dict[str, Any] | None = None  # a Docker-format profile for sandbox mode
 
 
 def _mount(dest: str, type_: str, source: str, options: Sequence[str]) -> dict[str, Any]:
@@ -144,9 +147,14 @@ def _namespaces(process: ProcessSpec, rootless: bool) -> list[dict[str, str]]:
     return [{"type": kind} for kind in kinds]
 
 
-def _process(process: ProcessSpec, user: ResolvedUser, insecure: bool,
-             held: Sequence[str]) -> dict[str, Any]:
-    caps = [c for c in (ALL_CAPS if insecure else DEFAULT_CAPS) if c in held]
+def capabilities(insecure: bool, held: Sequence[str]) -> list[str]:
+    """The container's capabilities: Docker's default set, or all for insecure mode,
+    of those the runtime can grant."""
+    return [c for c in (ALL_CAPS if insecure else DEFAULT_CAPS) if c in held]
+
+
+def _process(process: ProcessSpec, user: ResolvedUser, caps: Sequence[str]) -> dict[str, Any]:
+    caps = list(caps)
     user_json: dict[str, Any] = {"uid": user.uid, "gid": user.gid}
     if user.additional_gids:
         user_json["additionalGids"] = list(user.additional_gids)
@@ -181,8 +189,9 @@ def build_spec(process: ProcessSpec, inputs: SpecInputs) -> dict[str, Any]:
         "maskedPaths": [] if insecure else list(MASKED_PATHS),
         "readonlyPaths": [] if insecure else list(READONLY_PATHS),
     }
-    if inputs.seccomp is not None and not insecure:
-        linux["seccomp"] = inputs.seccomp
+    caps = capabilities(insecure, inputs.held_capabilities or ALL_CAPS)
+    if inputs.seccomp_profile is not None and not insecure:
+        linux["seccomp"] = convert_seccomp(inputs.seccomp_profile, caps)
     if not inputs.rootless:
         linux["resources"] = {"devices": [{"allow": insecure, "access": "rwm"}]}
         if inputs.cgroups_path:
@@ -192,7 +201,7 @@ def build_spec(process: ProcessSpec, inputs: SpecInputs) -> dict[str, Any]:
         linux["gidMappings"] = [m.to_json() for m in inputs.gid_mappings]
     return {
         "ociVersion": OCI_VERSION,
-        "process": _process(process, inputs.user, insecure, inputs.held_capabilities or ALL_CAPS),
+        "process": _process(process, inputs.user, caps),
         "root": {"path": str(inputs.rootfs), "readonly": False},
         "hostname": process.hostname,
         "mounts": dedupe_mounts(mounts),

@@ -40,7 +40,7 @@ from solver.executor.etcfiles import hosts_file, resolv_conf
 from solver.executor.ocispec import SpecInputs, build_spec, current_capabilities, rootless_mappings
 from solver.executor.proctree import descendants, identity, wait_gone
 from solver.executor.rootpath import resolve_in_root
-from solver.executor.seccomp import sandbox_profile
+from solver.executor.seccomp import load_profile
 from solver.executor.streams import Pipes
 from solver.executor.stubs import MountStubs
 from solver.executor.user import ResolvedUser, resolve_user
@@ -101,7 +101,7 @@ class RuncExecutor(Executor):
     state_root: Path = field(default_factory=default_state_root)
     rootless: bool = field(default_factory=lambda: os.geteuid() != 0)
     bundle_parent: Path | None = None
-    seccomp: bool = True  # the sandbox filter of seccomp.py in sandbox mode
+    seccomp: bool = True  # Docker's default seccomp profile (seccomp.py) in sandbox mode
     name: str = "runc"
 
     def __post_init__(self) -> None:
@@ -157,7 +157,7 @@ class RuncExecutor(Executor):
             uid_mappings=uid_maps if self.rootless else (),
             gid_mappings=gid_maps if self.rootless else (),
             held_capabilities=current_capabilities(),
-            seccomp=sandbox_profile() if self.seccomp else None,
+            seccomp_profile=load_profile()[1] if self.seccomp else None,
         )
         spec = build_spec(process, inputs)
         (bundle / "config.json").write_text(json.dumps(spec, indent=2))

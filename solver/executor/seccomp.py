@@ -1,66 +1,151 @@
-"""The seccomp filter of a sandboxed RUN: a denylist of kernel interfaces builds do not need.
+"""The seccomp filter of a sandboxed RUN: Docker's default profile, converted as Docker does.
 
-BuildKit applies Docker's default profile, an allowlist of about 370 system calls. This
-is our own, smaller filter with the same intent for the calls that matter most in a
-container without CAP_SYS_ADMIN: everything else is allowed, and these fail with EPERM:
-the kernel keyring, module loading, kexec, mounting, namespace creation (``unshare``,
-``setns``, ``clone`` with a CLONE_NEW* flag), BPF, perf events, userfaultfd, io_uring,
-raw I/O ports, clock setting, swap, reboot, quotas, and the cross-process memory and
-handle calls (``process_vm_*``, ``kcmp``, ``open_by_handle_at``). ``clone3`` returns
-ENOSYS, so that libc falls back to ``clone``, whose flags can be checked.
+The profile is Docker's allowlist (default action ``SCMP_ACT_ERRNO``, so any system call
+it does not name fails with EPERM), read at run time from the file Debian ships it in:
+``profiles/seccomp/default.json`` of moby's source in the package
+``golang-github-docker-docker-dev``. Where that is missing, the same-format profile of
+``golang-github-containers-common`` (``/usr/share/containers/seccomp.json``, podman's
+variant, pulled in by skopeo) is used instead; it allows more (``unshare``, ``mount``,
+``keyctl``) and answers unknown calls with ENOSYS.
+
+``convert`` is Docker's ``setupSeccomp`` (``profiles/seccomp/seccomp_linux.go``): the
+``archMap`` entry of this machine's architecture, then every rule whose conditions hold:
+``excludes``/``includes`` by architecture (Go's names: amd64, arm64, ...), by the
+container's bounding capabilities, and by minimum kernel version (major.minor of
+``uname -r``). runc adds an ENOSYS answer for system calls newer than the profile knows.
 """
 
 from __future__ import annotations
 
-import errno
+import functools
+import json
+import os
 import platform
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-DENIED = (
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-    "delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
-    "get_kernel_syms", "init_module", "io_uring_enter", "io_uring_register", "io_uring_setup",
-    "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie",
-    "mount", "mount_setattr", "move_mount", "nfsservctl", "open_by_handle_at", "open_tree",
-    "perf_event_open", "pivot_root", "process_vm_readv", "process_vm_writev", "query_module",
-    "quotactl", "quotactl_fd", "reboot", "request_key", "setns", "settimeofday", "stime",
-    "swapoff", "swapon", "_sysctl", "sysfs", "umount", "umount2", "unshare", "uselib",
-    "userfaultfd", "ustat", "vm86", "vm86old",
-)
+from solver.executor.base import ExecutorUnavailableError
 
-# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
-CLONE_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000,
-                         0x20000000, 0x40000000)
+DOCKER_PROFILE = Path("/usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json")
+CONTAINERS_PROFILE = Path("/usr/share/containers/seccomp.json")
+PROFILE_FILES = (DOCKER_PROFILE, CONTAINERS_PROFILE)
+PROFILE_PACKAGE = "golang-github-docker-docker-dev"
 
-ARCHITECTURES = {
-    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-    "armv7l": ["SCMP_ARCH_ARM"],
-    "ppc64le": ["SCMP_ARCH_PPC64LE"],
-    "s390x": ["SCMP_ARCH_S390X", "SCMP_ARCH_S390"],
-    "riscv64": ["SCMP_ARCH_RISCV64"],
+# uname's machine -> Docker's native architecture name (Go's GOARCH through goToNative)
+NATIVE_ARCH = {
+    "x86_64": "amd64", "i386": "x86", "i686": "x86", "aarch64": "arm64", "arm64": "arm64",
+    "armv7l": "arm", "armv6l": "arm", "ppc64le": "ppc64le", "ppc64": "ppc64", "s390x": "s390x",
+    "mips64": "mips64",
+}
+# Docker's native name -> libseccomp's (nativeToSeccomp)
+SECCOMP_ARCH = {
+    "x86": "SCMP_ARCH_X86", "amd64": "SCMP_ARCH_X86_64", "arm": "SCMP_ARCH_ARM",
+    "arm64": "SCMP_ARCH_AARCH64", "mips64": "SCMP_ARCH_MIPS64", "mips64n32": "SCMP_ARCH_MIPS64N32",
+    "mipsel64": "SCMP_ARCH_MIPSEL64", "mips3l64n32": "SCMP_ARCH_MIPSEL64N32",
+    "mipsle": "SCMP_ARCH_MIPSEL", "ppc": "SCMP_ARCH_PPC", "ppc64": "SCMP_ARCH_PPC64",
+    "ppc64le": "SCMP_ARCH_PPC64LE", "s390": "SCMP_ARCH_S390", "s390x": "SCMP_ARCH_S390X",
 }
 
 
-def _clone_rules(machine: str) -> list[dict[str, Any]]:
-    flags_arg = 1 if machine.startswith("s390") else 0  # s390 swaps clone's first arguments
-    return [{
-        "names": ["clone"],
-        "action": "SCMP_ACT_ERRNO",
-        "errnoRet": errno.EPERM,
-        "args": [{"index": flags_arg, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
-    } for flag in CLONE_NAMESPACE_FLAGS]
+class SeccompProfileError(ExecutorUnavailableError):
+    """No seccomp profile file is installed, or it is not a valid Docker-format profile."""
 
 
-def sandbox_profile(machine: str | None = None) -> dict[str, Any]:
-    """The ``linux.seccomp`` section of config.json for this machine's architecture."""
-    machine = machine or platform.machine()
-    rules: list[dict[str, Any]] = [
-        {"names": list(DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
-        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS},
-        *_clone_rules(machine),
-    ]
-    profile: dict[str, Any] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
-    if machine in ARCHITECTURES:
-        profile["architectures"] = ARCHITECTURES[machine]
-    return profile
+@functools.lru_cache(maxsize=None)
+def load_profile(paths: tuple[Path, ...] = PROFILE_FILES) -> tuple[Path, dict[str, Any]]:
+    """The first installed profile file and its parsed contents."""
+    for path in paths:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise SeccompProfileError(f"cannot read the seccomp profile {path}: {exc}") from exc
+        try:
+            profile = json.loads(text)
+        except ValueError as exc:
+            raise SeccompProfileError(f"the seccomp profile {path} is not JSON: {exc}") from exc
+        if not isinstance(profile, dict) or not isinstance(profile.get("syscalls", []), list):
+            raise SeccompProfileError(f"the seccomp profile {path} is not in Docker's format")
+        return path, profile
+    raise SeccompProfileError(
+        f"no seccomp profile found ({', '.join(map(str, paths))}); install the Debian package "
+        f"{PROFILE_PACKAGE} for Docker's default profile")
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    """(kernel, major) of a release string like ``6.1.0-13-amd64``, as Docker parses it."""
+    release = release if release is not None else os.uname().release
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(ch for ch in parts[1].split("-")[0] if ch.isdigit()) or "0")
+    except (IndexError, ValueError):
+        raise SeccompProfileError(f"cannot parse the kernel version {release!r}") from None
+
+
+def _parse_min_kernel(text: str) -> tuple[int, int]:
+    kernel, _, major = str(text).partition(".")
+    return int(kernel), int(major or 0)
+
+
+def _applies(rule: dict[str, Any], arch: str, caps: frozenset[str], kernel: tuple[int, int]) -> bool:
+    """Docker's condition checks of one rule, in Docker's order."""
+    excludes = rule.get("excludes") or {}
+    includes = rule.get("includes") or {}
+    if arch in (excludes.get("arches") or ()):
+        return False
+    if any(cap in caps for cap in excludes.get("caps") or ()):
+        return False
+    if excludes.get("minKernel") and kernel >= _parse_min_kernel(excludes["minKernel"]):
+        return False
+    if includes.get("arches") and arch not in includes["arches"]:
+        return False
+    if any(cap not in caps for cap in includes.get("caps") or ()):
+        return False
+    if includes.get("minKernel") and kernel < _parse_min_kernel(includes["minKernel"]):
+        return False
+    return True
+
+
+def _spec_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    if rule.get("name") and rule.get("names"):
+        raise SeccompProfileError("a seccomp rule gives both 'name' and 'names'")
+    out: dict[str, Any] = {"names": [rule["name"]] if rule.get("name") else list(rule.get("names") or ()),
+                           "action": rule["action"]}
+    if rule.get("errnoRet") is not None:
+        out["errnoRet"] = int(rule["errnoRet"])
+    if rule.get("args"):
+        out["args"] = [{k: v for k, v in arg.items() if k in ("index", "value", "valueTwo", "op")}
+                       for arg in rule["args"]]
+    return out
+
+
+def convert(profile: dict[str, Any], bounding_caps: Sequence[str], *, machine: str | None = None,
+            kernel: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The ``linux.seccomp`` section of config.json for a container with these bounding
+    capabilities, from a Docker-format profile."""
+    if profile.get("architectures") and profile.get("archMap"):
+        raise SeccompProfileError("a seccomp profile gives both 'architectures' and 'archMap'")
+    arch = NATIVE_ARCH.get(machine or platform.machine(), "")
+    out: dict[str, Any] = {"defaultAction": profile["defaultAction"]}
+    if profile.get("defaultErrnoRet") is not None:
+        out["defaultErrnoRet"] = int(profile["defaultErrnoRet"])
+    arches = list(profile.get("architectures") or ())
+    for entry in profile.get("archMap") or ():
+        if arch in SECCOMP_ARCH and entry.get("architecture") == SECCOMP_ARCH[arch]:
+            arches += [entry["architecture"], *(entry.get("subArchitectures") or ())]
+            break
+    if arches:
+        out["architectures"] = arches
+    caps = frozenset(bounding_caps)
+    kernel = kernel or kernel_version()
+    out["syscalls"] = [_spec_rule(rule) for rule in profile.get("syscalls") or ()
+                       if _applies(rule, arch, caps, kernel)]
+    return out
+
+
+def default_profile(bounding_caps: Sequence[str]) -> dict[str, Any]:
+    """Docker's default profile (or the installed fallback) for these capabilities."""
+    _, profile = load_profile()
+    return convert(profile, bounding_caps)

@@ -1,0 +1,155 @@
+"""Docker's default seccomp profile: the conversion's conditions, and real containers under it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers_rootfs import busybox_available, make_busybox_rootfs, private_tmp_dir
+from solver.executor.base import MountSpec, ProcessSpec
+from solver.executor.ocispec import DEFAULT_CAPS
+from solver.executor.runc import RuncExecutor
+from solver.executor.seccomp import DOCKER_PROFILE, convert, kernel_version, load_profile
+
+needs_profile = pytest.mark.skipif(not DOCKER_PROFILE.exists(),
+                                   reason="golang-github-docker-docker-dev is not installed")
+
+
+def _allowed(section: dict) -> set[str]:
+    """Names allowed without an argument condition."""
+    return {name for rule in section["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args")
+            for name in rule["names"]}
+
+
+def _docker() -> dict:
+    path, profile = load_profile()
+    assert path == DOCKER_PROFILE
+    return profile
+
+
+@needs_profile
+def test_default_deny_with_eperm_and_this_machines_architectures() -> None:
+    section = convert(_docker(), DEFAULT_CAPS, machine="x86_64", kernel=(6, 1))
+    assert section["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert "defaultErrnoRet" not in section  # runc's default errno for ERRNO is EPERM
+    assert section["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+    allowed = _allowed(section)
+    assert {"read", "openat", "execve", "wait4", "chroot", "arch_prctl"} <= allowed
+    assert len(allowed) > 300
+    assert not {"unshare", "setns", "mount", "keyctl", "add_key", "bpf", "kexec_load",
+                "init_module", "reboot"} & allowed
+    arm = convert(_docker(), DEFAULT_CAPS, machine="aarch64", kernel=(6, 1))
+    assert arm["architectures"] == ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+    assert "arch_prctl" not in _allowed(arm) and "set_tls" in _allowed(arm)
+
+
+@needs_profile
+def test_rules_follow_the_capabilities_as_docker_conditions_them() -> None:
+    plain = convert(_docker(), DEFAULT_CAPS, machine="x86_64", kernel=(6, 1))
+    admin = convert(_docker(), (*DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"), machine="x86_64",
+                    kernel=(6, 1))
+    assert {"unshare", "setns", "mount", "bpf", "clone", "clone3"} <= _allowed(admin)
+    assert "pidfd_getfd" in _allowed(admin) and "pidfd_getfd" not in _allowed(plain)
+    # without CAP_SYS_ADMIN: clone only without namespace flags, clone3 answers ENOSYS
+    clone = [r for r in plain["syscalls"] if r["names"] == ["clone"]]
+    assert len(clone) == 1 and clone[0]["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"
+    clone3 = [r for r in plain["syscalls"] if r["names"] == ["clone3"]]
+    assert clone3 == [{"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+    assert not [r for r in admin["syscalls"] if r["names"] == ["clone3"] and r["action"] != "SCMP_ACT_ALLOW"]
+
+
+@needs_profile
+def test_min_kernel_conditions() -> None:
+    new = convert(_docker(), DEFAULT_CAPS, machine="x86_64", kernel=(4, 8))
+    old = convert(_docker(), DEFAULT_CAPS, machine="x86_64", kernel=(4, 7))
+    assert "ptrace" in _allowed(new) and "ptrace" not in _allowed(old)
+    assert kernel_version("6.18.44-fc-v1252") == (6, 18)
+    assert kernel_version("3.12-1-amd64") == (3, 12)
+
+
+# -- real containers --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[RuncExecutor]:
+    if os.geteuid() != 0 or shutil.which("runc") is None or not busybox_available():
+        pytest.skip("runc tests run as root with runc and a static busybox")
+    if not DOCKER_PROFILE.exists():
+        pytest.skip("golang-github-docker-docker-dev is not installed")
+    for base in private_tmp_dir():
+        yield RuncExecutor(state_root=base / "state", bundle_parent=base)
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    yield from private_tmp_dir()
+
+
+def _run(executor: RuncExecutor, rootfs: Path, script: str, mounts: tuple[MountSpec, ...] = (),
+         **kw) -> tuple[int, str]:
+    out = bytearray()
+    code = executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", script], **kw), mounts,
+                        stdout=out.extend, stderr=out.extend)
+    return code, out.decode(errors="replace")
+
+
+@pytest.mark.root
+def test_calls_outside_the_allowlist_fail_with_eperm(executor: RuncExecutor, tmp_path: Path) -> None:
+    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
+    # unshare(CLONE_NEWUSER) needs no capability from the kernel: only seccomp refuses it
+    code, text = _run(executor, rootfs, "unshare -U true; echo code=$?")
+    assert "Operation not permitted" in text and "code=1" in text
+    code, text = _run(executor, rootfs, "nsenter -t 1 -m true; echo code=$?")
+    assert "Operation not permitted" in text and "code=1" in text
+    code, text = _run(executor, rootfs, "grep Seccomp: /proc/self/status")
+    assert code == 0 and text.split()[1] == "2"
+    # --security=insecure runs unconfined, as BuildKit does
+    code, text = _run(executor, rootfs, "grep Seccomp: /proc/self/status; unshare -U true && echo unshared",
+                      security="insecure")
+    assert code == 0 and text.split() == ["Seccomp:", "0", "unshared"]
+
+
+@pytest.mark.root
+def test_busybox_workloads_pass(executor: RuncExecutor, tmp_path: Path) -> None:
+    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
+    script = ("set -e; mkdir -p /var/lib/x/y && cd /var/lib/x && echo data > y/f && "
+              "ln -s y/f l && ln y/f h && chmod 640 h && chown 1000:1000 y/f && mv y z && "
+              "tar -cf /tmp/t.tar z && rm -rf z && tar -xf /tmp/t.tar && cat z/f && "
+              "gzip -c /tmp/t.tar | gunzip -c | wc -c && (sleep 0 & wait) && "
+              "find /var/lib/x | sort | tr '\\n' ' ' && echo && su app -c 'id -u' && "
+              "date -u +%Y >/dev/null && sha256sum z/f | cut -c1-8 && touch -d 2020-01-01 z/f && "
+              "stat -c %Y z/f")
+    code, text = _run(executor, rootfs, script)
+    assert code == 0, text
+    lines = text.splitlines()
+    assert lines[0] == "data" and int(lines[1]) >= 2048
+    assert lines[2].split() == ["/var/lib/x", "/var/lib/x/h", "/var/lib/x/l", "/var/lib/x/z", "/var/lib/x/z/f"]
+
+
+@pytest.mark.root
+def test_debian_userland_passes(executor: RuncExecutor, tmp_path: Path) -> None:
+    """The machine's own Debian programs (glibc, dpkg, python3 with threads) under the profile."""
+    if shutil.which("dpkg") is None or not Path("/var/lib/dpkg/status").exists():
+        pytest.skip("not a Debian machine")
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    mounts = []
+    for host_dir in ("/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/var/lib/dpkg"):
+        if os.path.islink(host_dir):
+            os.symlink(os.readlink(host_dir), rootfs / host_dir.lstrip("/"))
+        elif os.path.isdir(host_dir):
+            mounts.append(MountSpec(host_dir, host_dir, readonly=True))
+    mounts.append(MountSpec("/tmp", type="tmpfs"))
+    script = ("dpkg --version | head -1; dpkg -s dpkg | grep -c '^Status: install ok installed'; "
+              "python3 -c 'import threading, subprocess, tempfile, os; "
+              "t = threading.Thread(target=print, args=(\"thread\",)); t.start(); t.join(); "
+              "print(subprocess.run([\"true\"]).returncode); "
+              "d = tempfile.mkdtemp(); os.rename(d, d + \".x\"); print(\"files\")'")
+    code, text = _run(executor, rootfs, script, tuple(mounts))
+    assert code == 0, text
+    lines = text.splitlines()
+    assert lines[0].startswith("Debian 'dpkg' package management program version")
+    assert lines[1:] == ["1", "thread", "0", "files"]
