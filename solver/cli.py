@@ -20,6 +20,7 @@ dataclass_cache.install()  # before the imports below define their dataclasses
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Sequence  # noqa: E402
@@ -197,8 +198,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (timeout, CI cancel, systemd) ends a build as SIGINT does, cleaning up its
+    containers, mounts and bundles; further SIGTERMs are ignored while that runs."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llbook` console script."""
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    except ValueError:  # not the main thread: leave the caller's signal handling alone
+        pass
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_in(words))
     args = parser.parse_args(words)

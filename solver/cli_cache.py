@@ -112,9 +112,9 @@ def _snapshot_names(snapshotter: Any) -> list[str]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from solver.solve.leftovers import remove_dead_active, unmount_dead
+    from solver.solve.leftovers import end_dead_containers, remove_dead_active, unmount_dead
     store, snapshotter = _open(args)
-    removed_orphans = unmount_dead(store.paths.tmp) if not args.no_repair else []
+    removed_orphans = [*end_dead_containers(), *unmount_dead(store.paths.tmp)] if not args.no_repair else []
     if not args.no_repair:
         removed_orphans += remove_dead_active(snapshotter)
         removed_orphans += snapshotter.remove_orphans(min_age=600.0)

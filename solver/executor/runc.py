@@ -6,14 +6,15 @@ the foreground with the process's stdout and stderr streamed to the callbacks. O
 cancel, or on any exception in the caller's thread (KeyboardInterrupt included), the
 container's processes are killed (``runc kill --all ... KILL``), the container is
 deleted (``runc delete -f``), and the bundle and mount stubs are removed: nothing is
-left behind.
+left behind. Should this process die without that cleanup (kill -9), the watcher of
+``reaper.py`` ends the container and removes the bundle; container ids and bundle names
+carry this process's pid, so ``llbook check`` can end what a killed watcher left.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -39,6 +40,7 @@ from solver.executor.base import (
 from solver.executor.etcfiles import hosts_file, resolv_conf
 from solver.executor.ocispec import SpecInputs, build_spec, current_capabilities, rootless_mappings
 from solver.executor.proctree import descendants, identity, wait_gone
+from solver.executor.reaper import REAPER, Watched, bundle_prefix, container_id_for
 from solver.executor.rootpath import resolve_in_root
 from solver.executor.seccomp import load_profile
 from solver.executor.streams import Pipes
@@ -86,6 +88,15 @@ def default_state_root() -> Path:
     return Path(runtime_dir) / "llbook" / "runc"
 
 
+def runtime_commands(state_root: Path | None = None) -> list[list[str]]:
+    """The command prefix of each installed runtime over the default state root (for
+    housekeeping such as ending the containers of dead builds)."""
+    root = str(state_root or default_state_root())
+    rootless = ["--rootless=true"] if os.geteuid() != 0 else []
+    return [[found, "--root", root, *rootless]
+            for found in (shutil.which(name) for name in ("runc", "crun")) if found]
+
+
 def ensure_cwd(rootfs: Path, cwd: str) -> None:
     """Create the working directory in the rootfs if missing, as BuildKit does."""
     target = resolve_in_root(rootfs, cwd or "/")
@@ -119,8 +130,8 @@ class RuncExecutor(Executor):
         rootfs = Path(rootfs).resolve()
         user = resolve_user(rootfs, process.user)
         ensure_cwd(rootfs, process.cwd)
-        container_id = "llbook-" + secrets.token_hex(8)
-        bundle = Path(tempfile.mkdtemp(prefix="llbook-bundle-", dir=self.bundle_parent))
+        container_id = container_id_for(os.getpid())
+        bundle = Path(tempfile.mkdtemp(prefix=bundle_prefix(os.getpid()), dir=self.bundle_parent))
         stubs = MountStubs(rootfs)
         try:
             self._write_bundle(bundle, rootfs, process, mounts, user, container_id)
@@ -131,6 +142,7 @@ class RuncExecutor(Executor):
                 stubs.cleanup()
             finally:
                 shutil.rmtree(bundle, ignore_errors=True)
+                REAPER.done(container_id)
 
     def list_containers(self) -> list[str]:
         """Ids of the containers runc knows under our state root."""
@@ -176,6 +188,9 @@ class RuncExecutor(Executor):
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, cwd=bundle)
+        started = identity(proc.pid)
+        REAPER.started(Watched(container_id, self._runc(), str(bundle), proc.pid,
+                               started[1] if started is not None else 0))
         pipes = Pipes.start(proc, stdout, stderr, stdin)
         cancelled = False
         killed: list[tuple[int, int]] = []

@@ -1,14 +1,17 @@
-"""Clean up after builds that died (``kill -9``): their mounts and active snapshots.
+"""Clean up after builds that died (``kill -9``): their containers, mounts and active snapshots.
 
-A build process mounts under ``<cache>/tmp/mnt-<pid>/`` and names its active snapshots
-and views ``<kind>-<pid>-<random>``. When that pid is no longer alive, its mounts are
-detached and its active snapshots removed. Live builds are never touched.
+A build process names its containers ``llbook-<pid>-<random>`` and their bundle
+directories ``llbook-bundle-<pid>-*``, mounts under ``<cache>/tmp/mnt-<pid>/`` and names
+its active snapshots and views ``<kind>-<pid>-<random>``. When that pid is no longer
+alive, its containers are ended and their bundles removed, its mounts detached and its
+active snapshots removed. Live builds are never touched.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +79,11 @@ def remove_dead_active(snapshotter: Any) -> list[str]:
             except Exception:  # noqa: BLE001
                 continue
     return removed
+
+
+def end_dead_containers(bundle_parent: Path | None = None) -> list[str]:
+    """End the containers of dead builds and remove their bundle directories."""
+    from solver.executor.reaper import end_orphans, remove_orphan_bundles
+    from solver.executor.runc import runtime_commands
+    ended = end_orphans(runtime_commands(), _dead)
+    return ended + remove_orphan_bundles(Path(bundle_parent or tempfile.gettempdir()), _dead)
