@@ -695,3 +695,25 @@ def test_onbuild_triggers_from_base_image_config():
     names = sorted(md["llb.customname"] for _, _, md in Graph(lowered).ops if "llb.customname" in md)
     assert names == ["[1/2] FROM docker.io/library/base:latest@sha256:" + "4" * 64,  # BuildKit names FROM first
                      "[2/3] ONBUILD RUN echo from-image", "[3/3] RUN echo own"]
+
+
+# -- expansion within one instruction (BuildKit expands the whole command first) --------
+
+def test_env_pairs_expand_against_the_env_before_the_instruction():
+    lowered = lower('FROM scratch\nENV A=1 B=${A}2 D="${A}!"\nENV A=3 E=$A\n')
+    env = lowered.image_config["config"]["Env"]
+    assert "B=2" in env and "D=!" in env  # A was unset before the first ENV
+    assert "A=3" in env and "E=1" in env  # A was 1 before the second ENV
+    assert ("ENV A=1 B=2 D=!", True) in history(lowered)
+
+
+def test_label_pairs_expand_against_the_env_before_the_instruction():
+    lowered = lower("FROM scratch\nENV A=1\nLABEL A=x b=${A} c=$b\n")
+    assert lowered.image_config["config"]["Labels"] == {"A": "x", "b": "1", "c": ""}
+
+
+def test_arg_defaults_expand_one_by_one_as_buildkit_1_8_does():
+    # dispatchArg expands each default against the state after the ARGs before it on the
+    # same line (moby/buildkit 47a52a17: ARG is no longer expanded up front).
+    (ex,) = graph("FROM busybox\nARG A=1 B=${A}2\nRUN true\n").execs()
+    assert "A=1" in ex.meta.env and "B=12" in ex.meta.env

@@ -24,10 +24,12 @@ NON_ENV_ARGS = frozenset({"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAG
 
 
 def dispatch_env(build: BuildState, stage: StageState, ins: EnvInstruction) -> None:
+    # Every word expands against the env before the instruction (BuildKit expands the
+    # whole command before dispatchEnv adds any of its pairs).
+    pairs = [(stage.expand(pair.key, ins, build.lexer), stage.expand(pair.value, ins, build.lexer))
+             for pair in ins.pairs]
     parts = ["ENV"]
-    for pair in ins.pairs:
-        key = stage.expand(pair.key, ins, build.lexer)
-        value = stage.expand(pair.value, ins, build.lexer)
+    for key, value in pairs:
         parts.append(f"{key}={value}")
         stage.add_env(key, value)
         stage.image.config.set_env(key, value)

@@ -1,5 +1,0 @@
-"""`llbook prune`: registered by `solver.cli` from this module; the code is in `solver.cli_cache`."""
-
-from solver.cli_cache import register_prune as register
-
-__all__ = ["register"]
