@@ -67,7 +67,7 @@ CMD ["sh"]
 CHILD = textwrap.dedent("""\
     import json, resource, sys, time
     import solver.export as exporters
-    from solver.cli import main
+    from solver.cli.main import main
     stats_path, argv = sys.argv[1], sys.argv[2:]
     stats = {}
     original = exporters.export

@@ -212,8 +212,10 @@ def cmd_prune(state: KernelState, argv: list[str]) -> Any:
     p.add_argument("--keep-storage", metavar="SIZE")
     p.add_argument("--all", action="store_true")
     args = p.parse_args(argv)
-    from solver.cli_cache import prune_cache
-    return Text(str(prune_cache(state.session.solver, args.keep_storage, args.all)))
+    from solver.cli.prune import prune_cache, report_lines
+    solver = state.session.solver
+    report = prune_cache(solver.store, solver.snapshotter, args.keep_storage, args.all)
+    return Text("\n".join(report_lines(report) + [f"error: {e}" for e in report.errors]))
 
 
 def cmd_config(state: KernelState, argv: list[str]) -> Any:

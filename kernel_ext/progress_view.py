@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from solver.progress_ui import PlainPrinter
+from solver.cli.progress import PlainPrinter
 from solver.solve.progress import (ProgressEvent, VertexCached, VertexCompleted, VertexFailed, VertexLog,
                                    VertexStarted, VertexStatus)
 

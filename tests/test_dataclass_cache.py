@@ -1,4 +1,4 @@
-"""solver.dataclass_cache: dataclasses made with the compile cache behave as without it."""
+"""solver.cli.dataclass_cache: dataclasses made with the compile cache behave as without it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from solver import dataclass_cache
+from solver.cli import dataclass_cache
 
 
 def _make(frozen: bool):
@@ -43,7 +43,7 @@ def test_cached_methods_behave_like_the_standard_ones() -> None:
 
 
 def test_cache_file_is_written_and_reused() -> None:
-    code = ("import sys; from solver import dataclass_cache as c; c.install(); "
+    code = ("import sys; from solver.cli import dataclass_cache as c; c.install(); "
             "import solver.llb.pb; print(c._new, len(c._codes))")
     if not os.access(os.path.dirname(os.path.dirname(dataclass_cache.cache_file())), os.W_OK):
         pytest.skip("the package directory is read-only here: no cache file")

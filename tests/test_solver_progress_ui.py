@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from solver.progress_ui import PlainPrinter, TtyPrinter, make_printer
+from solver.cli.progress import PlainPrinter, TtyPrinter, make_printer
 from solver.solve.progress import (ProgressBus, VertexCached, VertexCompleted, VertexFailed, VertexLog,
                                    VertexStarted)
 

@@ -19,7 +19,6 @@ config the frontend produced), ``containerimage.digest`` (with an image export),
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -28,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from solver.cli.build_common import config_digest, failure_exit_code, lower, registry_config
 from solver.errors import BuildError, DockerfileError, LLBookError
-
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -88,39 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", default=None, help="target platform, e.g. linux/amd64")
     parser.add_argument("--progress", default="auto", choices=["auto", "tty", "plain", "quiet"])
     parser.add_argument("--metadata-file", default=None, help="write build metadata JSON here")
-    from solver.cli_buildkit import add_arguments as add_buildkit_arguments
+    from solver.cli.buildkit import add_arguments as add_buildkit_arguments
     add_buildkit_arguments(parser)  # --buildkit-host: solve on a BuildKit daemon instead
-
-
-def config_digest(image_config: dict[str, Any] | None) -> str | None:
-    if image_config is None:
-        return None
-    data = json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _registry_config(path: str | None) -> Any:
-    from solver.source.registry_config import load_registry_config
-    return load_registry_config(path)
-
-
-def _dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
-    if args.file == "-":
-        return sys.stdin.read(), "Dockerfile"
-    path = Path(args.file) if args.file else context / "Dockerfile"
-    try:
-        return path.read_text(), str(path)
-    except OSError as error:
-        raise LLBookError(f"cannot read Dockerfile {path}: {error.strerror}") from error
-
-
-def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
-    """Run the Dockerfile frontend."""
-    from solver.frontend import dockerfile_to_llb
-    text, filename = _dockerfile(args, context)
-    return dockerfile_to_llb(text, filename=filename, context_dir=str(context), target=args.target,
-                             build_args=dict(args.build_args), platform=args.platform,
-                             resolver=resolver)
 
 
 def write_metadata(path: str, result: Any, image_config: dict[str, Any] | None,
@@ -206,23 +173,12 @@ def _export_all(solver: Any, result: Any, image_config: dict[str, Any] | None, s
     return done
 
 
-def failure_exit_code(error: BaseException | None) -> int | None:
-    """Say why a build failed and return the exit code (130 when interrupted); None if it did not fail."""
-    if isinstance(error, KeyboardInterrupt):
-        print("error: build interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if error is not None:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return None
-
-
 def run_build(args: argparse.Namespace) -> int:
-    from solver.cli_buildkit import run_buildkit_build, selected_host
+    from solver.cli.buildkit import run_buildkit_build, selected_host
     buildkit_host = selected_host(args)
     if buildkit_host:
         return run_buildkit_build(args, buildkit_host)
-    from solver.progress_ui import close_printer, make_printer
+    from solver.cli.progress import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve import named_contexts
     from solver.solve.solver import Solver
@@ -239,7 +195,7 @@ def run_build(args: argparse.Namespace) -> int:
     exports: list[Any] = []
     cancel = threading.Event()
     try:
-        with Solver(cache_dir=args.cache_dir, registry_config=_registry_config(args.config),
+        with Solver(cache_dir=args.cache_dir, registry_config=registry_config(args.config),
                     entitlements=args.allow, executor_name=args.executor) as solver:
             specs = _output_specs(args)  # a bad --output fails before anything is built
             contexts = named_contexts.parse(args.build_contexts)

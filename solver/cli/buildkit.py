@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from solver.cli.build_common import config_digest, failure_exit_code, lower, registry_config
 from solver.errors import BuildError, DockerfileError, LLBookError
-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,6 @@ def _export(args: argparse.Namespace, scheme: str) -> Any:
 
 def _metadata(path: str, result: Any, image_config: dict[str, Any] | None, address: str,
               error: BaseException | None, vertices: list[Any]) -> None:
-    from solver.cli_build import config_digest
     data: dict[str, Any] = {
         "llbook.vertices": [v.to_metadata() for v in vertices],
         "containerimage.config.digest": config_digest(image_config),
@@ -79,9 +78,8 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     """Lower the Dockerfile here, solve and export on the daemon at `address`."""
     from solver.buildkit.address import parse_address
     from solver.buildkit.backend import BuildKitBackend, registry_credentials
-    from solver.cli_build import _registry_config, lower
     from solver.solve import named_contexts
-    from solver.progress_ui import close_printer, make_printer
+    from solver.cli.progress import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve.solver import Solver
     context = Path(args.context).expanduser().absolute()
@@ -98,15 +96,15 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     error: BaseException | None = None
     try:
         scheme = parse_address(address).scheme
-        registry_config = _registry_config(args.config)
-        backend = BuildKitBackend(address, _tls(args), tuple(args.allow), registry_credentials(registry_config))
+        registry = registry_config(args.config)
+        backend = BuildKitBackend(address, _tls(args), tuple(args.allow), registry_credentials(registry))
         contexts = named_contexts.parse(args.build_contexts)
         layouts = sorted(c.name for c in contexts.values() if c.is_layout)
         if layouts:
             raise LLBookError(f"--build-context {', '.join(layouts)}: oci-layout:// contexts need the session's "
                               "content store service, which llbook does not host for a BuildKit daemon yet")
         export = _export(args, scheme)  # a bad --output fails before anything is built
-        with Solver(cache_dir=args.cache_dir, registry_config=registry_config) as resolver_host:
+        with Solver(cache_dir=args.cache_dir, registry_config=registry) as resolver_host:
             resolver = named_contexts.resolver(resolver_host.image_resolver(pull=args.pull), contexts)
             lowered = lower(args, context, resolver)
         image_config = getattr(lowered, "image_config", None)
@@ -127,7 +125,6 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
         close_printer(printer)
         if args.metadata_file:
             _metadata(args.metadata_file, backend.last if backend else None, image_config, address, error, records)
-    from solver.cli_build import failure_exit_code
     code = failure_exit_code(error)
     if code is not None:
         return code

@@ -9,7 +9,7 @@ import time of ``llbook build`` (~50 ms of ~120 ms on a 2-core machine).
 ``dataclasses._create_fn`` so that the *compile* step is looked up by the exact source
 text first; everything else is done as the standard library does it, so the functions
 are the same as without the cache. The code objects are kept with ``marshal`` next to
-the package's ``.pyc`` files (``solver/__pycache__/dataclass-fns.<cache tag>-<magic>.marshal``),
+the package's ``.pyc`` files (``solver/cli/__pycache__/dataclass-fns2.<cache tag>-<magic>.marshal``),
 written atomically when a process compiled new ones, and never when bytecode writing is
 off (``PYTHONDONTWRITEBYTECODE``) or the directory is not writable. A missing, stale or
 unreadable cache file only means compiling as usual.

@@ -1,0 +1,60 @@
+"""What `llbook build` shares between the embedded solver (`build.py`) and a BuildKit daemon
+(`buildkit.py`): reading and lowering the Dockerfile, the registry config, the config
+digest of the metadata file, and the exit code of a failed build."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from solver.errors import LLBookError
+
+EXIT_INTERRUPTED = 130
+
+
+def config_digest(image_config: dict[str, Any] | None) -> str | None:
+    """The digest of the image config the frontend produced, as the metadata file names it."""
+    if image_config is None:
+        return None
+    data = json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def registry_config(path: str | None) -> Any:
+    """The registry mirrors and credentials of ``--config`` (buildkitd.toml form)."""
+    from solver.source.registry_config import load_registry_config
+    return load_registry_config(path)
+
+
+def _dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
+    if args.file == "-":
+        return sys.stdin.read(), "Dockerfile"
+    path = Path(args.file) if args.file else context / "Dockerfile"
+    try:
+        return path.read_text(), str(path)
+    except OSError as error:
+        raise LLBookError(f"cannot read Dockerfile {path}: {error.strerror}") from error
+
+
+def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
+    """Run the Dockerfile frontend."""
+    from solver.frontend import dockerfile_to_llb
+    text, filename = _dockerfile(args, context)
+    return dockerfile_to_llb(text, filename=filename, context_dir=str(context), target=args.target,
+                             build_args=dict(args.build_args), platform=args.platform,
+                             resolver=resolver)
+
+
+def failure_exit_code(error: BaseException | None) -> int | None:
+    """Say why a build failed and return the exit code (130 when interrupted); None if it did not fail."""
+    if isinstance(error, KeyboardInterrupt):
+        print("error: build interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return None
