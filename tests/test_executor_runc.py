@@ -156,8 +156,10 @@ def test_network_none_has_only_loopback(executor: RuncExecutor, rootfs: Path) ->
     names = [line.split(":")[0].strip() for line in cap.text.splitlines()[2:]]
     assert names == ["lo"]
     host = sorted(os.listdir("/sys/class/net"))
-    code, cap = run(executor, rootfs, "ls /sys/class/net")  # the default shares the host's
+    code, cap = run(executor, rootfs, "ls /sys/class/net", network="host")
     assert sorted(cap.text.split()) == host
+    code, cap = run(executor, rootfs, "ls /sys/class/net")  # the default: its own, with slirp4netns
+    assert cap.text.split() == ["lo", "tap0"]
 
 
 def test_isolated_from_host_processes_and_paths(executor: RuncExecutor, rootfs: Path,

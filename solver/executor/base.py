@@ -16,6 +16,7 @@ from pathlib import Path
 
 from solver.errors import LLBookError
 
+NETWORK_SANDBOX = "sandbox"  # a namespace of its own with user-space connectivity
 NETWORK_HOST = "host"
 NETWORK_NONE = "none"
 SECURITY_SANDBOX = "sandbox"
@@ -51,7 +52,7 @@ class ProcessSpec:
     cwd: str = "/"
     user: str = ""
     hostname: str = "buildkitsandbox"
-    network: str = NETWORK_HOST  # host | none
+    network: str = NETWORK_SANDBOX  # sandbox | host | none
     security: str = SECURITY_SANDBOX  # sandbox | insecure
     valid_exit_codes: Sequence[int] = ()
     extra_hosts: Sequence[tuple[str, str]] = ()  # (host, ip) lines added to /etc/hosts
@@ -60,7 +61,7 @@ class ProcessSpec:
     def __post_init__(self) -> None:
         if not self.args:
             raise ExecutorError("a process needs at least one argument")
-        if self.network not in (NETWORK_HOST, NETWORK_NONE):
+        if self.network not in (NETWORK_SANDBOX, NETWORK_HOST, NETWORK_NONE):
             raise ExecutorError(f"unknown network mode {self.network!r}")
         if self.security not in (SECURITY_SANDBOX, SECURITY_INSECURE):
             raise ExecutorError(f"unknown security mode {self.security!r}")

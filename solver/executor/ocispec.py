@@ -5,8 +5,9 @@ containerd's default Unix spec (``pkg/oci/spec.go``) with BuildKit's changes
 ``buildkitsandbox``, new privileges allowed, no rlimits, no ``/run`` mount, read-only
 binds of the generated ``/etc/resolv.conf`` and ``/etc/hosts``, a read-only cgroup mount;
 ``insecure`` makes the container privileged (all capabilities this process holds, no masked or read-only
-paths, writable sysfs and cgroupfs). The network namespace is new for ``none`` and the
-host's otherwise, as rootless BuildKit does. Rootless specs add a user namespace with
+paths, writable sysfs and cgroupfs). The network namespace is the host's for ``host``,
+new for ``none``, and for ``sandbox`` the one of ``netns.py``, joined by path. Rootless
+specs add a user namespace with
 id mappings, bind the host's /sys and leave cgroups alone.
 
 Sandbox mode gets Docker's default seccomp profile (``seccomp.py``), converted for the
@@ -97,6 +98,7 @@ class SpecInputs:
     gid_mappings: Sequence[IdMapping] = field(default_factory=tuple)
     held_capabilities: Sequence[str] = ()  # what the runtime can grant; () = all
     seccomp_profile: dict[str, Any] | None = None  # a Docker-format profile for sandbox mode
+    netns_path: str = ""  # the network namespace to join (the sandbox network)
 
 
 def _mount(dest: str, type_: str, source: str, options: Sequence[str]) -> dict[str, Any]:
@@ -138,13 +140,15 @@ def user_mounts(mounts: Sequence[MountSpec]) -> list[dict[str, Any]]:
     return out
 
 
-def _namespaces(process: ProcessSpec, rootless: bool) -> list[dict[str, str]]:
-    kinds = ["pid", "ipc", "uts", "mount"]
-    if process.network == NETWORK_NONE:
-        kinds.append("network")
+def _namespaces(process: ProcessSpec, rootless: bool, netns_path: str) -> list[dict[str, str]]:
+    out = [{"type": kind} for kind in ("pid", "ipc", "uts", "mount")]
+    if netns_path:
+        out.append({"type": "network", "path": netns_path})
+    elif process.network == NETWORK_NONE:
+        out.append({"type": "network"})
     if rootless:
-        kinds.append("user")
-    return [{"type": kind} for kind in kinds]
+        out.append({"type": "user"})
+    return out
 
 
 def capabilities(insecure: bool, held: Sequence[str]) -> list[str]:
@@ -185,7 +189,7 @@ def build_spec(process: ProcessSpec, inputs: SpecInputs) -> dict[str, Any]:
     mounts.append(_mount("/etc/hosts", "bind", str(inputs.hosts), ro_bind))
     mounts += user_mounts(inputs.mounts)
     linux: dict[str, Any] = {
-        "namespaces": _namespaces(process, inputs.rootless),
+        "namespaces": _namespaces(process, inputs.rootless, inputs.netns_path),
         "maskedPaths": [] if insecure else list(MASKED_PATHS),
         "readonlyPaths": [] if insecure else list(READONLY_PATHS),
     }

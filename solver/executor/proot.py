@@ -3,7 +3,8 @@
 ``proot -0 -r ROOTFS -b /dev -b /proc -b /sys -w CWD ARGS`` with fake root (or
 ``-i uid:gid`` for another user), the generated /etc/hosts and /etc/resolv.conf bound in,
 and exactly the process's environment. proot is not a sandbox: the network is always
-the host's (``network="none"`` is reported on stderr, not enforced), read-only binds
+the host's (neither the default namespace of its own nor ``network="none"``: the latter is
+reported on stderr, not enforced), read-only binds
 are writable, there is no hostname or pid isolation and no additional groups. On
 cancel the whole process tree is killed (process group plus every descendant found in
 /proc).
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from solver.executor.base import (
-    NETWORK_HOST,
     NETWORK_NONE,
     ExecCancelledError,
     Executor,
@@ -112,7 +112,7 @@ class ProotExecutor(Executor):
 
     @staticmethod
     def _binds(work: Path, process: ProcessSpec, mounts: Sequence[MountSpec]) -> list[tuple[str, str]]:
-        (work / "resolv.conf").write_text(resolv_conf(process.network == NETWORK_HOST))
+        (work / "resolv.conf").write_text(resolv_conf(process.network != NETWORK_NONE))
         (work / "hosts").write_text(hosts_file(process.hostname, process.extra_hosts))
         binds = [(str(work / "resolv.conf"), "/etc/resolv.conf"), (str(work / "hosts"), "/etc/hosts")]
         for i, m in enumerate(mounts):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from solver.executor.base import (
     NETWORK_HOST,
+    NETWORK_SANDBOX,
     ExecCancelledError,
     Executor,
     ExecutorError,
@@ -38,6 +39,7 @@ from solver.executor.base import (
     _discard,
 )
 from solver.executor.etcfiles import hosts_file, resolv_conf
+from solver.executor.netns import SandboxNetwork, slirp_available
 from solver.executor.ocispec import SpecInputs, build_spec, current_capabilities, rootless_mappings
 from solver.executor.proctree import descendants, identity, wait_gone
 from solver.executor.reaper import REAPER, Watched, bundle_prefix, container_id_for
@@ -133,8 +135,10 @@ class RuncExecutor(Executor):
         container_id = container_id_for(os.getpid())
         bundle = Path(tempfile.mkdtemp(prefix=bundle_prefix(os.getpid()), dir=self.bundle_parent))
         stubs = MountStubs(rootfs)
+        network = SandboxNetwork()
         try:
-            self._write_bundle(bundle, rootfs, process, mounts, user, container_id)
+            netns = self._sandbox_network(network, process, stderr)
+            self._write_bundle(bundle, rootfs, process, mounts, user, container_id, netns)
             stubs.record([*RUNC_DEFAULT_MOUNTS, *(m.dest for m in mounts)])
             return self._run_container(container_id, bundle, stdout, stderr, cancel, stdin)
         finally:
@@ -143,6 +147,18 @@ class RuncExecutor(Executor):
             finally:
                 shutil.rmtree(bundle, ignore_errors=True)
                 REAPER.done(container_id)
+                network.close()
+
+    def _sandbox_network(self, network: SandboxNetwork, process: ProcessSpec, stderr: Output) -> str:
+        """The namespace path a sandbox-network RUN joins; "" (the host's network, said on
+        the RUN's stderr) where slirp4netns is missing or runc is rootless."""
+        if process.network != NETWORK_SANDBOX:
+            return ""
+        if self.rootless or not slirp_available():
+            why = "rootless runc" if self.rootless else "slirp4netns is not installed"
+            stderr(f"llbook: this RUN shares the host's network ({why})\n".encode())
+            return ""
+        return network.start()
 
     def list_containers(self) -> list[str]:
         """Ids of the containers runc knows under our state root."""
@@ -153,10 +169,12 @@ class RuncExecutor(Executor):
 
     # -- bundle ---------------------------------------------------------------------------
     def _write_bundle(self, bundle: Path, rootfs: Path, process: ProcessSpec,
-                      mounts: Sequence[MountSpec], user: ResolvedUser, container_id: str) -> None:
+                      mounts: Sequence[MountSpec], user: ResolvedUser, container_id: str,
+                      netns: str = "") -> None:
         resolv = bundle / "resolv.conf"
         hosts = bundle / "hosts"
-        resolv.write_text(resolv_conf(process.network == NETWORK_HOST))
+        resolv.write_text(resolv_conf(process.network == NETWORK_HOST or
+                                      (process.network == NETWORK_SANDBOX and not netns)))
         hosts.write_text(hosts_file(process.hostname, process.extra_hosts))
         for path in (resolv, hosts):
             os.chmod(path, 0o644)
@@ -170,6 +188,7 @@ class RuncExecutor(Executor):
             gid_mappings=gid_maps if self.rootless else (),
             held_capabilities=current_capabilities(),
             seccomp_profile=load_profile()[1] if self.seccomp else None,
+            netns_path=netns,
         )
         spec = build_spec(process, inputs)
         (bundle / "config.json").write_text(json.dumps(spec, indent=2))

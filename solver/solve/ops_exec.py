@@ -155,8 +155,8 @@ def _mount_specs(ctx: OpContext, info: VertexInfo, stack: ExitStack, inputs: lis
 
 
 def _process(exec_op: pb.ExecOp):
-    from solver.executor.base import (NETWORK_HOST, NETWORK_NONE, SECURITY_INSECURE, SECURITY_SANDBOX,
-                                      ProcessSpec)
+    from solver.executor.base import (NETWORK_HOST, NETWORK_NONE, NETWORK_SANDBOX, SECURITY_INSECURE,
+                                      SECURITY_SANDBOX, ProcessSpec)
     meta = exec_op.meta or pb.Meta()
     env = list(meta.env)
     if meta.proxy_env is not None:
@@ -164,7 +164,8 @@ def _process(exec_op: pb.ExecOp):
             value = getattr(meta.proxy_env, var, "")
             if value:
                 env += [f"{var}={value}", f"{var.upper()}={value}"]
-    network = NETWORK_NONE if exec_op.network == pb.NetMode.NONE else NETWORK_HOST
+    network = {pb.NetMode.NONE: NETWORK_NONE, pb.NetMode.HOST: NETWORK_HOST}.get(exec_op.network,
+                                                                              NETWORK_SANDBOX)
     security = SECURITY_INSECURE if exec_op.security == pb.SecurityMode.INSECURE else SECURITY_SANDBOX
     return ProcessSpec(args=list(meta.args), env=env, cwd=meta.cwd or "/", user=meta.user,
                        hostname=meta.hostname or "buildkitsandbox", network=network, security=security,

@@ -1,0 +1,1 @@
+"""Differential conformance suite: the same Dockerfiles built by docker build and llbook."""

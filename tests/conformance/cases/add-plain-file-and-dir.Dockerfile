@@ -1,0 +1,3 @@
+FROM busybox
+ADD hello.txt /
+ADD dir /added-dir

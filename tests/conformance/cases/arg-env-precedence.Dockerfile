@@ -1,0 +1,4 @@
+FROM busybox
+ENV V=env
+ARG V=arg
+RUN echo $V > /out

@@ -1,0 +1,5 @@
+ARG G=global
+ARG H=hidden
+FROM busybox
+ARG G
+RUN echo "$G-$H" > /out

@@ -1,0 +1,2 @@
+FROM busybox
+CMD ["echo", "a b", "c"]

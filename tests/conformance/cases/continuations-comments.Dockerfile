@@ -1,0 +1,6 @@
+FROM busybox
+RUN echo a \
+# a comment inside
+    b \
+
+    c > /out

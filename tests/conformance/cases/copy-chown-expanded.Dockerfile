@@ -1,0 +1,3 @@
+FROM busybox
+ARG OWNER=1000
+COPY --chown=${OWNER}:${OWNER} hello.txt /e/

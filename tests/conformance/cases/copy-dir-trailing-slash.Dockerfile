@@ -1,0 +1,3 @@
+FROM busybox
+COPY dir/ /dst/
+COPY dir/sub /dst2/

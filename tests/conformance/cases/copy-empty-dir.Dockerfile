@@ -1,0 +1,3 @@
+FROM busybox
+COPY empty_dir /e
+COPY empty_dir /e2/

@@ -1,0 +1,4 @@
+FROM busybox
+ARG SRC=hello.txt
+ENV DST=/expanded
+COPY $SRC ${DST}/${SRC}.copy

@@ -1,0 +1,2 @@
+FROM busybox
+COPY hello.txt /dst/renamed

@@ -1,0 +1,2 @@
+FROM busybox
+COPY ["with space.txt", "/sp ace/"]

@@ -1,0 +1,3 @@
+FROM busybox
+COPY --from=busybox /bin/busybox /bb
+COPY --from=busybox /etc/passwd /etc/group /copied/

@@ -1,0 +1,2 @@
+FROM busybox
+COPY glob/a?.txt glob/*.log /q/

@@ -1,0 +1,2 @@
+FROM busybox
+COPY exec.sh private.txt setuid-bin /m/

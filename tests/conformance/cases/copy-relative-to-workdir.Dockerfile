@@ -1,0 +1,4 @@
+FROM busybox
+WORKDIR /w
+COPY hello.txt rel/
+COPY exec.sh .

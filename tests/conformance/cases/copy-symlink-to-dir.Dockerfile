@@ -1,0 +1,2 @@
+FROM busybox
+COPY link-to-dir /ld

@@ -1,0 +1,3 @@
+FROM busybox
+COPY link-to-hello /x
+COPY link-chain /y

@@ -1,0 +1,3 @@
+FROM busybox
+RUN mkdir /target && ln -s /target /ld
+COPY hello.txt /ld/

@@ -1,0 +1,3 @@
+FROM busybox
+CMD ["first"]
+ENTRYPOINT ["/bin/echo"]

@@ -1,0 +1,3 @@
+FROM busybox
+ENV A=1
+RUN A=2; echo "$A ${A}" > /out

@@ -1,0 +1,3 @@
+FROM busybox
+ENV P=9000
+EXPOSE 80 443/tcp 53/udp 8000-8002 $P

@@ -1,0 +1,4 @@
+FROM scratch
+COPY hello.txt /
+COPY dir /dir
+ENV K=v

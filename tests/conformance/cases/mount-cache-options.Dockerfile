@@ -1,0 +1,2 @@
+FROM busybox
+RUN --mount=type=cache,target=/var/cache/app,uid=1000,gid=1000,mode=0700,id=conf ls -ldn /var/cache/app > /out

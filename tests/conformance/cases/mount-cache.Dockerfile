@@ -1,0 +1,2 @@
+FROM busybox
+RUN --mount=type=cache,target=/cache echo x > /cache/x && echo done > /out

@@ -1,0 +1,3 @@
+FROM busybox
+WORKDIR /w
+RUN --mount=type=bind,target=rel cat rel/hello.txt > /out

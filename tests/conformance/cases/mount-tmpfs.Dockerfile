@@ -1,0 +1,2 @@
+FROM busybox
+RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && echo done > /out

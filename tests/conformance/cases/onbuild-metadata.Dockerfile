@@ -1,0 +1,3 @@
+FROM busybox
+ONBUILD RUN echo triggered > /onbuild
+ONBUILD ENV TRIGGER=1

@@ -1,0 +1,3 @@
+FROM busybox
+ENV V=val
+RUN ["sh", "-c", "echo $V $HOME > /out"]

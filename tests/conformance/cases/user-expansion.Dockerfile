@@ -1,0 +1,4 @@
+FROM busybox
+ARG U=nobody
+USER $U
+RUN id -u > /tmp/uid

@@ -1,0 +1,3 @@
+FROM busybox
+COPY dir /dir
+RUN rm -r /dir/sub && rm /dir/a.txt

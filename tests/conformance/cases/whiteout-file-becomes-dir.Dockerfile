@@ -1,0 +1,3 @@
+FROM busybox
+RUN echo f > /x
+RUN rm /x && mkdir /x && echo in > /x/in

@@ -1,0 +1,6 @@
+FROM busybox
+ENV D=deep
+WORKDIR /a/b
+WORKDIR c
+WORKDIR $D
+RUN pwd > /out
