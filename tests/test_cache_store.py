@@ -21,7 +21,8 @@ import pytest
 
 from solver.cache.gc import BlobUnitInfo, RecordInfo, SizeError, format_size, parse_size, plan_prune
 from solver.cache.locking import CacheSharing, FileLock, LockTimeout, ProcessId, pid_alive
-from solver.cache.store import CacheStore, MissingContentError, Record, RecordNotFoundError
+from solver.cache.records import MissingContentError, Record, RecordNotFoundError
+from solver.cache.store import CacheStore
 from solver.errors import LLBookError
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -619,7 +620,8 @@ CRASH_WRITER = textwrap.dedent("""
     import hashlib, os, random, sys, uuid
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
-    from solver.cache.store import CacheStore, Record
+    from solver.cache.records import Record
+    from solver.cache.store import CacheStore
 
     cache_dir = Path(sys.argv[1])
     store = CacheStore(cache_dir)

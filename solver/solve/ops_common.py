@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from solver.cache.store import CacheStore, Lease
+from solver.cache.leases import Lease
+from solver.cache.store import CacheStore
 from solver.llb import pb
 from solver.solve.progress import ProgressEvent
 from solver.solve.result import Ref

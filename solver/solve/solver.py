@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from solver.cache.paths import CachePaths
-from solver.cache.store import CacheStore, Record
+from solver.cache.records import Record
+from solver.cache.store import CacheStore
 from solver.errors import BuildError
 from solver.llb import pb
 from solver.llb.definition import Graph, Vertex, load
