@@ -2,14 +2,21 @@
 
 An op yields a ``CacheMap``: its own cache digest (a hash of the op with everything that
 must not matter removed) and one ``DepSpec`` per op input (a selector, and optionally the
-paths whose *content* is hashed instead of the input's key). A vertex output's key is
+paths whose *content* is hashed instead of the input's key).
 
-    key = H(op cache digest, output, [(input key | content checksum, selector) ...])
+Keys are BuildKit's link graph, written down as one digest per vertex output:
 
-- A dep with content selectors contributes the content checksum of exactly those paths
-  of the input (BuildKit's slow key), not the input's key; so a local context (whose
-  source key is random per session) or a rebuilt stage with identical files still hits.
-- Proxy env, mount selectors' exact paths in the exec digest, cache-mount contents,
+- the record digest of an output is BuildKit's ``rootKey``, ``sha256("<cache digest>@<output>")``;
+  a vertex without inputs has exactly that key, as in BuildKit's cache storage;
+- a vertex with inputs is linked from each input's key by (input index, selector), the
+  links of BuildKit's ``CacheInfoLink``; its key is the sha256 of its record digest and
+  those links, so two builds get one key exactly when BuildKit would follow the same links;
+- a dep with content selectors is linked from BuildKit's slow key, the root key of the
+  content checksum at output -1 (``NewCacheKey(checksum, "", -1)``), with no selector; so a
+  local context (whose source key is random per session) or a rebuilt stage with identical
+  files still hits. The dep's definition key (``input_key``) is kept too: cache exports
+  write it as a second link, as BuildKit does;
+- proxy env, mount selectors' exact paths in the exec digest, cache-mount contents,
   secrets, tmpfs and mtimes never enter a key.
 
 ``KeyInputs`` keeps the plaintext of what went into a key so that "why was this rebuilt"
@@ -112,17 +119,34 @@ class KeyInputs:
         return cls(data["op_digest"], int(data["output"]), deps, dict(data.get("plaintext", {})))
 
 
+def root_key(digest: str, output: int) -> str:
+    """BuildKit's ``rootKey``: the record digest of one output of an op's cache digest."""
+    key = sha256_text(f"{digest}@{output}")
+    return RANDOM_PREFIX + key[len("sha256:"):] if is_random(digest) else key
+
+
+def slow_key(checksum: str) -> str:
+    """The key a content checksum links from (BuildKit's slow cache key, output -1)."""
+    return root_key(checksum, -1)
+
+
+def dep_link(dep: DepKey) -> tuple[str, str]:
+    """(key, selector) of the link one input contributes to the local key."""
+    if dep.checksum is not None:
+        return slow_key(dep.checksum), ""
+    return str(dep.input_key), dep.selector
+
+
 def combine(op_digest: str, output: int, deps: list[DepKey] | tuple[DepKey, ...]) -> str:
     """The key of one output of a vertex. Random op digests give random keys."""
     if is_random(op_digest) or any(d.input_key and is_random(d.input_key) and d.checksum is None
                                    for d in deps):
         return random_digest()
-    payload = {
-        "digest": op_digest,
-        "output": output,
-        "deps": [[d.checksum or d.input_key, d.selector] for d in deps],
-    }
-    return sha256_text(json.dumps(payload, sort_keys=True, separators=(",", ":")))
+    record = root_key(op_digest, output)
+    if not deps:
+        return record
+    links = [f"{i}\0{key}\0{selector}" for i, (key, selector) in enumerate(map(dep_link, deps))]
+    return sha256_text("\0".join([record, *links]))
 
 
 # --------------------------------------------------------------------------- JSON of ops

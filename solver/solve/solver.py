@@ -395,14 +395,7 @@ class Solver:
         vertices = graph.reachable()
         names = {v.digest: graph.name(v.digest) for v in vertices}
         validate({v.digest: v.op for v in vertices}, names, self.entitlements)
-        ctx = OpContext(
-            store=self.store, snapshotter=self.snapshotter, executor_factory=self.executor,
-            emit=bus.emit, cancel=cancel, lease=self._lease,
-            context_dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
-            secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
-            registry_config=self.registry_config, platform=platform,
-            memo=self._stat_memo(), image_source_factory=self.image_source,
-            context_memo=self._context_memo, resolved=dict(self._pinned_images))
+        ctx = self.op_context(bus.emit, cancel, context_dirs, secrets, platform)
         state = _SolveState(graph, ctx, no_cache, place_scope)
         for position, v in enumerate(vertices):
             filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
@@ -421,6 +414,20 @@ class Solver:
         ref = state.outcomes[head.digest].refs[head.index]
         ordered = [state.records[v.digest] for v in vertices]
         return SolveResult(head.digest, head.index, ref, ordered, image_config)
+
+    def op_context(self, emit: Callable[[ProgressEvent], None], cancel: threading.Event,
+                   context_dirs: dict[str, str | Path] | None = None,
+                   secrets: dict[str, str | Path] | None = None,
+                   platform: pb.Platform | None = None) -> OpContext:
+        """The services an op executor gets (one per solve; a debug shell makes its own)."""
+        return OpContext(
+            store=self.store, snapshotter=self.snapshotter, executor_factory=self.executor,
+            emit=emit, cancel=cancel, lease=self._lease,
+            context_dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
+            secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
+            registry_config=self.registry_config, platform=platform,
+            memo=self._stat_memo(), image_source_factory=self.image_source,
+            context_memo=self._context_memo, resolved=dict(self._pinned_images))
 
     # one vertex --------------------------------------------------------------------------
 
@@ -489,7 +496,7 @@ class Solver:
         for i, (spec, outcome, inp) in enumerate(zip(cmap.deps, inputs, op.inputs)):
             if spec.content_based:
                 checksum, files = content_checksum(ctx, input_refs[i], spec.content, with_files)
-                deps.append(DepKey(None, spec.selector, checksum, files))
+                deps.append(DepKey(outcome.keys[inp.index], spec.selector, checksum, files))
             else:
                 deps.append(DepKey(outcome.keys[inp.index], spec.selector))
         return deps
