@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernel_ext.magic_args import MagicParser
 from kernel_ext.session import CellRun, NotebookSession
 from kernel_ext.widgets.layers_model import human
 from solver.errors import LLBookError
@@ -75,9 +76,8 @@ class SVG:
         return self.dot
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    from kernel_ext.magics import _Parser
-    return _Parser(prog=f"%llb {prog}", description=description)
+def _parser(prog: str, description: str) -> MagicParser:
+    return MagicParser(prog=f"%llb {prog}", description=description)
 
 
 # -- sub-commands ---------------------------------------------------------------------------

@@ -7,7 +7,6 @@ turned into a cancel of the build.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import threading
 from typing import Any
@@ -15,11 +14,11 @@ from typing import Any
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from kernel_ext import commands
+from kernel_ext.magic_args import HelpShown, MagicParser, UsageError
 from kernel_ext.progress_view import LiveProgress
 from kernel_ext.session import CellOptions, CellRun, NotebookSession
 from kernel_ext.widgets.result_view import show_result
 from solver.errors import BuildError, DockerfileError, LLBookError
-
 
 
 def _wait_for_cleanup(done: threading.Event) -> None:
@@ -33,28 +32,8 @@ def _wait_for_cleanup(done: threading.Event) -> None:
             continue
 
 
-class UsageError(LLBookError):
-    """Bad arguments to a magic."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting the kernel."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
-        if message:
-            raise UsageError(message.strip())
-        raise _HelpShown()
-
-
-class _HelpShown(Exception):
-    """--help was printed; nothing else to do."""
-
-
-def dockerfile_parser() -> _Parser:
-    p = _Parser(prog="%%dockerfile", description="Add this cell's Dockerfile snippet to the session and build it.")
+def dockerfile_parser() -> MagicParser:
+    p = MagicParser(prog="%%dockerfile", description="Add this cell's Dockerfile snippet to the session and build it.")
     p.add_argument("--stage", help="continue this stage instead of the current one")
     p.add_argument("--context", help="build context directory (default: the notebook's directory)")
     p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build-time variable")
@@ -111,7 +90,7 @@ class LLBookMagics(Magics):
             options = CellOptions(stage=args.stage, context=args.context,
                                   build_args=parse_build_args(args.build_arg), no_cache=args.no_cache,
                                   target=args.target, platform=args.platform, quiet=args.quiet)
-        except _HelpShown:
+        except HelpShown:
             return
         except UsageError as err:
             raise _cell_error(err, str(err)) from None
@@ -170,7 +149,7 @@ class LLBookMagics(Magics):
         [--help]: inspect and use the notebook's build session."""
         try:
             return commands.run(self.state, shlex.split(line))
-        except _HelpShown:
+        except HelpShown:
             return None
         except (UsageError, LLBookError) as err:
             raise _cell_error(err, str(err).splitlines()[0]) from None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from solver.errors import BuildError, DockerfileError, LLBookError
 from solver.frontend import InstructionRecord, Lowering, LoweringOptions
@@ -24,6 +24,9 @@ from solver.llb.state import State
 from solver.solve.progress import ProgressEvent
 from solver.solve.result import SolveResult
 from solver.solve.solver import Solver
+
+if TYPE_CHECKING:
+    from kernel_ext.widgets.model_types import CellSolve, DagInput
 
 OK, FAILED, STALE, INTERRUPTED, NEW = "ok", "failed", "stale", "interrupted", "new"
 
@@ -58,6 +61,11 @@ class Cell:
     @property
     def filename(self) -> str:
         return f"cell {self.number}"
+
+    def solved(self) -> CellSolve:
+        """This cell's name and last result as the views read them."""
+        from kernel_ext.widgets.model_types import CellSolve
+        return CellSolve(self.filename, self.last_result)
 
 
 @dataclass
@@ -365,11 +373,27 @@ class NotebookSession:
                 out[v.digest] = "failed" if v.error else "cached" if v.cached else "built"
         return out
 
+    def dag_input(self, last_cell: Cell | None = None) -> DagInput:
+        """What the DAG view reads: the lowering, the cells' last solves with
+        ``last_cell``'s last (its records win), the stale cells and the store's record sizes."""
+        from kernel_ext.widgets.model_types import DagInput
+        lowered = self.lower()
+        cells = [c for c in self.cells if c is not last_cell] + ([last_cell] if last_cell is not None else [])
+        solver = self._solver  # nothing solved in this kernel yet: do not open the store
+
+        def record_size(key: str) -> int | None:
+            record = solver.store.get(key)
+            return record.size if record is not None else None
+
+        return DagInput(lowered.lowering, tuple(c.solved() for c in cells),
+                        frozenset(c.filename for c in self.stale_cells(lowered)),
+                        record_size if solver is not None else None)
+
     def graph(self, stage: str | None = None) -> str:
         """DOT source of a stage's LLB as the DAG view draws it (buildctl's shapes, status fills)."""
         from kernel_ext.widgets.dag_model import build_dag
         key, _, _ = self.stage_state(stage)
-        return build_dag(self, key).to_dot()
+        return build_dag(self.dag_input(), key).to_dot()
 
     def export(self, output: str, stage: str | None = None, tags: tuple[str, ...] = (),
                progress: Any = None) -> dict[str, str]:

@@ -141,6 +141,19 @@ def test_llb_subcommands_have_help_and_work(ip, capsys) -> None:
     assert "cache dir" in repr(ip.run_cell("%llb config", cell_id="c").result)
 
 
+def test_llb_prune_reports_what_it_removed(ip, capsys) -> None:
+    """%llb prune runs the CLI's prune (the session's lease keeps what the kernel uses)."""
+    cell(ip, "%%dockerfile\nFROM busybox\nRUN echo old > /old\n", "a", capsys)
+    cell(ip, "%%dockerfile\nFROM busybox\nRUN echo new > /new\n", "a", capsys)
+    before = ip.run_cell("%llb du", cell_id="d1").result.rows
+    res = ip.run_cell("%llb prune --keep-storage 0", cell_id="p")
+    assert res.error_in_exec is None
+    text = str(res.result)
+    assert text.splitlines()[-1].startswith("Total reclaimed: "), text
+    removed = [line for line in text.splitlines() if line.startswith("removed ")]
+    assert len(ip.run_cell("%llb du", cell_id="d2").result.rows) == len(before) - len(removed)
+
+
 def test_why_names_the_changed_command(ip, capsys) -> None:
     cell(ip, "%%dockerfile\nFROM busybox\nRUN echo numpy > /pkg\n", "a", capsys)
     cell(ip, "%%dockerfile\nFROM busybox\nRUN echo pandas > /pkg\n", "a", capsys)

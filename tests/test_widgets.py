@@ -48,12 +48,12 @@ def by_name(model) -> dict[str, str]:
 def test_dag_statuses_after_build_edit_and_failure(session: NotebookSession) -> None:
     history = RunHistory()
     session.run_cell("FROM busybox\nRUN echo v1 > /v\n", "a")
-    model = build_dag(session, history=history, last_cell=session.cell("a"))
+    model = build_dag(session.dag_input(session.cell("a")), history=history)
     assert {v.digest for v in model.vertices} == graph_digests(session)
     assert by_name(model) == {"docker.io/library/busybox:latest": BUILT, "RUN echo v1 > /v": BUILT}
 
     run_b = session.run_cell("RUN cat /v > /copy\n", "b")
-    model = build_dag(session, history=history, last_cell=run_b.cell)
+    model = build_dag(session.dag_input(run_b.cell), history=history)
     assert {v.digest for v in model.vertices} == graph_digests(session)
     assert by_name(model) == {"docker.io/library/busybox:latest": CACHED, "RUN echo v1 > /v": CACHED,
                               "RUN cat /v > /copy": BUILT}
@@ -66,7 +66,7 @@ def test_dag_statuses_after_build_edit_and_failure(session: NotebookSession) -> 
     # edit the first cell: its RUN is rebuilt, the second cell is stale (its vertex never ran)
     run_a = session.run_cell("FROM busybox\nRUN echo v2 > /v\n", "a")
     assert [c.filename for c in run_a.stale] == ["cell 2"]
-    model = build_dag(session, history=history, last_cell=run_a.cell)
+    model = build_dag(session.dag_input(run_a.cell), history=history)
     assert {v.digest for v in model.vertices} == graph_digests(session)
     assert by_name(model) == {"docker.io/library/busybox:latest": CACHED, "RUN echo v2 > /v": BUILT,
                               "RUN cat /v > /copy": STALE}
@@ -77,7 +77,7 @@ def test_dag_statuses_after_build_edit_and_failure(session: NotebookSession) -> 
     with pytest.raises(BuildError) as info:
         session.run_cell("RUN echo boom && exit 3\n", "c")
     history.record_failure(info.value.vertex, str(info.value))
-    model = build_dag(session, history=history, last_cell=session.cell("c"))
+    model = build_dag(session.dag_input(session.cell("c")), history=history)
     assert {v.digest for v in model.vertices} == graph_digests(session)
     assert by_name(model) == {"docker.io/library/busybox:latest": CACHED, "RUN echo v2 > /v": BUILT,
                               "RUN cat /v > /copy": STALE, "RUN echo boom && exit 3": FAILED}
@@ -86,20 +86,20 @@ def test_dag_statuses_after_build_edit_and_failure(session: NotebookSession) -> 
 
     # a new cell that was never run shows as not run in the stage graph of a later lowering
     session.upsert("RUN echo later\n", "d", session.cell("a").options)
-    model = build_dag(session, history=history)
+    model = build_dag(session.dag_input(), history=history)
     assert by_name(model)["RUN echo later"] == NOT_RUN
 
     # fixing the failed cell clears the failure
     run_c = session.run_cell("RUN echo fixed\n", "c")
     history.record_run(run_c.result.vertices)
-    assert FAILED not in build_dag(session, history=history, last_cell=run_c.cell).statuses().values()
+    assert FAILED not in build_dag(session.dag_input(run_c.cell), history=history).statuses().values()
 
 
 def test_dag_svg_has_shapes_clusters_mount_labels_and_vertex_ids(session: NotebookSession) -> None:
     session.run_cell("FROM busybox AS builder\nRUN echo art > /art\n", "b1")
     session.run_cell("FROM busybox AS final\nRUN --mount=type=bind,from=builder,source=/art,target=/mnt/art "
                      "cat /mnt/art > /copy\nCOPY --from=builder /art /art2\n", "f1")
-    model = build_dag(session, "final", last_cell=session.cell("f1"))
+    model = build_dag(session.dag_input(session.cell("f1")), "final")
     shapes = {v.kind: v.shape for v in model.vertices}
     assert shapes == {"source": "ellipse", "exec": "box", "file": "note"}
     assert {v.stage for v in model.vertices} == {"builder", "final"}
@@ -181,7 +181,7 @@ def test_layer_model_matches_the_snapshot_diff(session: NotebookSession) -> None
     assert info.digest == "" and info.cache_key.startswith("sha256:")  # no blob before an export
     assert (info.added, info.modified, info.removed) == (len(diff.added), len(diff.modified), len(diff.removed))
     # the base layer is the pulled blob (its digest), made by the image source vertex
-    dag = build_dag(session, last_cell=run.cell)
+    dag = build_dag(session.dag_input(run.cell))
     source = next(v for v in dag.vertices if v.kind == "source")
     assert model.layers[0].digest.startswith("sha256:") and model.layers[0].vertex == source.digest
     assert model.layers[0].snapshot.startswith("layer-")

@@ -17,8 +17,8 @@ from kernel_ext.widgets.export_controls import ExportControls, ExportRequest
 from kernel_ext.widgets.layers import LayersWidget
 from kernel_ext.widgets.layers_model import LayersModel, build_layers
 from kernel_ext.widgets.result_view import ResultView, build_result_view, show_result, widget_state
-from kernel_ext.widgets.why_model import why_cell, why_session
+from kernel_ext.widgets.why_model import why_cell, why_cells
 
 __all__ = ["DagModel", "DagVertex", "DagWidget", "Efficiency", "ExportControls", "ExportRequest", "LayersModel",
            "LayersWidget", "ResultView", "RunHistory", "build_dag", "build_layers", "build_result_view",
-           "compute_efficiency", "show_result", "why_cell", "why_session", "widget_state"]
+           "compute_efficiency", "show_result", "why_cell", "why_cells", "widget_state"]

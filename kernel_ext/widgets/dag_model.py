@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kernel_ext.session import NotebookSession, SessionLowering
+from kernel_ext.widgets.model_types import CellSolve, DagInput
 from solver.frontend.source_map import records_by_name
 from solver.llb import dump, pb
 from solver.llb.definition import load
@@ -143,21 +143,18 @@ class RunHistory:
             self.failed[digest] = error
 
 
-def vertex_records(session: NotebookSession, last_cell: Any = None) -> dict[str, VertexRecord]:
-    """Digest → the record of its latest solve: every cell's last run, the last cell's on top."""
+def vertex_records(solves: Iterable[CellSolve]) -> dict[str, VertexRecord]:
+    """Digest → the record of its latest solve: later solves win over earlier ones."""
     out: dict[str, VertexRecord] = {}
-    cells = [c for c in session.cells if c is not last_cell] + ([last_cell] if last_cell is not None else [])
-    for cell in cells:
-        for v in (cell.last_result.vertices if cell.last_result else []):
+    for solve in solves:
+        for v in (solve.result.vertices if solve.result else []):
             out[v.digest] = v
     return out
 
 
-def build_dag(session: NotebookSession, stage: str | None = None, *, history: RunHistory | None = None,
-              last_cell: Any = None, lowered: SessionLowering | None = None) -> DagModel:
-    """The DAG of ``stage`` (default: the current one) with statuses from the session."""
-    lowered = lowered or session.lower()
-    lowering = lowered.lowering
+def build_dag(source: DagInput, stage: str | None = None, *, history: RunHistory | None = None) -> DagModel:
+    """The DAG of ``stage`` (default: the current one) with statuses from the session's solves."""
+    lowering = source.lowering
     key = stage or lowering.current
     if key is None or key not in lowering.stages:
         return DagModel(key or "", [], [])
@@ -165,10 +162,10 @@ def build_dag(session: NotebookSession, stage: str | None = None, *, history: Ru
     graph = load(definition)
     names = graph.names()
     by_name = records_by_name(lowering.records)
-    stale_cells = {c.filename for c in session.stale_cells(lowered)}
-    records = vertex_records(session, last_cell)
+    stale_cells = source.stale_cells
+    records = vertex_records(source.solves)
     failed = history.failed if history else {}
-    sizes = _sizes(session, records)
+    sizes = _sizes(source.record_size, records)
     vertices: list[DagVertex] = []
     edges: list[DagEdge] = []
     for vertex in graph.reachable():
@@ -230,16 +227,16 @@ def _inherit_stages(vertices: list[DagVertex]) -> None:
                     parent.stage = v.stage
 
 
-def _sizes(session: NotebookSession, records: dict[str, VertexRecord]) -> dict[str, int]:
-    if session._solver is None:  # nothing solved in this kernel yet: do not open the store
+def _sizes(record_size: Callable[[str], int | None] | None, records: dict[str, VertexRecord]) -> dict[str, int]:
+    """Digest → the size of its cache record (first cache key), where the store has one."""
+    if record_size is None:
         return {}
-    store = session.solver.store
     out: dict[str, int] = {}
     for digest, v in records.items():
         for key in v.cache_keys[:1]:
-            rec = store.get(key)
-            if rec is not None:
-                out[digest] = rec.size
+            size = record_size(key)
+            if size is not None:
+                out[digest] = size
     return out
 
 

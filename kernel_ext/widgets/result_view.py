@@ -109,8 +109,8 @@ def build_result_view(kernel_state: Any, live: Any, run: Any = None, error: Base
     dag = layers = export = None
     note = ""
     try:
-        model = build_dag(session, stage, history=views.history, last_cell=cell)
-        dag = DagWidget(model, [why_cell(cell)] if cell is not None and cell.last_result else [], compact=True)
+        model = build_dag(session.dag_input(cell), stage, history=views.history)
+        dag = DagWidget(model, [why_cell(cell.solved())] if cell is not None and cell.last_result else [], compact=True)
     except Exception as err:  # a view that cannot be drawn must not fail the cell
         log.debug("DAG view failed", exc_info=True)
         note = f"DAG unavailable: {err}"

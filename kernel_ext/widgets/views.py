@@ -12,7 +12,7 @@ from kernel_ext.widgets.fallback import WithFallback
 from kernel_ext.widgets.layers import LayersWidget
 from kernel_ext.widgets.layers_model import build_layers
 from kernel_ext.widgets.result_view import widget_state
-from kernel_ext.widgets.why_model import why_cell, why_session
+from kernel_ext.widgets.why_model import why_cell, why_cells
 
 
 def _last_cell(state: Any) -> Any:
@@ -22,8 +22,8 @@ def _last_cell(state: Any) -> Any:
 def dag_view(state: Any, stage: str | None = None) -> WithFallback:
     """The whole DAG of a stage, with every cell's reasons."""
     session = state.session
-    model = build_dag(session, stage, history=widget_state(state).history, last_cell=_last_cell(state))
-    return WithFallback(DagWidget(model, why_session(session)))
+    model = build_dag(session.dag_input(_last_cell(state)), stage, history=widget_state(state).history)
+    return WithFallback(DagWidget(model, why_cells(c.solved() for c in session.cells)))
 
 
 def why_view(state: Any, target: str | None = None) -> WithFallback:
@@ -33,8 +33,8 @@ def why_view(state: Any, target: str | None = None) -> WithFallback:
     cell = session.cell(target) if target else _last_cell(state)
     if cell is None:
         raise LLBookError("no cell has run yet")
-    model = build_dag(session, cell.stage, history=widget_state(state).history, last_cell=_last_cell(state))
-    return WithFallback(DagWidget(model, [why_cell(cell)]))
+    model = build_dag(session.dag_input(_last_cell(state)), cell.stage, history=widget_state(state).history)
+    return WithFallback(DagWidget(model, [why_cell(cell.solved())]))
 
 
 def layers_view(state: Any, stage: str | None = None) -> WithFallback:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import html
 from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
-from kernel_ext.session import Cell, NotebookSession
+from kernel_ext.widgets.model_types import CellSolve
 
 
 @dataclass
@@ -51,10 +52,10 @@ def _reason(raw: dict[str, Any]) -> WhyReason:
                      old=_text(raw.get("old")), new=_text(raw.get("new")), files=list(raw.get("files", [])))
 
 
-def why_cell(cell: Cell) -> WhyCell:
+def why_cell(cell: CellSolve) -> WhyCell:
     """The reasons of one cell's last run (local context vertices left out)."""
     entries = []
-    for v in (cell.last_result.vertices if cell.last_result else []):
+    for v in (cell.result.vertices if cell.result else []):
         if v.kind == "local":
             continue
         reasons = [] if v.cached else [_reason(r) for r in v.reasons]
@@ -62,8 +63,9 @@ def why_cell(cell: Cell) -> WhyCell:
     return WhyCell(cell.filename, entries)
 
 
-def why_session(session: NotebookSession) -> list[WhyCell]:
-    return [why_cell(c) for c in session.cells if c.last_result is not None]
+def why_cells(cells: Iterable[CellSolve]) -> list[WhyCell]:
+    """The reasons of every cell that was solved."""
+    return [why_cell(c) for c in cells if c.result is not None]
 
 
 def reason_text(reason: WhyReason) -> str:
