@@ -72,7 +72,8 @@ def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: s
     context's exclude patterns unless ``exclude_patterns`` is given. ``resolver(ref, platform)``
     pins FROM images and returns their config; without it nothing is fetched.
     """
-    excludes = list(exclude_patterns) if exclude_patterns is not None else _ignore_patterns(context_dir, filename)
+    excludes = (list(exclude_patterns) if exclude_patterns is not None
+                else context_ignore_patterns(context_dir, filename))
     options = LoweringOptions(build_args=dict(build_args or {}),
                               platform=Platform.parse(platform) if isinstance(platform, str) else platform,
                               resolver=resolver, session_id=session_id, exclude_patterns=excludes)
@@ -82,7 +83,8 @@ def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: s
     return lowered
 
 
-def _ignore_patterns(context_dir: str | None, filename: str) -> list[str]:
+def context_ignore_patterns(context_dir: str | None, filename: str) -> list[str]:
+    """The exclude patterns of the context's .dockerignore (or <Dockerfile>.dockerignore)."""
     if context_dir is None:
         return []
     from pathlib import Path
