@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -206,8 +207,29 @@ def test_mount_stubs_are_removed(executor: RuncExecutor, rootfs: Path, tmp_path:
     code, cap = run(executor, rootfs, "cat /mnt/data/f; echo y > /scratch/y; cat /scratch/y; "
                     "echo z > /mnt/data/z 2>/dev/null || echo ro", mounts=mounts)
     assert code == 0 and cap.text.split() == ["from", "host", "y", "ro"]
-    assert sorted(os.listdir(rootfs)) == before
+    # the runtime's own stubs go; the RUN's mount points stay, as docker build leaves them
+    assert sorted(os.listdir(rootfs)) == sorted([*before, "mnt", "scratch"])
+    assert not os.listdir(rootfs / "mnt" / "data") and not os.listdir(rootfs / "scratch")
     assert not (rootfs / "etc" / "hosts").exists()
+
+
+def test_run_mount_points_stay_as_docker_build_leaves_them(executor: RuncExecutor, rootfs: Path,
+                                                          tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("pw")
+    old = os.umask(0o077)  # the mode is 0755 whatever the umask
+    try:
+        mounts = [MountSpec("/run/secrets/pw", str(secret), readonly=True),
+                  MountSpec("/deep/er/mnt", type="tmpfs")]
+        code, cap = run(executor, rootfs, "cat /run/secrets/pw; id -u", mounts=mounts,
+                        user="1000:1000")
+    finally:
+        os.umask(old)
+    assert code == 0, cap.text
+    for path in ("run", "run/secrets", "deep", "deep/er", "deep/er/mnt"):
+        st = os.lstat(rootfs / path)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755 and st.st_uid == 0, path
+    assert not (rootfs / "run" / "secrets" / "pw").exists()  # the empty file stub is removed
 
 
 def test_cancel_kills_everything_quickly(executor: RuncExecutor, rootfs: Path) -> None:

@@ -35,7 +35,7 @@ from solver.executor.etcfiles import hosts_file, resolv_conf
 from solver.executor.proctree import kill_tree
 from solver.executor.runc import ensure_cwd
 from solver.executor.streams import Pipes
-from solver.executor.stubs import MountStubs
+from solver.executor.stubs import MountStubs, mount_targets
 from solver.executor.user import ResolvedUser, resolve_user
 
 POLL = 0.05
@@ -101,7 +101,8 @@ class ProotExecutor(Executor):
         stubs = MountStubs(rootfs)
         try:
             binds = self._binds(work, process, mounts)
-            stubs.record([*HOST_BINDS, *(dest for _, dest in binds)])
+            stubs.record([*HOST_BINDS, *(dest for _, dest in binds[:2])])  # + resolv.conf, hosts
+            stubs.mountpoints(mount_targets(mounts))
             cmd = with_ulimits(proot_args(self.proot, rootfs, process, user, binds), process)
             return self._run(cmd, proot_env(process, user), stdout, stderr, cancel, stdin)
         finally:

@@ -46,7 +46,7 @@ from solver.executor.reaper import REAPER, Watched, bundle_prefix, container_id_
 from solver.executor.rootpath import resolve_in_root
 from solver.executor.seccomp import load_profile
 from solver.executor.streams import Pipes
-from solver.executor.stubs import MountStubs
+from solver.executor.stubs import MountStubs, mount_targets
 from solver.executor.user import ResolvedUser, resolve_user
 
 KILL_TIMEOUT = 2.0
@@ -139,7 +139,8 @@ class RuncExecutor(Executor):
         try:
             netns = self._sandbox_network(network, process, stderr)
             self._write_bundle(bundle, rootfs, process, mounts, user, container_id, netns)
-            stubs.record([*RUNC_DEFAULT_MOUNTS, *(m.dest for m in mounts)])
+            stubs.record(RUNC_DEFAULT_MOUNTS)
+            stubs.mountpoints(mount_targets(mounts))
             return self._run_container(container_id, bundle, stdout, stderr, cancel, stdin)
         finally:
             try:
