@@ -13,18 +13,10 @@ from typing import BinaryIO
 
 import pytest
 
-from solver.cache.contenthash import (
-    EMPTY_DIGEST,
-    ChecksumNotFoundError,
-    Selector,
-    StatMemo,
-    checksum,
-    checksum_many,
-    diff_digests,
-    file_digests,
-    open_nofollow,
-    record_digest,
-)
+from solver.cache.contenthash import Selector, checksum, checksum_many, diff_digests, file_digests
+from solver.cache.hashtree import ChecksumNotFoundError
+from solver.cache.statmemo import StatMemo
+from solver.cache.tarsum import EMPTY_DIGEST, open_nofollow, record_digest
 
 DGST_FILE_DATA0 = "sha256:cd8e75bca50f2d695f220d0cb0997d8ead387e4f926e8669a92d7f104cc9885b"
 DGST_FILE_DATA1 = "sha256:c2b5e234f5f38fc5864da7def04782f82501a40d46192e4207d5b3f0c3c4732b"
@@ -593,7 +585,7 @@ def test_symlink_loop_is_an_error(tmp_path: Path) -> None:
     root.mkdir()
     os.symlink("b", root / "a")
     os.symlink("a", root / "b")
-    from solver.cache.contenthash import ContentHashError
+    from solver.cache.hashtree import ContentHashError
 
     with pytest.raises(ContentHashError):
         checksum(root, "a/x", follow_symlinks=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from solver.cache.contenthash import StatMemo, checksum, checksum_many, file_digests
+from solver.cache.contenthash import checksum, checksum_many, file_digests
+from solver.cache.statmemo import StatMemo
 from solver.source.local import ContextError, EntryKind, LocalContext, resolve_follow_paths
 
 

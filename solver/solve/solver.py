@@ -621,7 +621,7 @@ def _run_op(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[Out
 
 
 def _new_memo(cache_dir: Path) -> Any:
-    from solver.cache.contenthash import StatMemo
+    from solver.cache.statmemo import StatMemo
     return StatMemo.in_dir(cache_dir)
 
 

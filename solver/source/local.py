@@ -33,11 +33,11 @@ from typing import BinaryIO, Iterable, Iterator, Sequence
 
 from solver.cache.contenthash import (
     Selector,
-    StatMemo,
     checksum as content_checksum,
     checksum_many as content_checksum_many,
     file_digests as content_file_digests,
 )
+from solver.cache.statmemo import StatMemo
 from solver.errors import LLBookError
 from solver.source.dockerignore import (
     DockerIgnore,
