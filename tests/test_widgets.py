@@ -21,7 +21,7 @@ from kernel_ext.widgets.dag_model import BUILT, CACHED, FAILED, NOT_RUN, STALE
 from kernel_ext.widgets.efficiency import layer_leaves
 from kernel_ext.widgets.export_controls import DOCKER, OCI_TAR, PUSH, ExportRequest
 from kernel_ext.widgets.layers_model import AGGREGATED, KINDS, LAYER_ONLY, LayersModel, layer_tree
-from solver.errors import BuildError
+from solver.errors import BuildError, LLBookError
 from solver.export.result_source import layer_chain
 from solver.llb import dump
 from solver.snapshot.diff import ADDED, MODIFIED, REMOVED, Change, FileType, LayerDiff, walk_oci
@@ -114,6 +114,15 @@ def test_dag_svg_has_shapes_clusters_mount_labels_and_vertex_ids(session: Notebo
     assert set(widget.vertices) == {v.digest for v in model.vertices}
     bundle = widget._repr_mimebundle_()
     assert "<svg" in bundle["text/html"] and "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_dag_svg_without_dot_is_an_llbook_error(monkeypatch, tmp_path: Path) -> None:
+    """The graphviz package runs Debian's dot; where it is missing the cell says so."""
+    from kernel_ext.widgets.dag_model import render_svg
+    assert render_svg("digraph { a -> b }").startswith("<svg")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on PATH
+    with pytest.raises(LLBookError, match="graphviz's `dot`"):
+        render_svg("digraph { a -> b }")
 
 
 def test_dag_of_120_vertices_renders_quickly() -> None:
