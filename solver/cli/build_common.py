@@ -30,9 +30,12 @@ def registry_config(path: str | None) -> Any:
     return load_registry_config(path)
 
 
-def _dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
-    if args.file == "-":
-        return sys.stdin.read(), "Dockerfile"
+def read_dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
+    """The Dockerfile text (`-f -` reads stdin) and the name its errors and warnings use."""
+    if args.file == "-":  # read once: the checks and the lowering both ask
+        if getattr(args, "stdin_dockerfile", None) is None:
+            args.stdin_dockerfile = sys.stdin.read()
+        return args.stdin_dockerfile, "Dockerfile"
     path = Path(args.file) if args.file else context / "Dockerfile"
     try:
         return path.read_text(), str(path)
@@ -43,7 +46,7 @@ def _dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
 def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
     """Run the Dockerfile frontend."""
     from solver.frontend import dockerfile_to_llb
-    text, filename = _dockerfile(args, context)
+    text, filename = read_dockerfile(args, context)
     return dockerfile_to_llb(text, filename=filename, context_dir=str(context), target=args.target,
                              build_args=dict(args.build_args), platform=args.platform,
                              resolver=resolver)
