@@ -10,7 +10,9 @@ import pytest
 
 from solver.cache.contenthash import checksum, checksum_many, file_digests
 from solver.cache.statmemo import StatMemo
-from solver.source.local import ContextError, EntryKind, LocalContext, resolve_follow_paths
+from solver.source.context_entries import ContextError, EntryKind
+from solver.source.context_follow import resolve_follow_paths
+from solver.source.local import LocalContext
 
 
 def make_context(root: Path) -> Path:

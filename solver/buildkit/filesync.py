@@ -23,7 +23,8 @@ from typing import BinaryIO
 
 from solver.buildkit import messages as m
 from solver.buildkit.messages import PacketType
-from solver.source.local import ContextEntry, EntryKind, LocalContext
+from solver.source.context_entries import ContextEntry, EntryKind
+from solver.source.local import LocalContext
 
 DATA_CHUNK = 32 * 1024
 
