@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from solver.source.dockerignore import (
-    BadPatternError,
-    DockerIgnore,
-    MatchInfo,
-    PatternMatcher,
-    clean_path,
-    path_match,
-    read_ignore_lines,
-)
+from solver.llb.patternmatch import BadPatternError, MatchInfo, PatternMatcher, clean_path, path_match
+from solver.source.dockerignore import DockerIgnore, read_ignore_lines
 
 
 def ignored(patterns: list[str], path: str) -> bool:

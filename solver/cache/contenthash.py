@@ -31,7 +31,7 @@ from solver.cache.hashtree import ChecksumNotFoundError, ContentHashError, HashT
 from solver.cache.statmemo import StatMemo
 from solver.cache.tarsum import EMPTY_DIGEST, Opener, open_nofollow, sha256_digest
 from solver.llb import gopath
-from solver.source.dockerignore import MatchInfo, PatternMatcher, contains_wildcards, path_match
+from solver.llb.patternmatch import MatchInfo, PatternMatcher, contains_wildcards, path_match
 
 
 # ---------------------------------------------------------------------- selectors

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from solver.errors import FileOpError
 from solver.llb import gopath
-from solver.source.dockerignore import (
+from solver.llb.patternmatch import (
     BadPatternError,
     MatchInfo,
     PatternMatcher,

@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 
 from solver.source.context_confined import DIR_FLAGS, open_dir_beneath, split_relpath
 from solver.source.context_entries import ContextError
-from solver.source.dockerignore import clean_path, contains_wildcards, filepath_match
+from solver.llb.patternmatch import clean_path, contains_wildcards, filepath_match
 
 _MAX_LINKS = 255
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from solver.source.context_confined import DIR_FLAGS
 from solver.source.context_entries import ContextEntry, EntryKind
-from solver.source.dockerignore import MatchInfo, PatternMatcher
+from solver.llb.patternmatch import MatchInfo, PatternMatcher
 
 _PATTERN_CHARS = "*[]?^\\"
 

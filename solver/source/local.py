@@ -41,7 +41,8 @@ from solver.source.context_copy import ContextCopier
 from solver.source.context_entries import ContextEntry, ContextError, EntryKind
 from solver.source.context_follow import dedupe_paths, follow_targets
 from solver.source.context_walk import ContextWalker, only_prefixes
-from solver.source.dockerignore import DockerIgnore, PatternMatcher
+from solver.llb.patternmatch import PatternMatcher
+from solver.source.dockerignore import DockerIgnore
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from solver.frontend.shell_words import Lexer, WordError
 from solver.frontend.stages import SCRATCH, Stage, build_graph, split_stages
 from solver.llb.platform import Platform
 from solver.llb.reference import normalize
-from solver.source.dockerignore import PatternMatcher
+from solver.llb.patternmatch import PatternMatcher
 
 Resolver = Callable[[str, Platform], tuple[str, dict[str, Any]]]
 RESERVED_STAGE_NAMES = ("context", "scratch")

@@ -21,7 +21,7 @@ from solver.frontend.instructions import (ArgInstruction, CmdInstruction, CopyIn
                                           WorkdirInstruction)
 from solver.frontend.shell_words import Lexer, WordError
 from solver.llb import gopath
-from solver.source.dockerignore import PatternMatcher
+from solver.llb.patternmatch import PatternMatcher
 
 NON_ENV_ARGS = frozenset({"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"})
 _SECRET_WORDS = ("apikey", "auth", "credential", "credentials", "key", "password", "pword", "passwd", "secret",
