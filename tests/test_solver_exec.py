@@ -59,6 +59,9 @@ def _mount_count(under: Path) -> int:
 
 
 def _children() -> set[int]:
+    """This process's children, less the helpers of RUN networks (netns.helper_pids)."""
+    from solver.executor.netns import helper_pids
+    helpers = helper_pids()
     me = os.getpid()
     found = set()
     for entry in os.listdir("/proc"):
@@ -71,7 +74,7 @@ def _children() -> set[int]:
             continue
         if int(fields[1]) == me:
             found.add(int(entry))
-    return found
+    return found - helpers - helper_pids()  # before and after: reaped or started meanwhile
 
 
 def _run(base, cmd: str, name: str):

@@ -62,7 +62,7 @@ def _probe(executor: Executor) -> bool:
     try:
         rootfs, mounts = _probe_rootfs(base)
         out = bytearray()
-        code = executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", "echo ok"]), mounts,
+        code = executor.run(rootfs, ProcessSpec(["/bin/sh", "-c", "echo ok"], network="none"), mounts,
                             stdout=out.extend)
         return code == 0 and out.strip() == b"ok"
     except (ExecutorError, OSError):
