@@ -1,7 +1,7 @@
 """``%llb`` sub-commands. Each returns something IPython can display (or None).
 
 graph, layers, export, dump, dockerfile, exec, history, why, status, reset, du, prune,
-config. ``%llb SUBCOMMAND --help`` explains each.
+config, check. ``%llb SUBCOMMAND --help`` explains each.
 """
 
 from __future__ import annotations
@@ -91,6 +91,15 @@ def cmd_dockerfile(state: KernelState, argv: list[str]) -> Any:
         Path(args.write).write_text(text)
         return Text(f"wrote {args.write} ({len(text.splitlines())} lines)")
     return Text(text)
+
+
+def cmd_check(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("check", "BuildKit's build checks over the session Dockerfile (as docker build --check), "
+                         "each warning shown in its cell.")
+    p.parse_args(argv)
+    from kernel_ext.widgets.check_view import CheckReport
+    checks = state.session.check()
+    return CheckReport(checks.warnings, str(checks.error) if checks.error is not None else "")
 
 
 def cmd_dump(state: KernelState, argv: list[str]) -> Any:
@@ -341,6 +350,7 @@ COMMANDS = {
     "graph": cmd_graph, "layers": cmd_layers, "export": cmd_export, "dump": cmd_dump,
     "dockerfile": cmd_dockerfile, "exec": cmd_exec, "history": cmd_history, "why": cmd_why,
     "status": cmd_status, "reset": cmd_reset, "du": cmd_du, "prune": cmd_prune, "config": cmd_config,
+    "check": cmd_check,
 }
 
 

@@ -17,6 +17,7 @@ from kernel_ext import commands
 from kernel_ext.magic_args import HelpShown, MagicParser, UsageError
 from kernel_ext.progress_view import LiveProgress
 from kernel_ext.session import CellOptions, CellRun, NotebookSession
+from kernel_ext.widgets.check_view import warnings_text
 from kernel_ext.widgets.result_view import show_result
 from solver.errors import BuildError, DockerfileError, LLBookError
 
@@ -139,13 +140,15 @@ class LLBookMagics(Magics):
         if run.stale:
             summary += " — stale: " + ", ".join(c.filename for c in run.stale) + " (run them again)"
         live.finish(summary)
+        if run.cell.warnings and not self.state.rich_display and not options.quiet:
+            print(warnings_text(run.cell.warnings), flush=True)
         show_result(self.state, live, run=run, summary=summary)
         return run
 
     # -- %llb -----------------------------------------------------------------------------
     @line_magic
     def llb(self, line: str) -> Any:
-        """%llb graph|layers|export|dump|dockerfile|exec|history|why|status|reset|du|prune|config
+        """%llb graph|layers|export|dump|dockerfile|exec|history|why|status|reset|du|prune|config|check
         [--help]: inspect and use the notebook's build session."""
         try:
             return commands.run(self.state, shlex.split(line))

@@ -26,7 +26,8 @@ from solver.solve.result import SolveResult
 from solver.solve.solver import Solver
 
 if TYPE_CHECKING:
-    from kernel_ext.widgets.model_types import CellSolve, DagInput
+    from kernel_ext.widgets.model_types import CellSolve, CellWarning, DagInput
+    from solver.frontend.checks import CheckWarning
 
 OK, FAILED, STALE, INTERRUPTED, NEW = "ok", "failed", "stale", "interrupted", "new"
 
@@ -57,6 +58,7 @@ class Cell:
     stage: str | None = None  # the stage its last instruction belongs to
     last_result: SolveResult | None = None
     duration: float | None = None
+    warnings: list[CellWarning] = field(default_factory=list)  # build checks pointing into this cell
 
     @property
     def filename(self) -> str:
@@ -90,6 +92,48 @@ class SessionLowering:
             if lowered.cell is cell:
                 return lowered
         raise KeyError(cell.cell_id)
+
+
+@dataclass(frozen=True)
+class CellSpan:
+    """Where a cell's text sits in the session Dockerfile."""
+
+    cell: Cell
+    first_line: int  # the session line of the cell's first non-blank line
+    count: int
+    skipped: int  # blank lines at the top of the cell that the session text leaves out
+
+    def cell_line(self, session_line: int) -> int | None:
+        offset = session_line - self.first_line
+        return offset + self.skipped + 1 if 0 <= offset < self.count else None
+
+
+@dataclass
+class SessionSource:
+    """The session Dockerfile and the cells' places in it."""
+
+    text: str
+    spans: list[CellSpan]
+
+    def place(self, warning: CheckWarning) -> CellWarning | None:
+        """A warning of the session Dockerfile as a warning of the cell it points at."""
+        from kernel_ext.widgets.model_types import CellWarning
+        for span in self.spans:
+            start = span.cell_line(warning.start_line)
+            if start is not None:
+                end = span.cell_line(warning.end_line) or start
+                return CellWarning(warning.rule, warning.message, warning.description, warning.url,
+                                   span.cell.filename, start, end, span.cell.text)
+        return None
+
+
+@dataclass
+class SessionChecks:
+    """The build checks of the whole session."""
+
+    warnings: list[CellWarning]
+    error: DockerfileError | None
+    source: str
 
 
 @dataclass
@@ -292,6 +336,7 @@ class NotebookSession:
             session = self.lower()
             lowered = session.of(cell)
             state, stage = self._target_state(session, lowered, options)
+            self._cell_checks(cell)
         except DockerfileError:
             cell.status = FAILED
             raise
@@ -349,12 +394,50 @@ class NotebookSession:
     def dockerfile(self) -> str:
         """The session as a plain Dockerfile: global ARG cells first, then each stage's
         cells after the cell that started it, in first-run order."""
-        groups: dict[str | None, list[str]] = {}
+        return self.session_source().text
+
+    def session_source(self) -> SessionSource:
+        """``dockerfile()`` with where each cell's lines are in it."""
+        groups: dict[str | None, list[LoweredCell]] = {}
         for lowered in self.lower().cells:
             key = _first_stage(lowered) or lowered.cell.options.stage or lowered.stage
-            groups.setdefault(key, []).append(lowered.cell.text.strip("\n"))
-        parts = groups.pop(None, []) + [text for texts in groups.values() for text in texts]
-        return "\n\n".join(parts) + "\n"
+            groups.setdefault(key, []).append(lowered)
+        ordered = groups.pop(None, []) + [lowered for cells in groups.values() for lowered in cells]
+        parts: list[str] = []
+        spans: list[CellSpan] = []
+        line = 1
+        for lowered in ordered:
+            text = lowered.cell.text
+            body = text.strip("\n")
+            skipped = len(text) - len(text.lstrip("\n"))
+            count = body.count("\n") + 1
+            spans.append(CellSpan(lowered.cell, line, count, skipped))
+            parts.append(body)
+            line += count + 1  # one blank line between cells
+        return SessionSource("\n\n".join(parts) + "\n", spans)
+
+    def check(self, *, all_stages: bool = True) -> SessionChecks:
+        """BuildKit's build checks over the session Dockerfile (so UndefinedVar and friends see
+        every cell), each warning placed in its cell."""
+        from solver.frontend import context_ignore_patterns
+        from solver.frontend.checks import CheckInputs, check_dockerfile
+        source = self.session_source()
+        inputs = CheckInputs(filename="session Dockerfile", build_args=self.effective_build_args(),
+                             all_stages=all_stages, platform=self._platform(), resolver=self._resolver,
+                             ignore_patterns=context_ignore_patterns(str(self.context), "Dockerfile"))
+        result = check_dockerfile(source.text, inputs)
+        placed = [source.place(w) for w in result.warnings]
+        return SessionChecks([w for w in placed if w is not None], result.error, source.text)
+
+    def _cell_checks(self, cell: Cell) -> None:
+        """Keep the cell's own warnings; with ``check=error=true`` they fail the cell."""
+        checks = self.check()
+        cell.warnings = [w for w in checks.warnings if w.cell == cell.filename]
+        violation = checks.error is not None and checks.error.message.startswith("lint violation found")
+        if violation and cell.warnings:
+            rules = ", ".join(dict.fromkeys(w.rule for w in cell.warnings))
+            raise DockerfileError(f"lint violation found for rules: {rules}", cell.warnings[0].line,
+                                  cell.filename)
 
     def stage_state(self, stage: str | None = None) -> tuple[str, State, dict[str, Any]]:
         """(name, state, image config) of a stage; default: the current one."""
@@ -387,7 +470,16 @@ class NotebookSession:
 
         return DagInput(lowered.lowering, tuple(c.solved() for c in cells),
                         frozenset(c.filename for c in self.stale_cells(lowered)),
-                        record_size if solver is not None else None)
+                        record_size if solver is not None else None, self._warnings_by_line())
+
+    def _warnings_by_line(self) -> dict[tuple[str, int], tuple[str, ...]]:
+        """(cell, line) → the check warnings there, for the DAG's vertex details."""
+        out: dict[tuple[str, int], tuple[str, ...]] = {}
+        for cell in self.cells:
+            for warning in cell.warnings:
+                key = (warning.cell, warning.line)
+                out[key] = out.get(key, ()) + (f"{warning.rule}: {warning.message}",)
+        return out
 
     def graph(self, stage: str | None = None) -> str:
         """DOT source of a stage's LLB as the DAG view draws it (buildctl's shapes, status fills)."""

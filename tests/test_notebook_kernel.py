@@ -65,6 +65,29 @@ def test_rerun_with_same_cell_id_replaces_the_snippet(kernel) -> None:
     assert "echo b" in text and "echo a" not in text
 
 
+def test_cell_shows_its_build_check_warnings_at_the_cell_line(kernel) -> None:
+    loaded = kernel.execute("%load_ext kernel_ext")
+    assert loaded.status == "ok" and not loaded.text, loaded.text
+    first = kernel.execute("%%dockerfile\nFROM busybox AS Base\nARG greeting=hi\n", cell_id="w1")
+    assert first.status == "ok", first.text
+    assert "StageNameCasing: Stage name 'Base' should be lowercase (cell 1, line 1)" in first.text
+    second = kernel.execute("%%dockerfile\n# the ARG is in cell 1: the checks see the whole session\n"
+                            "ENV GREETING=$greting\nENV mode quiet\n", cell_id="w2")
+    assert second.status == "ok", second.text
+    text = second.text
+    assert "2 warnings found:" in text, text
+    assert ("UndefinedVar: Usage of undefined variable '$greting' (did you mean $greeting?) (cell 2, line 2)"
+            in text), text
+    assert "LegacyKeyValueFormat" in text and "(cell 2, line 3)" in text
+    assert "cell 2:2" in text and "   2 | >>> ENV GREETING=$greting" in text
+    assert "(cell 1, line 1)" not in text  # cell 1's warning is listed under cell 1 only
+    # the DAG names the warnings of a vertex's instruction (here the FROM of cell 1)
+    assert "warning: StageNameCasing: Stage name 'Base' should be lowercase" in text
+    report = kernel.execute("%llb check").text
+    assert "Check complete, 3 warnings have been found!" in report, report
+    assert "cell 1:1" in report and "   1 | >>> FROM busybox AS Base" in report
+
+
 def _mounts_under(path: Path) -> list[str]:
     return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(path) in line]
 

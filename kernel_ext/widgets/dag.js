@@ -41,6 +41,11 @@ function details(v) {
   if (v.duration != null) box.append(field("duration", v.duration.toFixed(2) + " s"));
   if (v.layer_size != null) box.append(field("layer size", human(v.layer_size)));
   if (v.error) box.append(h("pre", { class: "llbook-error", text: v.error }));
+  if (v.warnings && v.warnings.length) {
+    const list = h("ul", { class: "llbook-details-warnings" });
+    for (const text of v.warnings) list.append(h("li", { text }));
+    box.append(h("div", { class: "llbook-field-label", text: "build checks" }), list);
+  }
   const reasons = h("ul", { class: "llbook-reasons" });
   if (v.status === "cached") reasons.append(h("li", { text: "cached: same cache key as an earlier build" }));
   for (const r of v.reasons || []) {

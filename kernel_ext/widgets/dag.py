@@ -48,7 +48,9 @@ class DagWidget(anywidget.AnyWidget):
 
     def static_text(self) -> str:
         lines = [f"DAG of stage {self.stage}: {len(self.model.vertices)} vertices"]
-        lines += [f"  {v.status:<8} {v.label}" for v in self.model.vertices]
+        for v in self.model.vertices:
+            lines.append(f"  {v.status:<8} {v.label}")
+            lines += [f"           warning: {text}" for text in v.warnings]
         if self.why_cells:
             lines += ["why rebuilt:", why_text(self.why_cells)]
         return "\n".join(lines)

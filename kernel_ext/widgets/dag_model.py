@@ -13,7 +13,7 @@ Statuses:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ class DagVertex:
     layer_size: int | None = None
     reasons: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
+    warnings: list[str] = field(default_factory=list)  # build checks on its instruction's lines
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,7 +187,8 @@ def build_dag(source: DagInput, stage: str | None = None, *, history: RunHistory
             cache_key=(solved.cache_keys[0] if solved and solved.cache_keys else ""),
             duration=solved.duration if solved else None, layer_size=sizes.get(vertex.digest),
             reasons=list(solved.reasons) if solved and not solved.cached else [],
-            error=failed.get(vertex.digest, "")))
+            error=failed.get(vertex.digest, ""),
+            warnings=_warnings_of(record, source.warnings) if record else []))
         for i, inp in enumerate(op.inputs):
             edges.append(DagEdge(inp.digest, vertex.digest, dump.edge_label(op, i)))
     _inherit_stages(vertices)
@@ -203,6 +205,13 @@ def _status(digest: str, solved: VertexRecord | None, failed: dict[str, str], st
     if stale_cell:
         return STALE
     return NOT_RUN
+
+
+def _warnings_of(record: Any, warnings: Mapping[tuple[str, int], tuple[str, ...]]) -> list[str]:
+    """The check warnings on any line of the record's instruction."""
+    ins = record.instruction
+    end = getattr(ins, "end_line", ins.line) or ins.line
+    return [text for line in range(ins.line, end + 1) for text in warnings.get((record.filename, line), ())]
 
 
 def _instruction_text(record: Any, sources: dict[str, str]) -> str:

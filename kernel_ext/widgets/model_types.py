@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from solver.frontend import Lowering
 from solver.solve.result import SolveResult
@@ -27,3 +27,22 @@ class DagInput:
     solves: tuple[CellSolve, ...]
     stale_cells: frozenset[str]
     record_size: Callable[[str], int | None] | None = None
+    warnings: Mapping[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)  # (cell, line) -> shorts
+
+
+@dataclass(frozen=True)
+class CellWarning:
+    """One build-check warning placed in the cell it points at (lines are the cell's own)."""
+
+    rule: str
+    message: str
+    description: str
+    url: str
+    cell: str  # "cell 2"
+    line: int
+    end_line: int
+    cell_text: str
+
+    @property
+    def short(self) -> str:
+        return f"{self.rule}: {self.message} ({self.cell}, line {self.line})"

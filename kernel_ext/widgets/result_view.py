@@ -11,6 +11,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from kernel_ext.widgets.check_view import warnings_html, warnings_text
 from kernel_ext.widgets.dag import DagWidget
 from kernel_ext.widgets.dag_model import BUILT, CACHED, FAILED, RunHistory, build_dag
 from kernel_ext.widgets.export_controls import ExportControls
@@ -121,7 +122,9 @@ def build_result_view(kernel_state: Any, live: Any, run: Any = None, error: Base
         except Exception as err:
             log.debug("layers view failed", exc_info=True)
             note = f"layers unavailable: {err}"
-    return ResultView(live.model.to_text(summary), live.model.to_html(summary), dag, layers, export, note)
+    warnings = cell.warnings if cell is not None else []
+    text = live.model.to_text(summary) + ("\n" + warnings_text(warnings) if warnings else "")
+    return ResultView(text, live.model.to_html(summary) + warnings_html(warnings), dag, layers, export, note)
 
 
 _OUTCOMES = {"CACHED": CACHED, "done": BUILT, "error": FAILED}
