@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="llbook build with run
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = all_cases()
+KEEP = os.environ.get("LLBOOK_CONFORMANCE_KEEP", "")
 PARALLEL = 2  # builds at a time: docker's and llbook's of one case run side by side
 
 
@@ -72,7 +73,11 @@ class Workspace:
             raise RuntimeError(f"llbook build failed:\n{proc.stderr[-3000:]}")
         subprocess.run([self.docker_client, "load", "-q", "-i", str(archive)], check=True, capture_output=True,
                        timeout=300)
-        archive.unlink()
+        if KEEP:  # LLBOOK_CONFORMANCE_KEEP=DIR keeps llbook's archives for a look
+            Path(KEEP).mkdir(parents=True, exist_ok=True)
+            archive.replace(Path(KEEP) / archive.name)
+        else:
+            archive.unlink()
         return self._read_and_remove(name)
 
     def _read_and_remove(self, name: str) -> ImageView:

@@ -1,3 +1,3 @@
 FROM busybox
 ENV A=a EMPTY=""
-ENV R1=${A:-x} R2=${UNSET:-x} R3=${EMPTY:-x} R4=${EMPTY-x} R5=${A:+y} R6=${UNSET:+y} R7=${EMPTY+y}
+ENV R1=${A:-x} R2=${UNSET:-x} R3=${EMPTY:-x} R5=${A:+y} R6=${UNSET:+y} R7=${EMPTY:+y} R8="${A:+${A}-nested}"

@@ -2,4 +2,4 @@ FROM busybox
 USER 1000:1000
 WORKDIR /owned/by/user
 USER root
-RUN ls -ln / | grep owned > /out
+RUN stat -c "%a %u %g %n" /owned /owned/by /owned/by/user > /out
