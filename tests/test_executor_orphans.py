@@ -137,14 +137,27 @@ def _watcher_of(owner: int) -> int:
     return watchers[0]
 
 
+def _network_helpers_of(owner: int) -> list[tuple[int, int]]:
+    """slirp4netns and the namespace holders (`cat` under `unshare --net`) below ``owner``."""
+    from solver.executor.proctree import descendants, identity
+    lines = _cmdlines()
+    found = [identity(pid) for pid in descendants(owner)
+             if lines.get(pid, "").startswith("slirp4netns ") or lines.get(pid, "") == "cat"]
+    return [i for i in found if i is not None]
+
+
 def test_kill_9_the_watcher_ends_the_run_within_5_s(setup) -> None:
+    from solver.executor.proctree import still_running
     marker, ctx, cache, tmp, env = setup
     proc = _start_build(marker, ctx, cache, env)
     watcher = _watcher_of(proc.pid)
+    helpers = _network_helpers_of(proc.pid)
+    assert len(helpers) >= 2  # the RUN's network (and maybe a spare): slirp4netns + holder each
     proc.kill()
     proc.wait(10)
     assert _wait_until(lambda: not _pids_of(f"sleep {marker}") and not _bundles(tmp), GONE)
     assert _wait_until(lambda: watcher not in _cmdlines(), GONE)  # the watcher exits too
+    assert _wait_until(lambda: not any(still_running(h) for h in helpers), GONE)  # and the network's
     assert _containers_of(proc.pid) == []
     out = _check(cache, env)  # the snapshot mount of the dead build is check's job
     assert "removed leftover" in out.stdout
