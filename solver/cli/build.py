@@ -86,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", default=None, help="target platform, e.g. linux/amd64")
     parser.add_argument("--progress", default="auto", choices=["auto", "tty", "plain", "quiet"])
     parser.add_argument("--metadata-file", default=None, help="write build metadata JSON here")
+    parser.add_argument("--on-error", choices=["fail", "shell"], default="fail",
+                        help="shell: open a shell in the state before a failing RUN (its command "
+                             "in the history), as buildx debug --on=error")
     from solver.cli.buildkit import add_arguments as add_buildkit_arguments
     add_buildkit_arguments(parser)  # --buildkit-host: solve on a BuildKit daemon instead
 
@@ -173,6 +176,22 @@ def _export_all(solver: Any, result: Any, image_config: dict[str, Any] | None, s
     return done
 
 
+def _shell_before(solver: Any, definition: Any, failure: BuildError, context_dirs: dict[str, Path],
+                  secrets: dict[str, Path]) -> None:
+    """``--on-error=shell``: a shell in the state before the failing RUN (solver.solve.debug)."""
+    from solver.llb import pb
+    from solver.llb.definition import load
+    from solver.solve.debug import ShellRequest, open_shell
+    vertex = load(definition).vertices.get(failure.vertex)
+    if vertex is None or not isinstance(vertex.op.op, pb.ExecOp):
+        print(f"error: {failure}\nllbook: no shell: the failing step is not a RUN", file=sys.stderr)
+        return
+    print(f"error: {failure}\nllbook: a shell in the state before {failure.name}; the failing "
+          "command is in its history (press Up); nothing you change is kept", file=sys.stderr)
+    open_shell(solver, definition, ShellRequest(failure.vertex, before=True),
+               context_dirs=context_dirs, secrets=secrets)
+
+
 def run_build(args: argparse.Namespace) -> int:
     from solver.cli.buildkit import run_buildkit_build, selected_host
     buildkit_host = selected_host(args)
@@ -204,13 +223,19 @@ def run_build(args: argparse.Namespace) -> int:
             image_config = getattr(lowered, "image_config", None)
             definition, renamed = named_contexts.rewrite(lowered.definition(), contexts)
             locations = {renamed.get(d, d): (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
-            result = solver.solve(
-                definition, locations=locations,
-                context_dirs={"context": context, **named_contexts.context_dirs(contexts)},
-                secrets={s.id: s.src for s in args.secrets}, no_cache=args.no_cache,
-                progress=bus.emit, cancel=cancel, image_config=image_config,
-                place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
-                                else context / "Dockerfile"))
+            context_dirs = {"context": context, **named_contexts.context_dirs(contexts)}
+            secrets = {s.id: s.src for s in args.secrets}
+            try:
+                result = solver.solve(
+                    definition, locations=locations, context_dirs=context_dirs, secrets=secrets,
+                    no_cache=args.no_cache, progress=bus.emit, cancel=cancel, image_config=image_config,
+                    place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
+                                    else context / "Dockerfile"))
+            except BuildError as failure:
+                if args.on_error == "shell":
+                    close_printer(printer)
+                    _shell_before(solver, definition, failure, context_dirs, secrets)
+                raise
             exports = _export_all(solver, result, image_config, specs, args)
     except KeyboardInterrupt as interrupt:
         cancel.set()

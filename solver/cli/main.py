@@ -33,6 +33,7 @@ Register = Callable[[Any], None]
 COMMAND_MODULES: dict[str, str] = {
     "dump-llb": "solver.cli.dump_llb",
     "build": "solver.cli.build",
+    "debug": "solver.cli.debug",
     "du": "solver.cli.du",
     "prune": "solver.cli.prune",
     "check": "solver.cli.check",

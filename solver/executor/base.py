@@ -57,6 +57,9 @@ class ProcessSpec:
     valid_exit_codes: Sequence[int] = ()
     extra_hosts: Sequence[tuple[str, str]] = ()  # (host, ip) lines added to /etc/hosts
     ulimits: Sequence[tuple[str, int, int]] = ()  # (name like "nofile", soft, hard)
+    # interactive: the process gets this process's own terminal (stdin, stdout, stderr must
+    # be a tty) instead of the output callbacks; runc gives it a pty of its own (terminal.py)
+    terminal: bool = False
 
     def __post_init__(self) -> None:
         if not self.args:

@@ -163,7 +163,7 @@ def _process(process: ProcessSpec, user: ResolvedUser, caps: Sequence[str]) -> d
     if user.additional_gids:
         user_json["additionalGids"] = list(user.additional_gids)
     out: dict[str, Any] = {
-        "terminal": False,
+        "terminal": process.terminal,
         "user": user_json,
         "args": list(process.args),
         "env": process.env_with_defaults(),

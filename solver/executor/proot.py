@@ -36,6 +36,7 @@ from solver.executor.proctree import kill_tree
 from solver.executor.runc import ensure_cwd
 from solver.executor.streams import Pipes
 from solver.executor.stubs import MountStubs, mount_targets
+from solver.executor.terminal import flush_stdio, require_terminal
 from solver.executor.user import ResolvedUser, resolve_user
 
 POLL = 0.05
@@ -104,7 +105,8 @@ class ProotExecutor(Executor):
             stubs.record([*HOST_BINDS, *(dest for _, dest in binds[:2])])  # + resolv.conf, hosts
             stubs.mountpoints(mount_targets(mounts))
             cmd = with_ulimits(proot_args(self.proot, rootfs, process, user, binds), process)
-            return self._run(cmd, proot_env(process, user), stdout, stderr, cancel, stdin)
+            return self._run(cmd, proot_env(process, user), stdout, stderr, cancel, stdin,
+                             terminal=process.terminal)
         finally:
             try:
                 stubs.cleanup()
@@ -126,11 +128,15 @@ class ProotExecutor(Executor):
 
     @staticmethod
     def _run(cmd: list[str], env: dict[str, str], stdout: Output, stderr: Output,
-             cancel: threading.Event | None, stdin: bytes | None) -> int:
+             cancel: threading.Event | None, stdin: bytes | None, terminal: bool = False) -> int:
+        if terminal:  # the process reads and writes our terminal itself
+            require_terminal()
+            flush_stdio()
         proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        pipes = Pipes.start(proc, stdout, stderr, stdin)
+                                stdin=None if terminal else subprocess.PIPE if stdin is not None
+                                else subprocess.DEVNULL, stdout=None if terminal else subprocess.PIPE,
+                                stderr=None if terminal else subprocess.PIPE)
+        pipes = Pipes.start(proc, stdout, stderr, None if terminal else stdin)
         try:
             while True:
                 try:

@@ -47,6 +47,7 @@ from solver.executor.rootpath import resolve_in_root
 from solver.executor.seccomp import load_profile
 from solver.executor.streams import Pipes
 from solver.executor.stubs import MountStubs, mount_targets
+from solver.executor.terminal import flush_stdio, forward_resizes, require_terminal, saved_modes
 from solver.executor.user import ResolvedUser, resolve_user
 
 KILL_TIMEOUT = 2.0
@@ -141,7 +142,8 @@ class RuncExecutor(Executor):
             self._write_bundle(bundle, rootfs, process, mounts, user, container_id, netns)
             stubs.record(RUNC_DEFAULT_MOUNTS)
             stubs.mountpoints(mount_targets(mounts))
-            return self._run_container(container_id, bundle, stdout, stderr, cancel, stdin)
+            return self._run_container(container_id, bundle, stdout, stderr, cancel, stdin,
+                                       terminal=process.terminal)
         finally:
             try:
                 stubs.cleanup()
@@ -202,16 +204,21 @@ class RuncExecutor(Executor):
         return [*base, *args]
 
     def _run_container(self, container_id: str, bundle: Path, stdout: Output, stderr: Output,
-                       cancel: threading.Event | None, stdin: bytes | None) -> int:
+                       cancel: threading.Event | None, stdin: bytes | None, terminal: bool = False) -> int:
         cmd = self._runc("run", "--bundle", str(bundle), "--no-new-keyring", container_id)
         cmd[1:1] = ["--log", str(bundle / "runc.log")]  # runc's warnings stay out of the RUN's log
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        if terminal:  # runc relays between our terminal (its stdio) and the container's pty
+            require_terminal()
+            flush_stdio()
+        proc = subprocess.Popen(cmd, stdin=None if terminal else subprocess.PIPE if stdin is not None
+                                else subprocess.DEVNULL, stdout=None if terminal else subprocess.PIPE,
+                                stderr=None if terminal else subprocess.PIPE,
                                 start_new_session=True, cwd=bundle)
         started = identity(proc.pid)
         REAPER.started(Watched(container_id, self._runc(), str(bundle), proc.pid,
                                started[1] if started is not None else 0))
-        pipes = Pipes.start(proc, stdout, stderr, stdin)
+        pipes = Pipes.start(proc, stdout, stderr, None if terminal else stdin)
+        restore = [saved_modes(), forward_resizes(proc.pid)] if terminal else []
         cancelled = False
         killed: list[tuple[int, int]] = []
         exited = _ExitWatch(proc)
@@ -230,6 +237,8 @@ class RuncExecutor(Executor):
             raise
         finally:
             exited.close()
+            for undo in restore:
+                undo()
             # `runc run` deletes its container when it exits by itself; only a container
             # whose state is still there (runc killed, cancel, error) needs `runc delete`.
             if killed or cancelled or proc.returncode is None or self._state_exists(container_id):

@@ -114,7 +114,9 @@ class _Outputs:
 
 
 def _mount_specs(ctx: OpContext, info: VertexInfo, stack: ExitStack, inputs: list[Ref],
-                 outputs: _Outputs) -> list:
+                 outputs: _Outputs, keep_outputs: bool = True) -> list:
+    """The executor's mounts; ``keep_outputs=False`` (a debug shell) puts every writable
+    mount on a throwaway snapshot, so nothing is committed."""
     from solver.executor.base import MountSpec
     exec_op: pb.ExecOp = info.op.op
     specs = []
@@ -122,7 +124,7 @@ def _mount_specs(ctx: OpContext, info: VertexInfo, stack: ExitStack, inputs: lis
         ref = inputs[mount.input] if 0 <= mount.input < len(inputs) else Ref.scratch()
         kind = mount.mount_type
         if kind == pb.MountType.BIND:
-            if mount.output >= 0 and not mount.readonly:
+            if mount.output >= 0 and not mount.readonly and keep_outputs:
                 work = stack.enter_context(new_layer(ctx, _parents(ref)))
                 if ref.kind == "local":
                     from solver.solve.ops_merge import copy_into
