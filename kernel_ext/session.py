@@ -134,6 +134,7 @@ class SessionChecks:
     warnings: list[CellWarning]
     error: DockerfileError | None
     source: str
+    violation: bool = False  # error is check=error=true's "lint violation found"
 
 
 @dataclass
@@ -427,14 +428,13 @@ class NotebookSession:
                              ignore_patterns=context_ignore_patterns(str(self.context), "Dockerfile"))
         result = check_dockerfile(source.text, inputs)
         placed = [source.place(w) for w in result.warnings]
-        return SessionChecks([w for w in placed if w is not None], result.error, source.text)
+        return SessionChecks([w for w in placed if w is not None], result.error, source.text, result.violation)
 
     def _cell_checks(self, cell: Cell) -> None:
         """Keep the cell's own warnings; with ``check=error=true`` they fail the cell."""
         checks = self.check()
         cell.warnings = [w for w in checks.warnings if w.cell == cell.filename]
-        violation = checks.error is not None and checks.error.message.startswith("lint violation found")
-        if violation and cell.warnings:
+        if checks.violation and cell.warnings:
             rules = ", ".join(dict.fromkeys(w.rule for w in cell.warnings))
             raise DockerfileError(f"lint violation found for rules: {rules}", cell.warnings[0].line,
                                   cell.filename)

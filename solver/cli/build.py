@@ -86,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", default=None, help="target platform, e.g. linux/amd64")
     parser.add_argument("--progress", default="auto", choices=["auto", "tty", "plain", "quiet"])
     parser.add_argument("--metadata-file", default=None, help="write build metadata JSON here")
+    from solver.cli.build_checks import add_arguments as add_check_arguments
+    add_check_arguments(parser)  # --check, --call=check: the build checks without a build
     parser.add_argument("--on-error", choices=["fail", "shell"], default="fail",
                         help="shell: open a shell in the state before a failing RUN (its command "
                              "in the history), as buildx debug --on=error")
@@ -95,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_metadata(path: str, result: Any, image_config: dict[str, Any] | None,
                    tags: list[str], error: BaseException | None, vertices: list[Any],
-                   exports: list[Any] = ()) -> None:
+                   exports: list[Any] = (), extra: dict[str, Any] | None = None) -> None:
     data: dict[str, Any] = {
         "llbook.vertices": [v.to_metadata() for v in vertices],
         "containerimage.config.digest": config_digest(image_config),
@@ -116,6 +118,7 @@ def write_metadata(path: str, result: Any, image_config: dict[str, Any] | None,
         data["image.name"] = ",".join(tags)
     if error is not None:
         data["llbook.error"] = str(error)
+    data.update(extra or {})
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -197,6 +200,8 @@ def run_build(args: argparse.Namespace) -> int:
     buildkit_host = selected_host(args)
     if buildkit_host:
         return run_buildkit_build(args, buildkit_host)
+    from solver.cli.build_checks import (metadata_warnings, print_build_warnings, run_check_call, run_checks,
+                                         wants_check)
     from solver.cli.progress import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve import named_contexts
@@ -210,7 +215,7 @@ def run_build(args: argparse.Namespace) -> int:
     bus = ProgressBus()
     bus.subscribe(printer)
     bus.subscribe(collector)
-    result, image_config, error = None, None, None
+    result, image_config, error, checks = None, None, None, None
     exports: list[Any] = []
     cancel = threading.Event()
     try:
@@ -218,8 +223,13 @@ def run_build(args: argparse.Namespace) -> int:
                     entitlements=args.allow, executor_name=args.executor) as solver:
             specs = _output_specs(args)  # a bad --output fails before anything is built
             contexts = named_contexts.parse(args.build_contexts)
-            lowered = lower(args, context, named_contexts.resolver(solver.image_resolver(pull=args.pull),
-                                                                   contexts))
+            resolver = named_contexts.resolver(solver.image_resolver(pull=args.pull), contexts)
+            if wants_check(args):
+                return run_check_call(args, context, resolver)
+            checks = run_checks(args, context, resolver, all_stages=False)
+            lowered = lower(args, context, resolver)
+            if checks.violation and checks.error is not None:
+                raise checks.error  # check=error=true: the warnings fail the build
             image_config = getattr(lowered, "image_config", None)
             definition, renamed = named_contexts.rewrite(lowered.definition(), contexts)
             locations = {renamed.get(d, d): (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
@@ -244,9 +254,11 @@ def run_build(args: argparse.Namespace) -> int:
         error = failure
     finally:
         close_printer(printer)
+        print_build_warnings(checks, args.progress)
         if args.metadata_file:
             vertices = result.vertices if result is not None else list(collector.records.values())
-            write_metadata(args.metadata_file, result, image_config, args.tags, error, vertices, exports)
+            write_metadata(args.metadata_file, result, image_config, args.tags, error, vertices, exports,
+                           metadata_warnings(checks))
     code = failure_exit_code(error)
     if code is not None:
         return code

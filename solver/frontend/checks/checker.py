@@ -36,6 +36,7 @@ class CheckResult:
     error: DockerfileError | None
     source: str
     filename: str
+    violation: bool = False  # the error is check=error=true's "lint violation found"
 
     @property
     def failed(self) -> bool:
@@ -60,14 +61,17 @@ def check_dockerfile(text: str, inputs: CheckInputs | None = None) -> CheckResul
     inputs = inputs or CheckInputs()
     run = _Run(text, inputs)
     error: DockerfileError | None = None
+    violation = False
     try:
         run.check()
     except DockerfileError as err:
         error = err
     if error is None and run.lint is not None:
         error = run.lint.error()
+        violation = error is not None
     warnings = run.lint.warnings if run.lint is not None else []
-    return CheckResult(sorted(warnings, key=lambda w: (w.start_line, w.message)), error, text, inputs.filename)
+    return CheckResult(sorted(warnings, key=lambda w: (w.start_line, w.message)), error, text, inputs.filename,
+                       violation)
 
 
 class _Run:
@@ -254,7 +258,7 @@ class _Run:
             try:
                 ref = normalize(stage.base_name)
                 _, config = self.inputs.resolver(ref, platform)
-            except (LLBookError, ValueError) as err:
+            except Exception as err:  # the resolver talks to registries: report where it was needed
                 raise head.error(f"failed to resolve source metadata for {stage.base_name}: {err}") from None
             image = ImageConfig.from_dict(config)
             if (image.os, image.architecture) != (platform.os, platform.architecture):
