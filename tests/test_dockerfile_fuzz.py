@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from solver.errors import DockerfileError
 from solver.frontend import Lowering, LoweringOptions, dockerfile_to_llb
+from solver.frontend.checks import RULES, CheckInputs, check_dockerfile, format_check_report
 
 # Errors about the file as a whole, which have no single line.
-WHOLE_FILE_ERRORS = ("the Dockerfile cannot be empty", "could not be found", "invalid SOURCE_DATE_EPOCH")
+WHOLE_FILE_ERRORS = ("the Dockerfile cannot be empty", "could not be found", "invalid SOURCE_DATE_EPOCH",
+                     "failed to parse check options")
 
 NAMES = st.sampled_from(["a", "b", "build", "base", "A", "x1", "my.stage", "1bad", "scratch"])
 VARS = st.sampled_from(["A", "B", "PATH", "HOME", "UNSET", "TARGETARCH", "X_Y"])
@@ -195,6 +197,27 @@ def lower_or_error(text: str, build_args: dict[str, str], target: str | None) ->
     assert lowered.image_config["config"]["Env"]
 
 
+def checks_or_error(text: str, build_args: dict[str, str], target: str | None) -> None:
+    """The build checks end in warnings (each with a rule, a message and a line of the file),
+    nothing, or a DockerfileError; never another exception."""
+    for all_stages in (True, False):
+        inputs = CheckInputs(build_args=build_args, target=target, all_stages=all_stages, platform="linux/amd64",
+                             ignore_patterns=["*.tmp", "secret", "**/cache"])
+        try:
+            result = check_dockerfile(text, inputs)
+        except DockerfileError as err:  # the checks report errors in the result instead
+            raise AssertionError(f"check_dockerfile raised {err!r}") from err
+        if result.error is not None:
+            assert isinstance(result.error, DockerfileError)
+            if not result.violation:
+                check_error(result.error, text)
+        lines = text.count("\n") + 1
+        for warning in result.warnings:
+            assert warning.rule in RULES and warning.message, warning
+            assert 1 <= warning.start_line <= warning.end_line <= lines, (warning, text)
+        format_check_report(result)
+
+
 def incremental_or_error(text: str) -> None:
     lowering = Lowering(LoweringOptions(session_id="fuzz"))
     try:
@@ -210,6 +233,7 @@ def incremental_or_error(text: str) -> None:
 @given(text=dockerfile(), build_args=BUILD_ARGS, target=st.sampled_from([None, None, "a", "build"]))
 def test_generated_dockerfiles(text, build_args, target):
     lower_or_error(text, build_args, target)
+    checks_or_error(text, build_args, target)
 
 
 @settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
@@ -217,9 +241,11 @@ def test_generated_dockerfiles(text, build_args, target):
 def test_mutated_dockerfiles(text):
     lower_or_error(text, {}, None)
     incremental_or_error(text)
+    checks_or_error(text, {}, None)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.binary(max_size=300))
 def test_random_bytes(data):
     lower_or_error(data.decode("utf-8", errors="surrogateescape"), {}, None)
+    checks_or_error(data.decode("utf-8", errors="surrogateescape"), {}, None)
