@@ -39,6 +39,10 @@ def dispatch_env(build: BuildState, stage: StageState, ins: EnvInstruction) -> N
 def dispatch_arg(build: BuildState, stage: StageState, ins: ArgInstruction) -> None:
     commits = []
     build_args = build.options.build_args
+    # Every default expands against the env before the instruction, as docker build does
+    # (dockerd 20.10's BuildKit expands the whole ARG command first; BuildKit 47a52a17,
+    # 2024, moved to one-by-one expansion, which this project does not follow).
+    before = dict(stage.env)
     for arg in ins.args:
         value = arg.value
         if value is None and arg.key not in build_args and arg.key in build.global_args:
@@ -46,7 +50,7 @@ def dispatch_arg(build: BuildState, stage: StageState, ins: ArgInstruction) -> N
         if arg.key in build_args:
             value = build_args[arg.key]
         elif arg.value is not None:
-            value = stage.expand(arg.value, ins, build.lexer)
+            value = stage.expand(arg.value, ins, build.lexer, before)
         if value is not None and arg.key not in NON_ENV_ARGS:
             stage.add_env(arg.key, value)
         stage.build_args.append(ArgValue(arg.key, value))

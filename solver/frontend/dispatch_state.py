@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from solver.errors import DockerfileError
 from solver.frontend.image_config import ImageConfig
@@ -144,9 +144,10 @@ class StageState:
         self.state = self.state.with_user(user)
         self.user = user
 
-    def expand(self, word: str, ins: Instruction, lexer: Lexer) -> str:
+    def expand(self, word: str, ins: Instruction, lexer: Lexer, env: Mapping[str, str] | None = None) -> str:
+        """``word`` expanded against ``env`` (default: the stage's env now)."""
         try:
-            return lexer.process_word(word, self.env)
+            return lexer.process_word(word, self.env if env is None else env)
         except WordError as err:
             raise DockerfileError(str(err), ins.line, ins.filename) from None
 

@@ -118,10 +118,23 @@ _VERSIONED_HISTORY = [
 ]
 
 
+def _dedup_run_args(match: re.Match) -> str:
+    """v0.8 lists an ARG declared twice twice in RUN's `|N K=V ...`; today once, at its first
+    place with its last value (runCommandString)."""
+    words = match.group(2).split(" ")
+    count = int(match.group(1))
+    values: dict[str, str] = {}
+    for word in words[:count]:
+        key, _, value = word.partition("=")
+        values[key] = value
+    rest = " ".join(words[count:])
+    return f"RUN |{len(values)} " + " ".join(f"{k}={v}" for k, v in values.items()) + " " + rest
+
+
 def normalise_history(created_by: str) -> str:
     for pattern, repl in _VERSIONED_HISTORY:
         created_by = pattern.sub(repl, created_by)
-    return created_by
+    return re.sub(r"^RUN \|(\d+) (.*)$", _dedup_run_args, created_by, flags=re.S)
 
 
 def _marker(path: str, entry: Entry | None) -> Entry | None:
