@@ -110,6 +110,16 @@ def drive(page, page_url: str, tmp_path: Path) -> None:
     fallback = page.locator(".llbook-static-fallback").first
     expect(fallback).to_be_attached()
     expect(fallback).to_be_hidden()
+    # the build check's warning under the progress, with the cell's offending line highlighted
+    check = result.locator(".llbook-checks .llbook-check").first
+    expect(check).to_contain_text("LegacyKeyValueFormat")
+    expect(check).to_contain_text("(cell 1, line 4)")
+    hit = check.locator(".llbook-check-hit")
+    expect(hit).to_have_count(1)
+    expect(hit).to_have_attribute("data-line", "4")
+    expect(hit).to_contain_text("ENV greeting hello")
+    background = hit.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert background == "rgb(255, 248, 197)", background
     shot(page, "progress")
 
     # DAG: click the RUN vertex, the details pane shows its digest
