@@ -25,6 +25,7 @@ can name the part that differs from the previous build at the same place.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import hashlib
@@ -34,7 +35,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from solver.llb import pb
+from solver.llb import gojson, pb
 
 SOURCE_PREFIX = "buildkit.source.v0:"
 EXEC_TYPE = "buildkit.exec.v0"
@@ -152,20 +153,57 @@ def combine(op_digest: str, output: int, deps: list[DepKey] | tuple[DepKey, ...]
 # --------------------------------------------------------------------------- JSON of ops
 
 
+def _go_name(proto_name: str) -> str:
+    """The Go field name protoc-gen-go gives a proto name (``byName`` -> ``ByName``)."""
+    parts = proto_name.split("_")
+    return "".join(p[:1].upper() + p[1:] for p in parts if p)
+
+
+def _oneof_member(message: Any, group: str, value: Any) -> Any:
+    members = [f for f in type(message).FIELDS if f.oneof == group]
+    for spec in members:
+        if spec.ref and type(value).__name__ == spec.ref:
+            return spec
+    return next((s for s in members if not s.ref), members[0])
+
+
+def _is_empty(item: Any) -> bool:
+    """Go's ``omitempty``: false, 0, "", nil, and empty slices and maps."""
+    if isinstance(item, enum.Enum):
+        return int(item.value) == 0
+    return item is None or (not isinstance(item, bool) and item in ("", 0, b"")) or item is False \
+        or (isinstance(item, (list, tuple, dict, bytes, bytearray)) and len(item) == 0)
+
+
 def to_jsonable(value: Any) -> Any:
-    """Go ``encoding/json`` with ``omitempty``-like rules for pb dataclasses (deterministic)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    """What Go's ``encoding/json`` writes for a protobuf-go message (BuildKit's CacheMap input).
+
+    Fields in declaration order under their proto names (every field is ``omitempty``), a
+    oneof as ``{"Group": {"Member": value}}`` with Go's field names, enums as numbers,
+    bytes as base64, maps by sorted key; unknown fields are not exported."""
+    fields = getattr(type(value), "FIELDS", None)
+    if fields is not None and dataclasses.is_dataclass(value):
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(value):
-            item = to_jsonable(getattr(value, f.name))
-            if item in (None, "", 0, False, [], {}) and not isinstance(item, enum.Enum):
+        groups: set[str] = set()
+        for spec in fields:
+            if spec.oneof:
+                if spec.oneof in groups:
+                    continue
+                groups.add(spec.oneof)
+                item = getattr(value, spec.oneof)
+                if item is not None:
+                    member = _oneof_member(value, spec.oneof, item)
+                    out[_go_name(spec.oneof)] = {_go_name(member.proto_name): to_jsonable(item)}
                 continue
-            out[f.name.rstrip("_")] = item
+            item = getattr(value, spec.attr)
+            if _is_empty(item):
+                continue
+            out[spec.proto_name] = to_jsonable(item)
         return out
     if isinstance(value, enum.Enum):
         return int(value.value)
     if isinstance(value, (bytes, bytearray)):
-        return sha256_text(bytes(value))
+        return base64.b64encode(bytes(value)).decode()
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
@@ -174,17 +212,24 @@ def to_jsonable(value: Any) -> Any:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    """Go's ``json.Marshal`` text: struct order kept, HTML-safe escapes."""
+    return gojson.dumps(obj)
 
 
 def _platform_fields(platform: pb.Platform | None) -> dict[str, Any]:
+    """OS, Arch and the optional parts of a platform, as BuildKit's cache maps write them
+    (an op without a platform gets the worker's default)."""
     if platform is None:
-        return {}
-    out = {"OS": platform.os, "Arch": platform.architecture}
+        from solver.source.registry import default_platform
+        host = default_platform()
+        platform = pb.Platform(architecture=host.architecture, os=host.os, variant=host.variant)
+    out: dict[str, Any] = {"OS": platform.os, "Arch": platform.architecture}
     if platform.variant:
         out["Variant"] = platform.variant
     if platform.os_version:
         out["OSVersion"] = platform.os_version
+    if platform.os_features:
+        out["OSFeatures"] = list(platform.os_features)
     return out
 
 
@@ -202,13 +247,12 @@ def source_cache_map(op: pb.Op, key: str | None) -> CacheMap:
 
 def image_source_key(manifest_digest: str, platform: pb.Platform | None,
                      layer_limit: int | None = None) -> str:
-    payload: dict[str, Any] = {"Digest": manifest_digest}
-    if platform is not None:
-        payload.update({"OS": platform.os, "Arch": platform.architecture,
-                        "Variant": platform.variant, "OSVersion": platform.os_version})
+    """An image's source key: the digest of the JSON of its manifest digest and platform
+    (BuildKit's ``mainManifestKey``)."""
+    payload: dict[str, Any] = {"Digest": manifest_digest, **_platform_fields(platform)}
     if layer_limit is not None:
         payload["Limit"] = layer_limit
-    return _dumps(payload)
+    return sha256_text(_dumps(payload))
 
 
 # --------------------------------------------------------------------------- exec
@@ -232,8 +276,10 @@ def _exec_for_key(exec_op: pb.ExecOp) -> pb.ExecOp:
             m = dataclasses.replace(m, cache_opt=dataclasses.replace(
                 m.cache_opt, id="", sharing=pb.CacheSharingOpt(0)))
         mounts.append(m)
-    if len(mounts) == 1 and mounts[0].dest == "/" and mounts[0].mount_type == pb.MountType.BIND \
-            and not mounts[0].readonly and mounts[0].input == 0 and mounts[0].output == 0:
+    only = mounts[0] if len(mounts) == 1 else None
+    if only is not None and only.dest == "/" and only.mount_type == pb.MountType.BIND and not only.readonly \
+            and only.cache_opt is None and only.ssh_opt is None and only.secret_opt is None \
+            and not only.result_id:
         mounts = []  # a lone plain root bind mount is dropped for compatibility
     meta = exec_op.meta
     if meta is not None:
@@ -316,6 +362,21 @@ def _action_summary(action: Any) -> str:
     return f"{kind} {getattr(action, 'path', '')}"
 
 
+def _default_indexes(indexes: list[list[int]]) -> bool:
+    """BuildKit's ``isDefaultIndexes``: the common chain (first action on input 0, each next
+    on the previous action, secondary input 1 or none, the last action the output) keeps
+    the older digest without indexes."""
+    if not indexes:
+        return False
+    n = len(indexes)
+    for i, (inp, secondary, output) in enumerate(indexes):
+        if (i == 0 and inp != 0) or (i != 0 and inp != n + i - 1) or secondary not in (-1, 1):
+            return False
+        if (i == n - 1 and output != 0) or (i != n - 1 and output != -1):
+            return False
+    return True
+
+
 def file_cache_map(op: pb.Op) -> CacheMap:
     file_op: pb.FileOp = op.op
     n = len(op.inputs)
@@ -335,9 +396,11 @@ def file_cache_map(op: pb.Op) -> CacheMap:
                 include_patterns=tuple(action.include_patterns or ()),
                 exclude_patterns=tuple(action.exclude_patterns or ())))
             action = dataclasses.replace(action, src=posixpath.basename(action.src))
-        actions_json.append(_dumps(to_jsonable(action)))
+        actions_json.append(base64.b64encode(_dumps(to_jsonable(action)).encode()).decode())
     indexes = [[fa.input, fa.secondary_input, fa.output] for fa in file_op.actions]
-    payload = {"Type": FILE_TYPE, "Actions": actions_json, "Indexes": indexes}
+    payload: dict[str, Any] = {"Type": FILE_TYPE, "Actions": actions_json}
+    if not _default_indexes(indexes):
+        payload["indexes"] = indexes
     deps = []
     for i in range(n):
         sels = selectors.get(i, [])
@@ -354,7 +417,7 @@ def file_cache_map(op: pb.Op) -> CacheMap:
 
 def merge_cache_map(op: pb.Op) -> CacheMap:
     merge: pb.MergeOp = op.op
-    payload = {"Type": MERGE_TYPE, "Inputs": [m.input for m in merge.inputs]}
+    payload = {"Type": MERGE_TYPE, "Merge": to_jsonable(merge)}
     return CacheMap(sha256_text(_dumps(payload)), tuple(DepSpec() for _ in op.inputs),
                     {"merge": len(merge.inputs)})
 
@@ -363,7 +426,7 @@ def diff_cache_map(op: pb.Op) -> CacheMap:
     diff: pb.DiffOp = op.op
     lower = diff.lower.input if diff.lower is not None else -1
     upper = diff.upper.input if diff.upper is not None else -1
-    payload = {"Type": DIFF_TYPE, "Lower": lower, "Upper": upper}
+    payload = {"Type": DIFF_TYPE, "Diff": to_jsonable(diff)}
     return CacheMap(sha256_text(_dumps(payload)), tuple(DepSpec() for _ in op.inputs),
                     {"diff": [lower, upper]})
 

@@ -30,15 +30,15 @@ from typing import Any
 from solver.cache.paths import CachePaths
 from solver.cache.records import Record
 from solver.cache.store import CacheStore
-from solver.errors import BuildError
+from solver.errors import BuildError, LLBookError
 from solver.llb import pb
 from solver.llb.definition import Graph, Vertex, load
-from solver.solve import cachekey, reasons
+from solver.solve import cachekey, reasons, remote
 from solver.solve.cachekey import CacheMap, DepKey, KeyInputs
 from solver.solve.entitlements import Entitlements, validate
 from solver.solve.ops_common import OpContext, OutputResult, VertexInfo
 from solver.solve.progress import (ProgressBus, ProgressEvent, VertexCached, VertexCompleted,
-                                   VertexFailed, VertexStarted)
+                                   VertexFailed, VertexLog, VertexStarted)
 from solver.solve.result import Ref, SolveResult, VertexRecord
 from solver.solve.scheduler import Canceled, Scheduler
 
@@ -48,11 +48,39 @@ _INTERNAL_RE = re.compile(r"^\[internal\]\s*")
 
 @dataclass
 class _Outcome:
-    """The solved state of one vertex: keys and refs per output."""
+    """The solved state of one vertex: keys and refs per output, the records of imported
+    caches each output matches, and (for an imported hit) how to fetch its refs."""
 
     keys: list[str]
     refs: list[Ref]
     key_inputs: KeyInputs | None = None
+    remote: list[remote.RemoteMatch] = field(default_factory=list)
+    loader: Callable[[], list[Ref]] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get_refs(self) -> list[Ref]:
+        """The refs, fetched from an imported cache the first time they are needed."""
+        with self.lock:
+            if self.loader is not None:
+                self.refs, self.loader = self.loader(), None
+            return self.refs
+
+
+class _InputRefs:
+    """The refs of a vertex's inputs, each fetched only when read."""
+
+    def __init__(self, outcomes: list[_Outcome], inputs: list[pb.Input]) -> None:
+        self._pairs = list(zip(outcomes, inputs))
+
+    def __getitem__(self, i: int) -> Ref:
+        outcome, inp = self._pairs[i]
+        return outcome.get_refs()[inp.index]
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
 
 @dataclass
@@ -63,6 +91,7 @@ class _SolveState:
     place_scope: str
     records: dict[str, VertexRecord] = field(default_factory=dict)
     outcomes: dict[str, _Outcome] = field(default_factory=dict)
+    imports: list[Any] = field(default_factory=list)  # remote.ImportedCache
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -378,8 +407,11 @@ class Solver:
               progress: Callable[[ProgressEvent], None] | None = None,
               cancel: threading.Event | None = None, image_config: dict[str, Any] | None = None,
               place_scope: str = "", platform: pb.Platform | None = None,
-              locations: dict[str, tuple[str | None, int | None]] | None = None) -> SolveResult:
+              locations: dict[str, tuple[str | None, int | None]] | None = None,
+              cache_imports: list[Any] | tuple[Any, ...] = ()) -> SolveResult:
         """Solve a Definition (or a State) and return the result ref and per-vertex records.
+
+        ``cache_imports`` are imported caches (``remote.ImportedCache``), asked on a miss.
 
         ``locations`` maps vertex digests to (filename, line) when the Definition has no
         source map (the Dockerfile frontend's ``Lowered.vertex_sources()``).
@@ -396,7 +428,7 @@ class Solver:
         names = {v.digest: graph.name(v.digest) for v in vertices}
         validate({v.digest: v.op for v in vertices}, names, self.entitlements)
         ctx = self.op_context(bus.emit, cancel, context_dirs, secrets, platform)
-        state = _SolveState(graph, ctx, no_cache, place_scope)
+        state = _SolveState(graph, ctx, no_cache, place_scope, imports=list(cache_imports))
         for position, v in enumerate(vertices):
             filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
             state.records[v.digest] = VertexRecord(
@@ -411,7 +443,7 @@ class Solver:
             _save_memo(ctx)
             self._memo_seen = _file_signature(ctx.memo.path) if ctx.memo is not None else None
         head = graph.result
-        ref = state.outcomes[head.digest].refs[head.index]
+        ref = state.outcomes[head.digest].get_refs()[head.index]
         ordered = [state.records[v.digest] for v in vertices]
         return SolveResult(head.digest, head.index, ref, ordered, image_config)
 
@@ -443,25 +475,29 @@ class Solver:
         try:
             cmap = self._cache_map(ctx, info)
             inputs = [state.outcomes[i.digest] for i in vertex.op.inputs]
-            input_refs = [o.refs[i.index] for o, i in zip(inputs, vertex.op.inputs)]
+            input_refs = _InputRefs(inputs, vertex.op.inputs)
             deps = self._dep_keys(ctx, cmap, inputs, vertex.op, input_refs, with_files=False)
             outputs = max(1, output_count(vertex.op))
             keys = [cachekey.combine(cmap.digest, out, deps) for out in range(outputs)]
             record.cache_keys = keys
+            matches = self._remote_matches(state, info, cmap, deps, inputs, outputs)
             ignore = bool(vertex.metadata and vertex.metadata.ignore_cache)
             skip_lookup = (state.no_cache and not isinstance(vertex.op.op, pb.SourceOp)) or ignore
             found = None if skip_lookup else self._lookup(ctx, keys)
             if found is not None:
-                return self._cached(state, record, keys, found, started)
+                return self._cached(state, record, keys, found, started, matches)
             if cachekey.is_random(keys[0]):
                 return self._execute(state, info, record, cmap, keys, inputs, input_refs, started,
-                                     skip_lookup, ignore)
+                                     skip_lookup, ignore, matches)
             with ctx.store.building(keys[0], lease=ctx.lease):
                 found = None if skip_lookup else self._lookup(ctx, keys)
                 if found is not None:
-                    return self._cached(state, record, keys, found, started)
+                    return self._cached(state, record, keys, found, started, matches)
+                hit = None if skip_lookup or outputs != 1 else remote.best_hit(state.imports, matches[0])
+                if hit is not None:
+                    return self._imported(state, info, record, cmap, keys, deps, inputs, started, matches, hit)
                 return self._execute(state, info, record, cmap, keys, inputs, input_refs, started,
-                                     skip_lookup, ignore)
+                                     skip_lookup, ignore, matches)
         except BaseException as error:
             self._fail(ctx, record, error, started)
             raise
@@ -478,7 +514,7 @@ class Solver:
         record.started, record.completed = started, time.time()
         record.cache_keys = [cachekey.random_digest()]
         state.ctx.emit(VertexCompleted(info.digest, info.name, started, record.completed))
-        outcome = _Outcome(record.cache_keys, [ref])
+        outcome = _Outcome(record.cache_keys, [ref], remote=[remote.no_match(state.imports)])
         state.outcomes[info.digest] = outcome
         return outcome
 
@@ -490,7 +526,7 @@ class Solver:
         return cachekey.op_cache_map(info.op, source_key)
 
     def _dep_keys(self, ctx: OpContext, cmap: CacheMap, inputs: list[_Outcome], op: pb.Op,
-                  input_refs: list[Ref], with_files: bool) -> list[DepKey]:
+                  input_refs: Any, with_files: bool) -> list[DepKey]:
         from solver.solve.ops_contenthash import content_checksum
         deps: list[DepKey] = []
         for i, (spec, outcome, inp) in enumerate(zip(cmap.deps, inputs, op.inputs)):
@@ -516,19 +552,19 @@ class Solver:
         return found
 
     def _cached(self, state: _SolveState, record: VertexRecord, keys: list[str],
-                found: list[Record], started: float) -> _Outcome:
+                found: list[Record], started: float, matches: list[remote.RemoteMatch]) -> _Outcome:
         refs = [Ref.of_snapshot(r.snapshot) if r.snapshot else Ref.scratch() for r in found]
         record.cached = True
         record.started, record.completed = started, time.time()
         record.snapshots = [r.snapshot for r in found]
         state.ctx.emit(VertexCached(record.digest, record.name, started, record.completed))
-        outcome = _Outcome(keys, refs)
+        outcome = _Outcome(keys, refs, remote=matches)
         state.outcomes[record.digest] = outcome
         return outcome
 
     def _execute(self, state: _SolveState, info: VertexInfo, record: VertexRecord, cmap: CacheMap,
-                 keys: list[str], inputs: list[_Outcome], input_refs: list[Ref], started: float,
-                 no_cache: bool, ignore: bool) -> _Outcome:
+                 keys: list[str], inputs: list[_Outcome], input_refs: Any, started: float,
+                 no_cache: bool, ignore: bool, matches: list[remote.RemoteMatch]) -> _Outcome:
         ctx = state.ctx
         record.started = started
         ctx.emit(VertexStarted(info.digest, info.name, started))
@@ -541,15 +577,79 @@ class Solver:
                        for i in info.op.inputs]
         record.reasons = [r.to_json() for r in self._reasons(ctx, record.place, key_inputs,
                                                              state.no_cache, ignore, input_names)]
-        results = _run_op(ctx, info, input_refs)
+        results = _run_op(ctx, info, list(input_refs))
         duration = time.time() - started
         self._index(ctx, info, record, keys, results, key_inputs, duration)
         record.completed = time.time()
         record.snapshots = [r.ref.snapshot for r in results]
         ctx.emit(VertexCompleted(info.digest, info.name, started, record.completed))
-        outcome = _Outcome(keys, [r.ref for r in results], key_inputs)
+        outcome = _Outcome(keys, [r.ref for r in results], key_inputs, remote=matches)
         state.outcomes[info.digest] = outcome
         return outcome
+
+    # imported caches ---------------------------------------------------------------------
+
+    def _remote_matches(self, state: _SolveState, info: VertexInfo, cmap: CacheMap, deps: list[DepKey],
+                        inputs: list[_Outcome], outputs: int) -> list[remote.RemoteMatch]:
+        """The records of the imported caches each output matches (none without imports)."""
+        if not state.imports:
+            return [() for _ in range(outputs)]
+        empty = remote.no_match(state.imports)
+        input_matches = [o.remote[i.index] if i.index < len(o.remote) else empty
+                         for o, i in zip(inputs, info.op.inputs)]
+        alternatives = () if deps else _alternative_digests(state.ctx, info)
+        return [remote.match_vertex(state.imports, cmap, out, deps, input_matches, alternatives)
+                for out in range(outputs)]
+
+    def _imported(self, state: _SolveState, info: VertexInfo, record: VertexRecord, cmap: CacheMap,
+                  keys: list[str], deps: list[DepKey], inputs: list[_Outcome], started: float,
+                  matches: list[remote.RemoteMatch], hit: tuple[Any, frozenset[int]]) -> _Outcome:
+        """A hit in an imported cache: reported cached now, its layers fetched when needed."""
+        key_inputs = KeyInputs(cmap.digest, 0, tuple(deps), cmap.plaintext)
+        record.cached = True
+        record.started, record.completed = started, time.time()
+        record.key_inputs = [key_inputs.to_json()]
+        state.ctx.emit(VertexCached(record.digest, record.name, started, record.completed))
+        outcome = _Outcome(keys, [], key_inputs, remote=matches)
+        outcome.loader = lambda: self._load_imported(state, info, record, cmap, keys, inputs, matches,
+                                                     key_inputs, hit)
+        state.outcomes[info.digest] = outcome
+        return outcome
+
+    def _load_imported(self, state: _SolveState, info: VertexInfo, record: VertexRecord, cmap: CacheMap,
+                       keys: list[str], inputs: list[_Outcome], matches: list[remote.RemoteMatch],
+                       key_inputs: KeyInputs, hit: tuple[Any, frozenset[int]]) -> list[Ref]:
+        """Fetch and unpack an imported result; a refused import (a blob whose digest does
+        not match, a registry that fails) builds the vertex instead."""
+        ctx = state.ctx
+        cache, records = hit
+        try:
+            layers = cache.fetch(records, ctx.store.content)
+        except LLBookError as error:
+            layers = None
+            ctx.emit(VertexLog(info.digest, 2, f"cache import {cache.name} refused: {error}\n".encode()))
+        if layers is None:
+            record.cached = False
+            outcome = self._execute(state, info, record, cmap, keys, inputs, _InputRefs(inputs, info.op.inputs),
+                                    time.time(), False, False, matches)
+            return outcome.get_refs()
+        from solver.solve.ops_source import _unpack_layer_snapshot
+        names: list[str] = []
+        for layer in layers:
+            ctx.check_canceled()
+            ctx.lease.add_blob(layer.blob)
+            ctx.store.add_blob(layer.blob, layer.media_type)
+            name = "import-" + cachekey.sha256_text(f"{names[-1] if names else ''}\0{layer.blob}")[7:]
+            _unpack_layer_snapshot(ctx, name, names[-1] if names else None, layer.path, layer.media_type,
+                                   layer.diff_id)
+            names.append(name)
+        if not names:
+            return [Ref.scratch()]
+        result = OutputResult(Ref.of_snapshot(names[-1]), 0, tuple(reversed(names[:-1])),
+                              tuple(l.blob for l in layers), {"imported": cache.name})
+        record.snapshots = [names[-1]]
+        self._index(ctx, info, record, keys, [result], key_inputs, 0.0)
+        return [result.ref]
 
     @staticmethod
     def _reasons(ctx: OpContext, place: str, key_inputs: KeyInputs, no_cache: bool,
@@ -588,6 +688,18 @@ class Solver:
         record.error = "canceled" if canceled else str(error)
         ctx.emit(VertexFailed(record.digest, record.name, record.error, record.started,
                               record.completed, canceled=canceled))
+
+
+def _alternative_digests(ctx: OpContext, info: VertexInfo) -> tuple[str, ...]:
+    """Further cache map digests of a root op that BuildKit also records: an image's second
+    key, the chain ID of its layers (``CacheMap`` index 1 of BuildKit's image source)."""
+    src = info.op.op
+    if not isinstance(src, pb.SourceOp) or not src.identifier.startswith("docker-image://"):
+        return ()
+    from solver.solve import ops_source
+    resolved = ops_source.resolve_image(ctx, src.identifier[len("docker-image://"):], info.op)
+    chains = ops_source.chain_ids(resolved.diff_ids)
+    return (cachekey.sha256_text(cachekey.SOURCE_PREFIX + chains[-1]),) if chains else ()
 
 
 def _dispatch(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[OutputResult]:

@@ -1,0 +1,1 @@
+"""Cache export and import in BuildKit's formats: inline, registry and local (OCI layout)."""
