@@ -1,6 +1,6 @@
 """``%llb`` sub-commands. Each returns something IPython can display (or None).
 
-graph, layers, export, dump, dockerfile, exec, history, why, status, reset, du, prune,
+graph, layers, export, dump, dockerfile, exec, debug, history, why, status, reset, du, prune,
 config, check. ``%llb SUBCOMMAND --help`` explains each.
 """
 
@@ -346,10 +346,28 @@ def run_throwaway(session: NotebookSession, snapshot: str | None, command: list[
     return b"".join(chunks).decode("utf-8", "replace"), code
 
 
+def cmd_debug(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("debug", "A shell in the state after step N of a stage ([N/M] of its progress), "
+                         "in a JupyterLab terminal running llbook debug; nothing it changes is kept.")
+    p.add_argument("step", type=int)
+    p.add_argument("--stage", help="the stage (default: the session's last)")
+    p.add_argument("--before", action="store_true", help="the state before the step (a RUN's inputs)")
+    args = p.parse_args(argv)
+    from kernel_ext.debug_terminal import DebugTarget, label, opener
+    target = DebugTarget(args.step, args.stage, args.before)
+    open_now = opener(state.session, target)
+    if not state.rich_display:
+        return Text(f"terminal {open_now()}: {label(target)}")
+    from kernel_ext.widgets.debug_button import DebugButton
+    button = DebugButton(label(target), open_now)
+    button.open()
+    return button
+
+
 COMMANDS = {
     "graph": cmd_graph, "layers": cmd_layers, "export": cmd_export, "dump": cmd_dump,
     "dockerfile": cmd_dockerfile, "exec": cmd_exec, "history": cmd_history, "why": cmd_why,
-    "status": cmd_status, "reset": cmd_reset, "du": cmd_du, "prune": cmd_prune, "config": cmd_config,
+    "status": cmd_status, "debug": cmd_debug, "reset": cmd_reset, "du": cmd_du, "prune": cmd_prune, "config": cmd_config,
     "check": cmd_check,
 }
 

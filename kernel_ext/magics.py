@@ -132,6 +132,7 @@ class LLBookMagics(Magics):
             live.finish("failed")
             if isinstance(err, BuildError):
                 show_result(self.state, live, error=err, summary="failed")
+                self._debug_button(err, options)
             if isinstance(err, (BuildError, DockerfileError, LLBookError)):
                 raise _cell_error(err, str(err).splitlines()[0]) from None
             raise err
@@ -144,6 +145,16 @@ class LLBookMagics(Magics):
             print(warnings_text(run.cell.warnings), flush=True)
         show_result(self.state, live, run=run, summary=summary)
         return run
+
+    def _debug_button(self, err: BuildError, options: CellOptions) -> None:
+        """A failed step's "Debug" button: a JupyterLab terminal with a shell before the step."""
+        from kernel_ext.debug_terminal import failed_step, label, opener
+        target = failed_step(err.name)
+        if target is None or not self.state.rich_display or options.quiet or self.session.buildkit_host:
+            return
+        from IPython.display import display
+        from kernel_ext.widgets.debug_button import DebugButton
+        display(DebugButton(label(target), opener(self.session, target)))
 
     # -- %llb -----------------------------------------------------------------------------
     @line_magic

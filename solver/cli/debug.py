@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--step", type=int, help="N of the target stage's [N/M] progress names")
     where.add_argument("--vertex", help="digest (or a unique prefix) of a vertex of the build graph")
+    parser.add_argument("--before", action="store_true",
+                        help="the state before the step (a RUN's inputs and mounts, its command "
+                             "in the shell's history), as --on-error=shell opens for a failed RUN")
     parser.add_argument("--shell", default="/bin/sh", help="the shell command (default /bin/sh)")
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[],
                         type=lambda t: parse_key_value(t, "--build-arg"), metavar="KEY=VALUE")
@@ -150,7 +153,7 @@ def run_debug(args: argparse.Namespace) -> int:
         definition, _ = named_contexts.rewrite(lowered.definition(), contexts)
         digest, config = find_vertex(load(definition).names(), target_steps(lowered), args.step, args.vertex)
         image = (config if config is not None else lowered.image_config or {}).get("config", {})
-        request = ShellRequest(digest, shell=tuple(args.shell.split()), env=tuple(image.get("Env") or ()),
+        request = ShellRequest(digest, before=args.before, shell=tuple(args.shell.split()), env=tuple(image.get("Env") or ()),
                                cwd=image.get("WorkingDir") or "/", user=image.get("User") or "")
         printer = make_printer(args.progress)
         closed = Once(lambda: close_printer(printer))
