@@ -158,7 +158,7 @@ def test_kill_9_the_watcher_ends_the_run_within_5_s(setup) -> None:
     assert _wait_until(lambda: not _pids_of(f"sleep {marker}") and not _bundles(tmp), GONE)
     assert _wait_until(lambda: watcher not in _cmdlines(), GONE)  # the watcher exits too
     assert _wait_until(lambda: not any(still_running(h) for h in helpers), GONE)  # and the network's
-    assert _containers_of(proc.pid) == []
+    assert _wait_until(lambda: _leftovers(marker, cache, tmp, proc.pid) == NONE, GONE)  # the root's mount too
     out = _check(cache, env)  # the snapshot mount of the dead build is check's job
     assert "removed leftover" in out.stdout
     assert _leftovers(marker, cache, tmp, proc.pid) == NONE

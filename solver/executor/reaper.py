@@ -9,7 +9,8 @@ container id, the bundle, runc's pid and start time), after the cleanup a ``done
 The pipe reaches end-of-file when the owner exits in any way; the watcher then kills
 each container still listed (``runc run`` first, so that it cannot start one more
 process, then ``runc kill --all`` and ``runc delete --force``, then every process that
-was below ``runc run``), removes its bundle directory and exits.
+was below ``runc run``), removes its bundle directory, detaches the owner's mount of the
+container's root filesystem and exits.
 
 Should the watcher itself be killed too, ``llbook check`` ends the containers of dead
 builds (``solver.solve.leftovers``): container ids and bundle names carry the owner's pid.
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from solver.executor.proctree import descendants, identity, wait_gone
+from solver.snapshot.mount import MountError, mount_points_under, unmount
 
 RUNC_TIMEOUT = 10.0
 GONE_TIMEOUT = 2.0
@@ -72,7 +74,34 @@ def end_watched(item: Watched) -> None:
             pass
         wait_gone([(item.runc_pid, item.runc_start)], GONE_TIMEOUT)
     end_container(item.runc, item.container_id, processes)
+    rootfs = _rootfs_of(Path(item.bundle))
     shutil.rmtree(item.bundle, ignore_errors=True)
+    if rootfs:
+        unmount_below(rootfs)
+
+
+def _rootfs_of(bundle: Path) -> str:
+    """The root filesystem the bundle's config.json names ("" when unreadable)."""
+    try:
+        return str(json.loads((bundle / "config.json").read_text())["root"]["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def unmount_below(root: str) -> None:
+    """Unmount ``root`` and every mount below it (deepest first); only when ``root`` is
+    itself a mount point (a snapshot mounted for the container), never ``/``."""
+    try:
+        points = mount_points_under(root)
+    except OSError:
+        return
+    if os.path.realpath(root) == "/" or os.path.realpath(root) not in points:
+        return
+    for point in points:
+        try:
+            unmount(point)
+        except MountError:
+            continue
 
 
 def watch(lines: IO[str]) -> list[str]:

@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -171,6 +172,21 @@ def unmount(target: str | Path, *, attempts: int = 20) -> None:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):
             raise MountError(f"lazy unmount {target}: {os.strerror(err)}", err)
+
+
+def mount_points_under(root: str | Path) -> list[str]:
+    """Mount points at or below ``root`` in this mount namespace, deepest first."""
+    top = os.path.realpath(root).rstrip("/")
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 5:
+                continue
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if point == top or point.startswith(top + "/"):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
 
 
 def _passthrough(mounts: Sequence[Mount]) -> str | None:

@@ -21,24 +21,13 @@ _MNT_RE = re.compile(r"^mnt-(\d+)$")
 _KEY_RE = re.compile(r"^[a-z]+-(\d+)-[0-9a-f]{32}$")
 
 
-def _mount_points_under(root: Path) -> list[str]:
-    prefix = str(root).rstrip("/") + "/"
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point.startswith(prefix):
-                points.append(point)
-    return sorted(points, key=len, reverse=True)
-
-
 def _dead(pid: int) -> bool:
     return pid != os.getpid() and not pid_alive(pid)
 
 
 def unmount_dead(tmp: Path) -> list[str]:
     """Detach the mounts of dead builds under ``tmp/mnt-<pid>`` and remove those dirs."""
-    from solver.snapshot.mount import unmount
+    from solver.snapshot.mount import mount_points_under, unmount
     cleaned = []
     if not tmp.is_dir():
         return cleaned
@@ -46,13 +35,13 @@ def unmount_dead(tmp: Path) -> list[str]:
         match = _MNT_RE.match(entry.name)
         if not match or not _dead(int(match.group(1))):
             continue
-        for point in _mount_points_under(Path(entry.path)):
+        for point in mount_points_under(entry.path):
             try:
                 unmount(point)
                 cleaned.append(point)
             except Exception:  # noqa: BLE001 - reported by the caller through what is left
                 continue
-        if not _mount_points_under(Path(entry.path)):
+        if not mount_points_under(entry.path):
             for sub in os.scandir(entry.path):
                 try:
                     os.rmdir(sub.path)
