@@ -72,7 +72,7 @@ def run_notebook(tmp_path_factory, registry_config):
 def test_every_notebook_is_there_and_ends_with_what_to_remember() -> None:
     assert ALL == ["01-first-image.ipynb", "02-what-is-llb.ipynb", "03-cache-keys.ipynb",
                    "04-multistage-and-parallelism.ipynb", "05-layers-diffs-and-export.ipynb",
-                   "06-inside-the-solver.ipynb"]
+                   "06-inside-the-solver.ipynb", "07-build-checks.ipynb"]
     for name in ALL:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         assert nb.cells[0].cell_type == "markdown"
@@ -139,6 +139,33 @@ def test_06_entitlement_refused_and_second_solve_cached(run_notebook) -> None:
     second = find(nb, "second = solver.solve(state)")
     assert all(line.endswith("second: cached") for line in second.splitlines() if line.strip())
     assert "from-writer" in find(nb, "inside-demo")
+
+
+def test_07_each_warning_it_explains_is_found_and_the_fix_clears_them(run_notebook) -> None:
+    nb = run_notebook("07-build-checks.ipynb")
+    report = find(nb, "result = check_dockerfile(broken)")
+    assert report.startswith("Check complete, 9 warnings have been found!")
+    for rule, line in [("FromAsCasing", 1), ("SecretsUsedInArgOrEnv", 2), ("WorkdirRelativePath", 3),
+                       ("LegacyKeyValueFormat", 4), ("ConsistentInstructionCasing", 7), ("UndefinedVar", 9),
+                       ("ExposeProtoCasing", 10), ("JSONArgsRecommended", 11),
+                       ("MultipleInstructionsDisallowed", 11)]:
+        assert f"WARNING: {rule} - " in report and f"Dockerfile:{line}\n" in report, rule
+    assert "(did you mean $PATH?)" in report
+    cli = find(nb, '"--check", str(project)],\n                     capture_output=True, text=True)\nprint(cli.stdout.splitlines()[0])')
+    assert "Check complete, 9 warnings have been found!" in cli and "exit status: 1" in cli
+    first, second = (cell_text(c) for c in code_cells(nb) if c.source.startswith("%%dockerfile\nFROM busybox as")
+                     or c.source.startswith("%%dockerfile\nfrom busybox"))
+    assert "4 warnings found:" in first and "(cell 1, line 4)" in first and "   4 | >>> ENV MODE production" in first
+    assert "(did you mean $PATH?) (cell 2, line 3)" in second and "   3 | >>> ENV PATH=/app/bin:$PAHT" in second
+    checks = [cell_text(c) for c in code_cells(nb) if c.source == "%llb check"]
+    assert checks[0].startswith("Check complete, 9 warnings have been found!") and "cell 2:5" in checks[0]
+    assert checks[1] == "Check complete, no warnings found."
+    strict = find(nb, "strict = ")
+    assert "JSONArgsRecommended among them: False" in strict
+    assert "error: lint violation found for rules:" in strict and "skip=all: 0 warnings, error: None" in strict
+    fixed = find(nb, "fixed = ")
+    assert fixed.startswith("Check complete, no warnings found.") and "| exit status: 0" in fixed
+    assert all("warning" not in cell_text(c) for c in code_cells(nb)[-3:-1])
 
 
 def test_executed_notebook_renders_as_html_with_its_outputs(run_notebook) -> None:
