@@ -59,8 +59,8 @@ def _mount_count(under: Path) -> int:
 
 
 def _children() -> set[int]:
-    """This process's children, less the helpers of RUN networks (netns.helper_pids)."""
-    from solver.executor.netns import helper_pids
+    """This process's children, less the executor's helpers (the watcher, RUN networks)."""
+    from solver.executor.reaper import helper_pids
     helpers = helper_pids()
     me = os.getpid()
     found = set()

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+from solver.executor.netns import helper_pids as network_helper_pids
 from solver.executor.proctree import descendants, identity, wait_gone
 from solver.snapshot.mount import MountError, mount_points_under, unmount
 
@@ -229,6 +230,14 @@ class Reaper:
 
 
 REAPER = Reaper()
+
+
+def helper_pids() -> set[int]:
+    """This process's helper children that outlive a run by design: the watcher and the
+    RUN networks' helpers (the spare, and those being reaped). Tests that count children
+    leave them out."""
+    watcher = {REAPER.pid} if REAPER.pid is not None and REAPER._owner == os.getpid() else set()
+    return watcher | network_helper_pids()
 
 
 def main() -> int:
