@@ -24,8 +24,8 @@ from solver.source.oci_layout import OCILayout, OCILayoutError, open_layout_ref,
 from solver.source.reference import ReferenceError, familiar, normalize, parse
 from solver.source.registry import (AuthenticationError, BlobDigestMismatchError, Descriptor,
                                     NotFoundError, Platform, RegistryError, PlatformNotFoundError, RegistryClient,
-                                    RegistryUnavailableError, RetryPolicy, choose_manifest, parse_challenges,
-                                    sha256_digest)
+                                    RegistryUnavailableError, RetryPolicy, choose_manifest, sha256_digest)
+from solver.source.registry.auth import parse_challenges
 from solver.source.registry_config import (Credentials, RegistryConfig, RegistryConfigError, is_loopback,
                                            load_registry_config)
 from solver.source.tarsafe import WhiteoutMode
