@@ -24,6 +24,26 @@ def config_digest(image_config: dict[str, Any] | None) -> str | None:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def build_context(raw: str) -> Path:
+    """The absolute build context directory, or an LLBookError naming why there is none
+    (the current directory was removed, the path is missing, it is a file)."""
+    path = Path(raw).expanduser()
+    try:
+        path = path.absolute()
+    except FileNotFoundError:
+        raise LLBookError(f"build context {raw}: the current directory no longer exists (it was removed); "
+                          "cd to an existing directory or give the context as an absolute path") from None
+    try:
+        if path.is_dir():
+            return path
+        exists = path.exists()
+    except OSError as error:
+        raise LLBookError(f"build context {path}: {error.strerror}") from None
+    if not exists:
+        raise LLBookError(f"build context {path} does not exist")
+    raise LLBookError(f"build context {path} is a file, not a directory")
+
+
 def registry_config(path: str | None) -> Any:
     """The registry mirrors and credentials of ``--config`` (buildkitd.toml form)."""
     from solver.source.registry_config import load_registry_config

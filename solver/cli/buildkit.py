@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from solver.cli.build_common import config_digest, failure_exit_code, lower, registry_config
+from solver.cli.build_common import build_context, config_digest, failure_exit_code, lower, registry_config
 from solver.errors import BuildError, DockerfileError, LLBookError
 
 
@@ -82,9 +82,10 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     from solver.cli.progress import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve.solver import Solver
-    context = Path(args.context).expanduser().absolute()
-    if not context.is_dir():
-        print(f"error: build context {context} is not a directory", file=sys.stderr)
+    try:
+        context = build_context(args.context)
+    except LLBookError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     printer = make_printer(args.progress)
     bus = ProgressBus()
