@@ -125,7 +125,8 @@ def running_terminals(server: JupyterServer) -> list[str]:
     return [t["name"] for t in server.api("/api/terminals") or []]
 
 
-_STEP_NAME = re.compile(r"^\[(?:(?P<stage>[^\]]*?)\s+)?(?P<n>\d+)/\d+\]")
+_STEP_NAME = re.compile(r"^\[(?:(?P<stage>[^\]]*?)\s+)?(?P<n>\d+)(?:/\d+)?\]")
+_UNNAMED_STAGE = re.compile(r"^stage-\d+$")  # the session's own keys: not a --target name
 
 
 def failed_step(name: str) -> DebugTarget | None:
@@ -133,7 +134,9 @@ def failed_step(name: str) -> DebugTarget | None:
     match = _STEP_NAME.match(name or "")
     if match is None:
         return None
-    return DebugTarget(int(match.group("n")), match.group("stage"), before=True)
+    stage = match.group("stage")
+    return DebugTarget(int(match.group("n")), None if stage and _UNNAMED_STAGE.match(stage) else stage,
+                       before=True)
 
 
 def label(target: DebugTarget) -> str:

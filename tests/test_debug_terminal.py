@@ -52,6 +52,7 @@ async def _converse(url: str, lines: list[str], marker: str, timeout: float) -> 
 def test_failed_step_names() -> None:
     assert failed_step("[4/4] RUN false") == DebugTarget(4, None, before=True)
     assert failed_step("[builder 2/5] RUN make") == DebugTarget(2, "builder", before=True)
+    assert failed_step("[stage-0 4] RUN false") == DebugTarget(4, None, before=True)  # a notebook's
     assert failed_step("[internal] load metadata") is None
 
 
