@@ -153,3 +153,36 @@ def test_debian_userland_passes(executor: RuncExecutor, tmp_path: Path) -> None:
     lines = text.splitlines()
     assert lines[0].startswith("Debian 'dpkg' package management program version")
     assert lines[1:] == ["1", "thread", "0", "files"]
+
+
+@pytest.mark.root
+def test_llbook_build_sandbox_and_insecure_with_the_entitlement(executor: RuncExecutor, tmp_path: Path) -> None:
+    """End to end: a Dockerfile's RUN is confined; RUN --security=insecure with
+    --allow security.insecure runs unconfined with all capabilities."""
+    import subprocess
+    import sys
+
+    from helpers_rootfs import BUSYBOX
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy2(BUSYBOX, ctx / "busybox")
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\nCOPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        "RUN grep Seccomp: /proc/self/status | sed 's/^/sandbox /'; unshare -U true || echo sandbox-refused\n"
+        "RUN --security=insecure grep -E 'Seccomp:|CapEff:' /proc/self/status | sed 's/^/insecure /'; "
+        "unshare -U true && echo insecure-unshared\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), LLBOOK_EXECUTOR="runc")
+    args = [sys.executable, "-m", "solver.cli", "build", "--progress", "plain", "--no-cache",
+            "--cache-dir", str(tmp_path / "cache"), str(ctx)]
+    refused = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "security.insecure" in refused.stderr
+    proc = subprocess.run([*args, "--allow", "security.insecure"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stderr
+    assert "sandbox Seccomp:\t2" in out and "sandbox-refused" in out and "Operation not permitted" in out
+    assert "insecure Seccomp:\t0" in out and "insecure-unshared" in out
+    cap_eff = [line for line in out.splitlines() if "insecure CapEff:" in line][0].split()[-1]
+    assert int(cap_eff, 16) & (1 << 21)  # CAP_SYS_ADMIN: all capabilities
