@@ -79,3 +79,16 @@ class BuildError(LLBookError):
 
 def _rebuild_build_error(state: dict) -> "BuildError":
     return BuildError(**{k: v for k, v in state.items() if k in BuildError.__dataclass_fields__})
+
+
+MESSAGE_TEXT_LIMIT = 200
+
+
+def shorten(text: str, limit: int = MESSAGE_TEXT_LIMIT) -> str:
+    """``text`` for an error message: at most ``limit`` characters, the cut marked with its size.
+
+    A 1 MB command or a 30 KB word echoed into a message buries the cause."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 40, 10)
+    return f"{text[:keep]}… ({len(text):,} characters)"

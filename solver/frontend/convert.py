@@ -105,7 +105,7 @@ def _finalize_image(conversion: Conversion) -> None:
     image.architecture = platform.architecture
     if platform.variant or not same:
         image.variant = platform.variant
-    image.config.labels.update(conversion.lowering.options.labels)
+    image.config.labels = {**image.config.labels, **conversion.lowering.options.labels}  # snapshots share the old
 
 
 def count_commands(instructions: list[Instruction], base_is_image: bool) -> int:

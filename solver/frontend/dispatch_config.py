@@ -42,7 +42,7 @@ def dispatch_arg(build: BuildState, stage: StageState, ins: ArgInstruction) -> N
     # Every default expands against the env before the instruction, as docker build does
     # (dockerd 20.10's BuildKit expands the whole ARG command first; BuildKit 47a52a17,
     # 2024, moved to one-by-one expansion, which this project does not follow).
-    before = dict(stage.env)
+    before = dict(stage.env) if len(ins.args) > 1 else stage.env  # one arg: nothing changes before it
     for arg in ins.args:
         value = arg.value
         if value is None and arg.key not in build_args and arg.key in build.global_args:
@@ -63,7 +63,7 @@ def dispatch_label(build: BuildState, stage: StageState, ins: LabelInstruction) 
     for pair in ins.pairs:
         key = stage.expand(pair.key, ins, build.lexer)
         value = stage.expand(pair.value, ins, build.lexer)
-        stage.image.config.labels[key] = value
+        stage.image.config.put("labels", key, value)
         parts.append(f"{key}={value}")
     stage.history(build, " ".join(parts), layer=False)
 
@@ -165,7 +165,7 @@ def dispatch_expose(build: BuildState, stage: StageState, ins: ExposeInstruction
         except ValueError as err:
             raise ins.error(str(err)) from None
     for spec in specs:
-        stage.image.config.exposed_ports[spec] = {}
+        stage.image.config.put("exposed_ports", spec, {})
     stage.history(build, "EXPOSE " + go_list(specs), layer=False)
 
 
@@ -174,7 +174,7 @@ def dispatch_volume(build: BuildState, stage: StageState, ins: VolumeInstruction
     for volume in volumes:
         if not volume:
             raise ins.error("VOLUME specified can not be an empty string")
-        stage.image.config.volumes[volume] = {}
+        stage.image.config.put("volumes", volume, {})
     stage.history(build, "VOLUME " + go_list(volumes), layer=False)
 
 

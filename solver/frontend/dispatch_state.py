@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 from solver.errors import DockerfileError
-from solver.frontend.image_config import ImageConfig
+from solver.frontend.image_config import ImageConfig, ImageSnapshot
 from solver.frontend.instructions import Instruction
 from solver.frontend.shell_words import Lexer, WordError
 from solver.llb import pb
@@ -39,6 +39,7 @@ class LoweringOptions:
     cache_id_namespace: str = ""
     follow_paths: bool = True  # restrict the context to the paths used (BuildKit's followpaths)
     labels: dict[str, str] = field(default_factory=dict)
+    force_network: str = ""  # docker build --network: the network of a RUN that names none
 
 
 @dataclass
@@ -48,7 +49,7 @@ class InstructionRecord:
     instruction: Instruction
     stage: str
     state: State
-    image: ImageConfig
+    image: ImageSnapshot
     vertex_names: list[str] = field(default_factory=list)  # llb.customname of the vertices it made
     is_onbuild: bool = False
 

@@ -138,7 +138,7 @@ class Lowering:
                                                  self.build.lexer)
         self.build.epoch = source_date_epoch(self.options.build_args, self.build.global_args, ins.filename)
         record = InstructionRecord(ins, "", scratch(), ImageConfig.empty(self.build.platform.os,
-                                                                         self.build.platform.architecture))
+                                                                         self.build.platform.architecture).snapshot())
         self.records.append(record)
         return record
 
@@ -163,7 +163,7 @@ class Lowering:
         if key not in self.stage_order:
             self.stage_order.append(key)
         self.current = key
-        record = InstructionRecord(ins, key, stage.state, stage.image.clone(), names)
+        record = InstructionRecord(ins, key, stage.state, stage.image.snapshot(), names)
         self.records.append(record)
         stage.records.append(record)
         self._run_triggers(stage, ins)
@@ -301,7 +301,7 @@ class Lowering:
     def _dispatch(self, stage: StageState, ins: Instruction, *, onbuild: bool = False) -> InstructionRecord:
         names = self._dispatch_one(stage, ins)
         key = self.current or ""
-        record = InstructionRecord(ins, key, stage.state, stage.image.clone(), names or [], onbuild)
+        record = InstructionRecord(ins, key, stage.state, stage.image.snapshot(), names or [], onbuild)
         self.records.append(record)
         stage.records.append(record)
         return record

@@ -11,8 +11,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+from solver.errors import shorten
+
 _EOF = ""
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
+# Nested ${...} levels one word may hold. Each level costs a few Python frames; the bound
+# keeps a hostile word (thousands of levels) an error instead of a RecursionError.
+MAX_NESTING = 100
 
 
 class WordError(ValueError):
@@ -107,12 +112,13 @@ class _ShellWord:
         self.raw_escapes = lex.raw_escapes
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
+        self.depth = 0
 
     def run(self) -> tuple[str, list[str]]:
         try:
             return self._process_stop_on(_EOF, self.raw_escapes)
         except WordError as err:
-            raise WordError(f"failed to process {_go_quote(self.source)}: {err}") from None
+            raise WordError(f"failed to process {_go_quote(shorten(self.source))}: {err}") from None
 
     # -- main loop -------------------------------------------------------------------
     def _handlers(self) -> dict[str, Callable[[], str]]:
@@ -123,12 +129,16 @@ class _ShellWord:
         return handlers
 
     def _process_stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
+        if self.depth >= MAX_NESTING:
+            raise WordError(f"substitutions nested more than {MAX_NESTING} levels deep")
         saved = self.raw_escapes
         self.raw_escapes = raw_escapes
+        self.depth += 1
         try:
             return self._loop(stop)
         finally:
             self.raw_escapes = saved
+            self.depth -= 1
 
     def _loop(self, stop: str) -> tuple[str, list[str]]:
         result: list[str] = []

@@ -25,12 +25,74 @@ from solver.llb.vertex import MarshalContext, OpOptions, Output, Vertex, marshal
 DEFAULT_SHELL = ("/bin/sh", "-c")
 
 
+class EnvList:
+    """Go's llb `EnvList`: a persistent chain of settings, so that setting a key is O(1).
+
+    Iterating yields the `(key, value)` pairs in order, a replaced key at the end (as Go
+    orders it); the pairs are worked out once per node, when first asked for.
+    """
+
+    __slots__ = ("_parent", "_key", "_value", "_pairs")
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = (), *, _parent: "EnvList | None" = None,
+                 _key: str = "", _value: str | None = None) -> None:
+        self._parent, self._key, self._value = _parent, _key, _value
+        self._pairs: tuple[tuple[str, str], ...] | None = None if _parent is not None else tuple(pairs)
+
+    def set(self, key: str, value: str) -> "EnvList":
+        return EnvList(_parent=self, _key=key, _value=value)
+
+    def delete(self, key: str) -> "EnvList":
+        return EnvList(_parent=self, _key=key, _value=None)
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        if self._pairs is None:
+            self._pairs = self._resolve()
+        return self._pairs
+
+    def _resolve(self) -> tuple[tuple[str, str], ...]:
+        changes: list[tuple[str, str | None]] = []
+        node: EnvList | None = self
+        while node is not None and node._pairs is None:
+            changes.append((node._key, node._value))
+            node = node._parent
+        base = node._pairs if node is not None else ()
+        seen: set[str] = set()
+        tail: list[tuple[str, str]] = []
+        for key, value in changes:  # newest first
+            if key not in seen:
+                seen.add(key)
+                if value is not None:
+                    tail.append((key, value))
+        kept = tuple((k, v) for k, v in base if k not in seen)
+        return kept + tuple(reversed(tail))
+
+    def __iter__(self):
+        return iter(self.pairs())
+
+    def __len__(self) -> int:
+        return len(self.pairs())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EnvList):
+            return self is other or self.pairs() == other.pairs()
+        if isinstance(other, tuple):
+            return self.pairs() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.pairs())
+
+    def __repr__(self) -> str:
+        return f"EnvList({self.pairs()!r})"
+
+
 @dataclass(frozen=True)
 class State:
     """A filesystem state (an output of a vertex, or scratch) with its process settings."""
 
     output: Output | None = None
-    env: tuple[tuple[str, str], ...] = ()
+    env: EnvList = EnvList()  # a tuple of pairs is accepted too
     cwd: str = "/"
     user: str = ""
     platform: Platform | None = None
@@ -40,6 +102,10 @@ class State:
     extra_hosts: tuple[tuple[str, str], ...] = ()
     ulimits: tuple[tuple[str, int, int], ...] = ()
     cgroup_parent: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.env, EnvList):
+            object.__setattr__(self, "env", EnvList(self.env))
 
     # ------------------------------------------------------------- values
 
@@ -56,11 +122,10 @@ class State:
 
     def with_env(self, key: str, value: str) -> State:
         """Set `key`; a replaced key moves to the end, as Go's EnvList orders it."""
-        env = tuple((k, v) for k, v in self.env if k != key) + ((key, value),)
-        return self._evolve(env=env)
+        return self._evolve(env=self.env.set(key, value))
 
     def without_env(self, key: str) -> State:
-        return self._evolve(env=tuple((k, v) for k, v in self.env if k != key))
+        return self._evolve(env=self.env.delete(key))
 
     def get_env(self, key: str) -> str | None:
         return next((v for k, v in self.env if k == key), None)
