@@ -333,6 +333,7 @@ class NotebookSession:
         options = options or CellOptions()
         started = time.time()
         cell = self.upsert(text, cell_id, options)
+        cell.warnings = []
         try:
             session = self.lower()
             lowered = session.of(cell)

@@ -100,3 +100,10 @@ def test_error_true_fails_the_build_and_skip_silences_it(env, tmp_path):
     skipped = llbook(env, "--build-arg", "BUILDKIT_DOCKERFILE_CHECK=skip=all", str(ctx))
     assert skipped.returncode == 0, skipped.stderr
     assert "warnings found" not in skipped.stderr and "warning found" not in skipped.stderr
+
+
+def test_check_with_a_buildkit_host_runs_the_checks_and_builds_nothing(env, tmp_path):
+    # nothing listens on port 9: a build would fail to connect, the checks need no daemon
+    proc = llbook(env, "--check", "--buildkit-host", "tcp://127.0.0.1:9", str(project(tmp_path, MISTAKES)))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith("Check complete, 2 warnings have been found!"), proc.stdout + proc.stderr

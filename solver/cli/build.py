@@ -197,11 +197,11 @@ def _shell_before(solver: Any, definition: Any, failure: BuildError, context_dir
 
 def run_build(args: argparse.Namespace) -> int:
     from solver.cli.buildkit import run_buildkit_build, selected_host
+    from solver.cli.build_checks import wants_check
     buildkit_host = selected_host(args)
-    if buildkit_host:
+    if buildkit_host and not wants_check(args):  # --check runs llbook's checks; the daemon builds nothing
         return run_buildkit_build(args, buildkit_host)
-    from solver.cli.build_checks import (metadata_warnings, print_build_warnings, run_check_call, run_checks,
-                                         wants_check)
+    from solver.cli.build_checks import metadata_warnings, print_build_warnings, run_check_call, run_checks
     from solver.cli.progress import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve import named_contexts
