@@ -90,3 +90,25 @@ def test_huge_line_is_lowered_or_a_clear_error():
     text = "FROM scratch\nLABEL big=" + "x" * 2_000_000 + "\n"
     lowered = dockerfile_to_llb(text)
     assert len(lowered.image_config["config"]["Labels"]["big"]) == 2_000_000
+
+
+def test_binary_dockerfile_names_file_line_and_offset(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from solver.frontend.textutil import decode_dockerfile
+
+    with pytest.raises(DockerfileError) as info:
+        decode_dockerfile(b"FROM scratch\nLABEL a=\xff\xfe\n", "ctx/Dockerfile")
+    assert (info.value.filename, info.value.line) == ("ctx/Dockerfile", 2)
+    assert "not a UTF-8 text file" in info.value.message and "offset 21" in info.value.message
+    binary = Path("/bin/true").read_bytes()[:4096]
+    (tmp_path / "Dockerfile").write_bytes(binary)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "solver.cli", "dump-llb", "-f", str(tmp_path / "Dockerfile"),
+                           str(tmp_path)], capture_output=True, text=True, cwd=root, timeout=60)
+    print(f"binary Dockerfile: exit {proc.returncode}, stderr {proc.stderr.strip()!r}")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'Dockerfile'}:1: not a UTF-8 text file" in proc.stderr
+    assert decode_dockerfile("FROM scratch\nLABEL a=ü\n".encode(), "D").endswith("ü\n")

@@ -52,13 +52,14 @@ def registry_config(path: str | None) -> Any:
 
 def read_dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
     """The Dockerfile text (`-f -` reads stdin) and the name its errors and warnings use."""
+    from solver.frontend.textutil import decode_dockerfile
     if args.file == "-":  # read once: the checks and the lowering both ask
         if getattr(args, "stdin_dockerfile", None) is None:
-            args.stdin_dockerfile = sys.stdin.read()
+            args.stdin_dockerfile = decode_dockerfile(sys.stdin.buffer.read(), "Dockerfile (stdin)")
         return args.stdin_dockerfile, "Dockerfile"
     path = Path(args.file) if args.file else context / "Dockerfile"
     try:
-        return path.read_text(), str(path)
+        return decode_dockerfile(path.read_bytes(), str(path)), str(path)
     except OSError as error:
         raise LLBookError(f"cannot read Dockerfile {path}: {error.strerror}") from error
 

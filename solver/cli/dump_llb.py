@@ -88,12 +88,14 @@ def _lower_dockerfile(args: argparse.Namespace) -> Any:
         raise LLBookError(f"the Dockerfile frontend is not available yet ({exc})") from exc
     from solver.llb.platform import Platform
 
+    from solver.frontend.textutil import decode_dockerfile
+
     filename = args.dockerfile
     if filename == "-":
-        text, filename = sys.stdin.read(), "Dockerfile"
+        text, filename = decode_dockerfile(sys.stdin.buffer.read(), "Dockerfile"), "Dockerfile"
     else:
         try:
-            text = Path(filename).read_text()
+            text = decode_dockerfile(Path(filename).read_bytes(), filename)
         except OSError as exc:
             raise LLBookError(f"cannot read {filename}: {exc.strerror}") from exc
     platform = Platform.parse(args.platform) if args.platform else None

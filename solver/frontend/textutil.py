@@ -40,3 +40,22 @@ _WS = re.compile(r"[\t\v\f\r ]+")
 def split_ws(text: str) -> list[str]:
     """BuildKit's ``reWhitespace.Split(text, -1)``."""
     return _WS.split(text)
+
+
+def decode_dockerfile(data: bytes, filename: str) -> str:
+    """A Dockerfile's bytes as text; a file that is not UTF-8 text is a DockerfileError
+    naming the file, the line and the byte offset of the first byte that is not."""
+    from solver.errors import DockerfileError
+
+    nul = data.find(b"\0")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = err.start if nul < 0 else min(err.start, nul)
+    else:
+        if nul < 0:
+            return text
+        offset = nul
+    line = data.count(b"\n", 0, offset) + 1
+    raise DockerfileError(f"not a UTF-8 text file: byte 0x{data[offset]:02x} at offset {offset} "
+                          "is not text (is this a binary file?)", line, filename)
