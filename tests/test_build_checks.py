@@ -271,3 +271,39 @@ def test_reports_count_and_metadata():
     assert "(line 2)" in text and ">>> CMD a" in text
     meta = warnings_metadata(result.warnings, result.source)
     assert meta[0]["level"] == 1 and meta[0]["range"] == [{"start": {"line": 2}, "end": {"line": 2}}]
+
+
+@pytest.mark.parametrize("text", [
+    "\nFROM alpine\nRUN <<'EOT'\nenv\nEOT\n",
+    "\nARG base=scratch\nFROM $base\nCOPY Dockerfile .\n",
+    "\nARG BUILDPLATFORM=linux/amd64\nFROM --platform=$BUILDPLATFORM scratch\nCOPY Dockerfile .\n",
+    "\nARG DEBUG\nFROM scratch${DEBUG}\nCOPY Dockerfile .\n",
+    '\nARG DEBUG=""\nFROM scratch${DEBUG-@bogus}\nCOPY Dockerfile .\n',
+    "\nFROM --platform=linux/amd64 scratch AS linux\n",
+    "\nFROM scratch\n# check=skip=MaintainerDeprecated\nMAINTAINER me@example.org\n",
+    "\nFROM scratch\n# check=skip=LegacyKeyValueFormat\nENV testkey value\n# check=skip=LegacyKeyValueFormat\nLABEL key value\n",
+])
+def test_buildkit_cases_without_warnings(text):
+    assert found(text) == []
+
+
+def test_buildkit_cases_with_warnings():
+    text = "\nARG MY_OS=linux\nARG MY_ARCH=amd64\nFROM --platform=linux/${MYARCH} busybox\nCOPY Dockerfile .\n\t"
+    assert found(text) == [("UndefinedArgInFrom", "FROM argument 'MYARCH' is not declared (did you mean MY_ARCH?)",
+                            4)]
+    assert found('\nARG SFX="box:"\nFROM busy${SFX}\n', build_args={"SFX": "box:latest"}) == [
+        ("InvalidDefaultArgInFrom", "Default value for ARG busy${SFX} results in empty or invalid base image name",
+         3)]
+    assert found("\nFROM --platform=$TARGETPLATFORM scratch\n") == [
+        ("RedundantTargetPlatform", "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this "
+         "is the default behavior", 2)]
+    mounts = "\nFROM scratch\nRUN --mount=type=cache,target=$CACHE_DIR echo $NOT_CHECKED\nVOLUME $VOL\nUSER $U\n"
+    assert [(m, line) for _, m, line in found(mounts)] == [("Usage of undefined variable '$CACHE_DIR'", 3),
+                                                           ("Usage of undefined variable '$VOL'", 4),
+                                                           ("Usage of undefined variable '$U'", 5)]
+
+
+def test_unreachable_stage_is_checked_by_check_only():
+    text = "\nFROM scratch AS a\n\nFROM a AS b\nENV testkey value\nLABEL key value\n\nFROM a AS c\n"
+    assert [line for _, _, line in found(text)] == [5, 6]
+    assert found(text, all_stages=False) == []
