@@ -84,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow", dest="allow", action="append", default=[],
                         help="grant an entitlement: network.host, security.insecure")
     parser.add_argument("--platform", default=None, help="target platform, e.g. linux/amd64")
+    parser.add_argument("--network", choices=["default", "host", "none"], default=None,
+                        help="network of every RUN that names none (host also grants network.host)")
     parser.add_argument("--progress", default="auto", choices=["auto", "tty", "plain", "quiet"])
     parser.add_argument("--metadata-file", default=None, help="write build metadata JSON here")
     from solver.cli.build_checks import add_arguments as add_check_arguments
@@ -91,6 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-error", choices=["fail", "shell"], default="fail",
                         help="shell: open a shell in the state before a failing RUN (its command "
                              "in the history), as buildx debug --on=error")
+    from solver.cli.cache_flags import add_arguments as add_cache_arguments
+    add_cache_arguments(parser)  # --cache-to / --cache-from
     from solver.cli.buildkit import add_arguments as add_buildkit_arguments
     add_buildkit_arguments(parser)  # --buildkit-host: solve on a BuildKit daemon instead
 
@@ -201,6 +205,7 @@ def run_build(args: argparse.Namespace) -> int:
     buildkit_host = selected_host(args)
     if buildkit_host and not wants_check(args):  # --check runs llbook's checks; the daemon builds nothing
         return run_buildkit_build(args, buildkit_host)
+    from solver.cli import cache_flags
     from solver.cli.build_checks import metadata_warnings, print_build_warnings, run_check_call, run_checks
     from solver.cli.progress import close_printer, make_printer
     from solver.solve.progress import ProgressBus
@@ -221,8 +226,10 @@ def run_build(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     try:
         with Solver(cache_dir=args.cache_dir, registry_config=registry_config(args.config),
-                    entitlements=args.allow, executor_name=args.executor) as solver:
+                    entitlements=[*args.allow, *(["network.host"] if args.network == "host" else [])],
+                    executor_name=args.executor) as solver:
             specs = _output_specs(args)  # a bad --output fails before anything is built
+            cache_from, cache_to = cache_flags.parse(args)
             contexts = named_contexts.parse(args.build_contexts)
             resolver = named_contexts.resolver(solver.image_resolver(pull=args.pull), contexts)
             if wants_check(args):
@@ -236,18 +243,21 @@ def run_build(args: argparse.Namespace) -> int:
             locations = {renamed.get(d, d): (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
             context_dirs = {"context": context, **named_contexts.context_dirs(contexts)}
             secrets = {s.id: s.src for s in args.secrets}
+            imports = cache_flags.import_caches(solver, cache_from, args.platform, args.progress == "quiet")
             try:
                 result = solver.solve(
                     definition, locations=locations, context_dirs=context_dirs, secrets=secrets,
                     no_cache=args.no_cache, progress=bus.emit, cancel=cancel, image_config=image_config,
                     place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
-                                    else context / "Dockerfile"))
+                                    else context / "Dockerfile"), cache_imports=imports)
             except BuildError as failure:
                 if args.on_error == "shell":
                     close_printer(printer)
                     _shell_before(solver, definition, failure, context_dirs, secrets)
                 raise
+            image_config = cache_flags.inline_config(solver, result, image_config, cache_to)
             exports = _export_all(solver, result, image_config, specs, args)
+            cache_flags.export_caches(solver, result, cache_to, args.progress == "quiet")
     except KeyboardInterrupt as interrupt:
         cancel.set()
         error = interrupt

@@ -70,7 +70,7 @@ def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
     text, filename = read_dockerfile(args, context)
     return dockerfile_to_llb(text, filename=filename, context_dir=str(context), target=args.target,
                              build_args=dict(args.build_args), platform=args.platform,
-                             resolver=resolver)
+                             resolver=resolver, network=getattr(args, "network", None))
 
 
 def failure_exit_code(error: BaseException | None) -> int | None:

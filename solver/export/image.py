@@ -28,6 +28,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
+INLINE_CACHE_KEY = "moby.buildkit.cache.v0"  # BuildKit's inline cache records
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -123,6 +124,8 @@ def build_config(image_config: dict[str, Any], layers: list[ImageLayer], *,
     out["config"] = config.get("config", {})
     out["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
     out["history"] = history
+    if INLINE_CACHE_KEY in config:  # --cache-to type=inline (solver.remotecache.inline)
+        out[INLINE_CACHE_KEY] = config[INLINE_CACHE_KEY]
     return out
 
 

@@ -65,18 +65,21 @@ class Lowered:
 def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: str | None = None,
                       target: str | None = None, build_args: dict[str, str] | None = None,
                       platform: Platform | str | None = None, resolver: Resolver | None = None,
-                      session_id: str | None = None, exclude_patterns: list[str] | None = None) -> Lowered:
+                      session_id: str | None = None, exclude_patterns: list[str] | None = None,
+                      network: str | None = None) -> Lowered:
     """Lower Dockerfile ``text`` to LLB for ``target`` with BuildKit's semantics.
 
     ``context_dir``: read ``.dockerignore`` (or ``<filename>.dockerignore``) from it for the
     context's exclude patterns unless ``exclude_patterns`` is given. ``resolver(ref, platform)``
-    pins FROM images and returns their config; without it nothing is fetched.
+    pins FROM images and returns their config; without it nothing is fetched. ``network``
+    (docker build's ``--network``) is the network of every RUN that names none.
     """
     excludes = (list(exclude_patterns) if exclude_patterns is not None
                 else context_ignore_patterns(context_dir, filename))
     options = LoweringOptions(build_args=dict(build_args or {}),
                               platform=Platform.parse(platform) if isinstance(platform, str) else platform,
-                              resolver=resolver, session_id=session_id, exclude_patterns=excludes)
+                              resolver=resolver, session_id=session_id, exclude_patterns=excludes,
+                              force_network=network or "")
     conversion = convert_dockerfile(text, filename=filename, target=target, options=options)
     lowered = _lowered(conversion)
     lowered.sources = {filename: text}

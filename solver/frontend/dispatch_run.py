@@ -198,6 +198,13 @@ def process_cmd_env(lexer: Lexer, text: str, env: dict[str, str]) -> str:
         return text
 
 
+def _network(build: BuildState, ins: RunInstruction) -> str:
+    """RUN --network, else the build's forced mode (BuildKit's force-network-mode)."""
+    if ins.network != "default":
+        return ins.network
+    return build.options.force_network if build.options.force_network in NETWORKS else "default"
+
+
 def dispatch_run(build: BuildState, stage: StageState, ins: RunInstruction, lookup: StageLookup) -> list[str]:
     """Lower one RUN; returns the custom names of the vertices it made."""
     custom = ins.code
@@ -216,7 +223,7 @@ def dispatch_run(build: BuildState, stage: StageState, ins: RunInstruction, look
     name_lexer = Lexer(escape_token=build.lexer.escape_token, raw_quotes=True, skip_unset_env=True)
     name = stage.prefix(uppercase_cmd(process_cmd_env(name_lexer, custom, stage.env)))
     exec_state = stage.state.run(
-        args, mounts=mounts, network=NETWORKS[ins.network], security=SECURITY[ins.security],
+        args, mounts=mounts, network=NETWORKS[_network(build, ins)], security=SECURITY[ins.security],
         proxy_env=build.proxy_env, custom_name=name, description={DF_COMMAND_KEY: ins.code})
     stage.state = exec_state.root()
     stage.history(build, "RUN " + run_command_string(args, stage), layer=True, buildkit_suffix=True)

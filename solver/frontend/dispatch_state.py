@@ -40,6 +40,7 @@ class LoweringOptions:
     follow_paths: bool = True  # restrict the context to the paths used (BuildKit's followpaths)
     labels: dict[str, str] = field(default_factory=dict)
     force_network: str = ""  # docker build --network: the network of a RUN that names none
+    force_network: str = ""  # docker build --network: the network of a RUN that names none
 
 
 @dataclass

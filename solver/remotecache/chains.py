@@ -107,11 +107,14 @@ def build_cache(solver: Any, result: Any, mode: str = "min") -> ExportedCache:
 
 
 def _add_record(b: _Builder, rec: Any, records_of: dict[str, list[int]]) -> list[int]:
+    """The record(s) of one stored result: under its cache map digest and the digests
+    older BuildKit versions compute for it (``compat``), linked with both selectors."""
     ki = rec.key_inputs
-    digest = cachekey.root_key(ki["op_digest"], int(ki.get("output", rec.output_index)))
+    output = int(ki.get("output", rec.output_index))
+    digests = [cachekey.root_key(d, output) for d in (ki["op_digest"], *(ki.get("compat") or ()))]
     deps = ki.get("deps") or []
     if not deps:
-        out = [b.record(digest, [])]
+        out = [b.record(digest, []) for digest in digests]
         diff_ids = rec.extra.get("diff_ids") or []
         if diff_ids and rec.op_kind == "image":
             from solver.solve.ops_source import chain_ids
@@ -120,12 +123,13 @@ def _add_record(b: _Builder, rec: Any, records_of: dict[str, list[int]]) -> list
         return out
     inputs: list[list[CacheInput]] = []
     for dep in deps:
-        group = [CacheInput(index, dep.get("selector") or "") for index in
-                 records_of.get(dep.get("input_key") or "", [])]
+        selectors = dict.fromkeys([dep.get("selector") or "", *([dep["compat_selector"]]
+                                                                 if dep.get("compat_selector") is not None else [])])
+        group = [CacheInput(index, selector) for index in records_of.get(dep.get("input_key") or "", [])
+                 for selector in selectors]
         if dep.get("checksum"):
-            slow = b.record(cachekey.slow_key(dep["checksum"]), [])
-            group.append(CacheInput(slow, ""))
+            group.append(CacheInput(b.record(cachekey.slow_key(dep["checksum"]), []), ""))
         if not group:
             return []
         inputs.append(group)
-    return [b.record(digest, inputs)]
+    return [b.record(digest, inputs) for digest in digests]

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from solver.errors import LLBookError
+from solver.export.image import INLINE_CACHE_KEY as INLINE_CONFIG_KEY  # noqa: F401 (re-exported)
 
 CACHE_CONFIG_MEDIA_TYPE = "application/vnd.buildkit.cacheconfig.v0"
-INLINE_CONFIG_KEY = "moby.buildkit.cache.v0"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 

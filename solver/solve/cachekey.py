@@ -76,6 +76,7 @@ class DepSpec:
 
     selector: str = ""  # "" or sha256 of the \0-joined selector paths
     content: tuple[ContentSelector, ...] = ()  # non-empty: use the content checksum
+    compat_selector: str | None = None  # the selector BuildKit v0.8 gives it, where different
 
     @property
     def content_based(self) -> bool:
@@ -84,9 +85,13 @@ class DepSpec:
 
 @dataclass(frozen=True)
 class CacheMap:
+    """``compat`` are the digests BuildKit v0.8 (dockerd 20.10) computes for the same op
+    where they differ (it knows fewer fields); cache exports and imports use them too."""
+
     digest: str
     deps: tuple[DepSpec, ...]
     plaintext: dict[str, Any] = field(default_factory=dict, compare=False)
+    compat: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class DepKey:
     selector: str
     checksum: str | None = None
     files: dict[str, str] | None = field(default=None, compare=False)  # relpath -> digest
+    compat_selector: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -105,19 +111,25 @@ class KeyInputs:
     output: int
     deps: tuple[DepKey, ...]
     plaintext: dict[str, Any] = field(default_factory=dict)
+    compat: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "op_digest": self.op_digest,
             "output": self.output,
             "deps": [dataclasses.asdict(d) for d in self.deps],
             "plaintext": self.plaintext,
         }
+        if self.compat:
+            out["compat"] = list(self.compat)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "KeyInputs":
-        deps = tuple(DepKey(**d) for d in data.get("deps", []))
-        return cls(data["op_digest"], int(data["output"]), deps, dict(data.get("plaintext", {})))
+        known = {f.name for f in dataclasses.fields(DepKey)}
+        deps = tuple(DepKey(**{k: v for k, v in d.items() if k in known}) for d in data.get("deps", []))
+        return cls(data["op_digest"], int(data["output"]), deps, dict(data.get("plaintext", {})),
+                   tuple(data.get("compat") or ()))
 
 
 def root_key(digest: str, output: int) -> str:
@@ -175,7 +187,19 @@ def _is_empty(item: Any) -> bool:
         or (isinstance(item, (list, tuple, dict, bytes, bytearray)) and len(item) == 0)
 
 
-def to_jsonable(value: Any) -> Any:
+# The fields BuildKit v0.8 (dockerd 20.10) knows, per message, where later versions added some.
+V08_FIELDS: dict[str, frozenset[str]] = {
+    "ExecOp": frozenset({"meta", "mounts", "network", "security"}),
+    "Meta": frozenset({"args", "env", "cwd", "user", "proxy_env", "extraHosts", "hostname"}),
+    "Mount": frozenset({"input", "selector", "dest", "output", "readonly", "mountType", "cacheOpt",
+                        "secretOpt", "SSHOpt", "resultID"}),
+    "FileActionCopy": frozenset({"src", "dest", "owner", "mode", "followSymlink", "dirCopyContents",
+                                 "attemptUnpackDockerCompatibility", "createDestPath", "allowWildcard",
+                                 "allowEmptyWildcard", "timestamp"}),
+}
+
+
+def to_jsonable(value: Any, known: dict[str, frozenset[str]] | None = None) -> Any:
     """What Go's ``encoding/json`` writes for a protobuf-go message (BuildKit's CacheMap input).
 
     Fields in declaration order under their proto names (every field is ``omitempty``), a
@@ -185,7 +209,10 @@ def to_jsonable(value: Any) -> Any:
     if fields is not None and dataclasses.is_dataclass(value):
         out: dict[str, Any] = {}
         groups: set[str] = set()
+        allowed = (known or {}).get(type(value).__name__)
         for spec in fields:
+            if allowed is not None and spec.proto_name not in allowed:
+                continue
             if spec.oneof:
                 if spec.oneof in groups:
                     continue
@@ -193,21 +220,21 @@ def to_jsonable(value: Any) -> Any:
                 item = getattr(value, spec.oneof)
                 if item is not None:
                     member = _oneof_member(value, spec.oneof, item)
-                    out[_go_name(spec.oneof)] = {_go_name(member.proto_name): to_jsonable(item)}
+                    out[_go_name(spec.oneof)] = {_go_name(member.proto_name): to_jsonable(item, known)}
                 continue
             item = getattr(value, spec.attr)
             if _is_empty(item):
                 continue
-            out[spec.proto_name] = to_jsonable(item)
+            out[spec.proto_name] = to_jsonable(item, known)
         return out
     if isinstance(value, enum.Enum):
         return int(value.value)
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in sorted(value.items())}
+        return {str(k): to_jsonable(v, known) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
+        return [to_jsonable(v, known) for v in value]
     return value
 
 
@@ -216,7 +243,7 @@ def _dumps(obj: Any) -> str:
     return gojson.dumps(obj)
 
 
-def _platform_fields(platform: pb.Platform | None) -> dict[str, Any]:
+def _platform_fields(platform: pb.Platform | None, v08: bool = False) -> dict[str, Any]:
     """OS, Arch and the optional parts of a platform, as BuildKit's cache maps write them
     (an op without a platform gets the worker's default)."""
     if platform is None:
@@ -226,9 +253,9 @@ def _platform_fields(platform: pb.Platform | None) -> dict[str, Any]:
     out: dict[str, Any] = {"OS": platform.os, "Arch": platform.architecture}
     if platform.variant:
         out["Variant"] = platform.variant
-    if platform.os_version:
+    if platform.os_version and not v08:
         out["OSVersion"] = platform.os_version
-    if platform.os_features:
+    if platform.os_features and not v08:
         out["OSFeatures"] = list(platform.os_features)
     return out
 
@@ -291,6 +318,7 @@ def _exec_for_key(exec_op: pb.ExecOp) -> pb.ExecOp:
 def _exec_deps(op: pb.Op) -> tuple[DepSpec, ...]:
     exec_op: pb.ExecOp = op.op
     selectors: list[list[str]] = [[] for _ in op.inputs]
+    v08_selectors: list[list[str]] = [[] for _ in op.inputs]  # v0.8 adds only non-empty ones
     no_content = [False for _ in op.inputs]
     forced: list[int | None] = [None for _ in op.inputs]
     skip = (pb.MountType.SECRET, pb.MountType.SSH, pb.MountType.TMPFS)
@@ -298,6 +326,8 @@ def _exec_deps(op: pb.Op) -> tuple[DepSpec, ...]:
         if m.mount_type in skip or m.input < 0 or m.input >= len(op.inputs):
             continue
         selectors[m.input].append(posixpath.join("/", m.selector or ""))
+        if m.selector:
+            v08_selectors[m.input].append(posixpath.join("/", m.selector))
         if (not m.readonly or m.dest == "/") and m.output != pb.SKIP_OUTPUT:
             no_content[m.input] = True
         cc = int(getattr(m, "content_cache", 0) or 0)
@@ -313,14 +343,17 @@ def _exec_deps(op: pb.Op) -> tuple[DepSpec, ...]:
             use_content = False
         content = tuple(ContentSelector(p, follow_symlinks=True) for p in dict.fromkeys(sels)) \
             if use_content and sels else ()
-        deps.append(DepSpec(selector, content))
+        v08 = sha256_text("\0".join(v08_selectors[i])) if v08_selectors[i] else ""
+        deps.append(DepSpec(selector, content, v08 if v08 != selector else None))
     return tuple(deps)
 
 
 def exec_cache_map(op: pb.Op) -> CacheMap:
     exec_op: pb.ExecOp = op.op
-    payload = {"Type": EXEC_TYPE, "Exec": to_jsonable(_exec_for_key(exec_op)),
-               **_platform_fields(op.platform)}
+    keyed = _exec_for_key(exec_op)
+    digest = sha256_text(_dumps({"Type": EXEC_TYPE, "Exec": to_jsonable(keyed), **_platform_fields(op.platform)}))
+    v08 = sha256_text(_dumps({"Type": EXEC_TYPE, "Exec": to_jsonable(keyed, V08_FIELDS),
+                              **_platform_fields(op.platform, v08=True)}))
     meta = exec_op.meta
     plaintext = {
         "args": list(meta.args) if meta else [],
@@ -331,7 +364,7 @@ def exec_cache_map(op: pb.Op) -> CacheMap:
         "security": int(exec_op.security),
         "mounts": [f"{int(m.mount_type)}:{m.dest}" for m in exec_op.mounts],
     }
-    return CacheMap(sha256_text(_dumps(payload)), _exec_deps(op), plaintext)
+    return CacheMap(digest, _exec_deps(op), plaintext, (v08,) if v08 != digest else ())
 
 
 # --------------------------------------------------------------------------- file
@@ -383,6 +416,7 @@ def file_cache_map(op: pb.Op) -> CacheMap:
     selectors: dict[int, list[ContentSelector]] = {}
     invalid: set[int] = set()
     actions_json: list[str] = []
+    v08_actions: list[str] = []
     summaries: list[str] = []
     for fa in file_op.actions:
         action = fa.action
@@ -397,6 +431,7 @@ def file_cache_map(op: pb.Op) -> CacheMap:
                 exclude_patterns=tuple(action.exclude_patterns or ())))
             action = dataclasses.replace(action, src=posixpath.basename(action.src))
         actions_json.append(base64.b64encode(_dumps(to_jsonable(action)).encode()).decode())
+        v08_actions.append(base64.b64encode(_dumps(to_jsonable(action, V08_FIELDS)).encode()).decode())
     indexes = [[fa.input, fa.secondary_input, fa.output] for fa in file_op.actions]
     payload: dict[str, Any] = {"Type": FILE_TYPE, "Actions": actions_json}
     if not _default_indexes(indexes):
@@ -409,7 +444,9 @@ def file_cache_map(op: pb.Op) -> CacheMap:
             continue
         unique = tuple(dict.fromkeys(sels))
         deps.append(DepSpec(sha256_text("\0".join(s.path for s in unique)), unique))
-    return CacheMap(sha256_text(_dumps(payload)), tuple(deps), {"actions": summaries})
+    digest = sha256_text(_dumps(payload))
+    v08 = sha256_text(_dumps({"Type": FILE_TYPE, "Actions": v08_actions}))  # v0.8 has no indexes
+    return CacheMap(digest, tuple(deps), {"actions": summaries}, (v08,) if v08 != digest else ())
 
 
 # --------------------------------------------------------------------------- merge / diff

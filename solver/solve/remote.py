@@ -57,22 +57,33 @@ def match_vertex(caches: Sequence[ImportedCache], cmap: CacheMap, output: int, d
     ``alternatives`` are further cache map digests of a root op (an image's config key)."""
     if not caches or cachekey.is_random(cmap.digest):
         return no_match(caches)
-    record = cachekey.root_key(cmap.digest, output)
+    records = [cachekey.root_key(d, output) for d in (cmap.digest, *cmap.compat)]
     if not deps:
-        digests = [record, *(cachekey.root_key(d, output) for d in alternatives)]
-        return tuple(cache.roots(digests) for cache in caches)
+        records += [cachekey.root_key(d, output) for d in alternatives]
+        return tuple(cache.roots(records) for cache in caches)
     out = []
     for n, cache in enumerate(caches):
-        found: frozenset[int] | None = None
-        for i, (dep, spec) in enumerate(zip(deps, cmap.deps)):
-            links = cache.children(input_matches[i][n], i, record, spec.selector)
-            if dep.checksum is not None:
-                links |= cache.children(cache.roots([cachekey.slow_key(dep.checksum)]), i, record, "")
-            found = links if found is None else found & links
-            if not found:
-                break
-        out.append(found or frozenset())
+        found: frozenset[int] = frozenset()
+        for record in records:
+            found |= _match_links(cache, record, cmap, deps, [m[n] for m in input_matches])
+        out.append(found)
     return tuple(out)
+
+
+def _match_links(cache: ImportedCache, record: str, cmap: CacheMap, deps: Sequence[DepKey],
+                 inputs: Sequence[frozenset[int]]) -> frozenset[int]:
+    """Records with digest ``record`` linked from every input (any of its links)."""
+    found: frozenset[int] | None = None
+    for i, (dep, spec) in enumerate(zip(deps, cmap.deps)):
+        links: frozenset[int] = frozenset()
+        for selector in {spec.selector, spec.selector if spec.compat_selector is None else spec.compat_selector}:
+            links |= cache.children(inputs[i], i, record, selector)
+        if dep.checksum is not None:
+            links |= cache.children(cache.roots([cachekey.slow_key(dep.checksum)]), i, record, "")
+        found = links if found is None else found & links
+        if not found:
+            return frozenset()
+    return found or frozenset()
 
 
 def best_hit(caches: Sequence[ImportedCache], match: RemoteMatch) -> tuple[ImportedCache, frozenset[int]] | None:

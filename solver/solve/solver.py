@@ -532,9 +532,11 @@ class Solver:
         for i, (spec, outcome, inp) in enumerate(zip(cmap.deps, inputs, op.inputs)):
             if spec.content_based:
                 checksum, files = content_checksum(ctx, input_refs[i], spec.content, with_files)
-                deps.append(DepKey(outcome.keys[inp.index], spec.selector, checksum, files))
+                deps.append(DepKey(outcome.keys[inp.index], spec.selector, checksum, files,
+                                   spec.compat_selector))
             else:
-                deps.append(DepKey(outcome.keys[inp.index], spec.selector))
+                deps.append(DepKey(outcome.keys[inp.index], spec.selector,
+                                   compat_selector=spec.compat_selector))
         return deps
 
     def _lookup(self, ctx: OpContext, keys: list[str]) -> list[Record] | None:
@@ -571,7 +573,7 @@ class Solver:
         deps = self._dep_keys(ctx, cmap, inputs, info.op, input_refs, with_files=True) \
             if any(d.content_based for d in cmap.deps) else \
             self._dep_keys(ctx, cmap, inputs, info.op, input_refs, with_files=False)
-        key_inputs = KeyInputs(cmap.digest, 0, tuple(deps), cmap.plaintext)
+        key_inputs = KeyInputs(cmap.digest, 0, tuple(deps), cmap.plaintext, cmap.compat)
         record.key_inputs = [key_inputs.to_json()]
         input_names = [state.records[i.digest].name if i.digest in state.records else ""
                        for i in info.op.inputs]
@@ -605,7 +607,7 @@ class Solver:
                   keys: list[str], deps: list[DepKey], inputs: list[_Outcome], started: float,
                   matches: list[remote.RemoteMatch], hit: tuple[Any, frozenset[int]]) -> _Outcome:
         """A hit in an imported cache: reported cached now, its layers fetched when needed."""
-        key_inputs = KeyInputs(cmap.digest, 0, tuple(deps), cmap.plaintext)
+        key_inputs = KeyInputs(cmap.digest, 0, tuple(deps), cmap.plaintext, cmap.compat)
         record.cached = True
         record.started, record.completed = started, time.time()
         record.key_inputs = [key_inputs.to_json()]
