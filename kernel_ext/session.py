@@ -179,6 +179,7 @@ class NotebookSession:
         self._solver: Solver | None = None
         self._resolved: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self._lowered: tuple[Any, SessionLowering] | None = None  # (inputs, lowering) of the last lower()
+        self._checked: tuple[Any, SessionChecks] | None = None  # (inputs, result) of the last check()
         self._lock = threading.Lock()
 
     # -- services -------------------------------------------------------------------------
@@ -427,9 +428,15 @@ class NotebookSession:
         inputs = CheckInputs(filename="session Dockerfile", build_args=self.effective_build_args(),
                              all_stages=all_stages, platform=self._platform(), resolver=self._resolver,
                              ignore_patterns=context_ignore_patterns(str(self.context), "Dockerfile"))
+        key = (source.text, tuple((sp.cell.cell_id, sp.first_line, sp.count, sp.skipped) for sp in source.spans),
+               tuple(sorted(inputs.build_args.items())), self.platform, all_stages, tuple(inputs.ignore_patterns))
+        if self._checked is not None and self._checked[0] == key:  # re-running an unchanged session
+            return self._checked[1]
         result = check_dockerfile(source.text, inputs)
         placed = [source.place(w) for w in result.warnings]
-        return SessionChecks([w for w in placed if w is not None], result.error, source.text, result.violation)
+        checks = SessionChecks([w for w in placed if w is not None], result.error, source.text, result.violation)
+        self._checked = (key, checks)
+        return checks
 
     def _cell_checks(self, cell: Cell) -> None:
         """Keep the cell's own warnings; with ``check=error=true`` they fail the cell."""
@@ -534,6 +541,7 @@ class NotebookSession:
         self._by_id.clear()
         self._resolved.clear()
         self._lowered = None
+        self._checked = None
 
 
 def _locate(err: BuildError, session: SessionLowering) -> None:
