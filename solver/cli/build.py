@@ -88,6 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network of every RUN that names none (host also grants network.host)")
     parser.add_argument("--progress", default="auto", choices=["auto", "tty", "plain", "quiet"])
     parser.add_argument("--metadata-file", default=None, help="write build metadata JSON here")
+    from solver.cli.build_flags import add_arguments as add_flag_arguments
+    add_flag_arguments(parser)  # --label, --add-host, --shm-size, --ulimit, --no-cache-filter, --iidfile, -q
     from solver.cli.build_checks import add_arguments as add_check_arguments
     add_check_arguments(parser)  # --check, --call=check: the build checks without a build
     parser.add_argument("--on-error", choices=["fail", "shell"], default="fail",
@@ -202,6 +204,8 @@ def _shell_before(solver: Any, definition: Any, failure: BuildError, context_dir
 def run_build(args: argparse.Namespace) -> int:
     from solver.cli.buildkit import run_buildkit_build, selected_host
     from solver.cli.build_checks import wants_check
+    if getattr(args, "quiet", False):
+        args.progress = "quiet"
     buildkit_host = selected_host(args)
     if buildkit_host and not wants_check(args):  # --check runs llbook's checks; the daemon builds nothing
         return run_buildkit_build(args, buildkit_host)
@@ -210,7 +214,7 @@ def run_build(args: argparse.Namespace) -> int:
     from solver.cli.progress import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve import named_contexts
-    from solver.solve.solver import Solver
+    from solver.cli.solver_pool import open_solver
     try:
         context = build_context(args.context)
     except LLBookError as error:
@@ -225,9 +229,9 @@ def run_build(args: argparse.Namespace) -> int:
     exports: list[Any] = []
     cancel = threading.Event()
     try:
-        with Solver(cache_dir=args.cache_dir, registry_config=registry_config(args.config),
-                    entitlements=[*args.allow, *(["network.host"] if args.network == "host" else [])],
-                    executor_name=args.executor) as solver:
+        with open_solver(cache_dir=args.cache_dir, registry_config=registry_config(args.config),
+                         entitlements=[*args.allow, *(["network.host"] if args.network == "host" else [])],
+                         executor_name=args.executor) as solver:
             specs = _output_specs(args)  # a bad --output fails before anything is built
             cache_from, cache_to = cache_flags.parse(args)
             contexts = named_contexts.parse(args.build_contexts)
@@ -274,11 +278,22 @@ def run_build(args: argparse.Namespace) -> int:
     if code is not None:
         return code
     assert result is not None
+    _report_image_id(args, exports, image_config)
     if args.progress != "quiet":
         executed = len(result.executed)
         print(f"built {result.snapshot or 'scratch'}: {result.cached_count} cached, "
               f"{executed} executed", file=sys.stderr)
     return 0
+
+
+def _report_image_id(args: argparse.Namespace, exports: list[Any], image_config: dict[str, Any] | None) -> None:
+    """-q prints the image ID; --iidfile writes it (docker build's config digest)."""
+    from solver.cli.build_flags import image_id
+    ident = image_id(exports, config_digest(image_config))
+    if args.iidfile:
+        Path(args.iidfile).write_text(ident)
+    if args.quiet:
+        print(ident)
 
 
 def register(subparsers: Any) -> None:

@@ -66,11 +66,13 @@ def read_dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
 
 def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
     """Run the Dockerfile frontend."""
+    from solver.cli.build_flags import run_options
     from solver.frontend import dockerfile_to_llb
     text, filename = read_dockerfile(args, context)
     return dockerfile_to_llb(text, filename=filename, context_dir=str(context), target=args.target,
                              build_args=dict(args.build_args), platform=args.platform,
-                             resolver=resolver, network=getattr(args, "network", None))
+                             resolver=resolver, network=getattr(args, "network", None),
+                             run_options=run_options(args))
 
 
 def failure_exit_code(error: BaseException | None) -> int | None:

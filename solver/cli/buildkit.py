@@ -98,7 +98,8 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     try:
         scheme = parse_address(address).scheme
         registry = registry_config(args.config)
-        backend = BuildKitBackend(address, _tls(args), tuple(args.allow), registry_credentials(registry))
+        grants = (*args.allow, *(["network.host"] if getattr(args, "network", None) == "host" else []))
+        backend = BuildKitBackend(address, _tls(args), grants, registry_credentials(registry))
         contexts = named_contexts.parse(args.build_contexts)
         layouts = sorted(c.name for c in contexts.values() if c.is_layout)
         if layouts:

@@ -19,8 +19,19 @@ from solver.llb import pb
 from solver.llb.platform import Platform
 from solver.llb.state import State
 
-__all__ = ["Lowered", "Lowering", "LoweringOptions", "InstructionRecord", "Resolver", "dockerfile_to_llb",
+__all__ = ["RunOptions", "Lowered", "Lowering", "LoweringOptions", "InstructionRecord", "Resolver", "dockerfile_to_llb",
            "parse_dockerfile", "parse_instructions", "ParsedDockerfile", "Instruction"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """docker build's flags that reach the frontend as BuildKit's dockerui attributes."""
+
+    labels: tuple[tuple[str, str], ...] = ()  # --label: set on the image config
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host: (host, ip), extraHosts of every RUN
+    shm_size: int = 0  # --shm-size in bytes: a tmpfs on /dev/shm of every RUN
+    ulimits: tuple[tuple[str, int, int], ...] = ()  # --ulimit: (name, soft, hard) of every RUN
+    no_cache_stages: tuple[str, ...] | None = None  # --no-cache-filter: () every stage
 
 
 @dataclass
@@ -66,20 +77,24 @@ def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: s
                       target: str | None = None, build_args: dict[str, str] | None = None,
                       platform: Platform | str | None = None, resolver: Resolver | None = None,
                       session_id: str | None = None, exclude_patterns: list[str] | None = None,
-                      network: str | None = None) -> Lowered:
+                      network: str | None = None, run_options: RunOptions | None = None) -> Lowered:
     """Lower Dockerfile ``text`` to LLB for ``target`` with BuildKit's semantics.
 
     ``context_dir``: read ``.dockerignore`` (or ``<filename>.dockerignore``) from it for the
     context's exclude patterns unless ``exclude_patterns`` is given. ``resolver(ref, platform)``
     pins FROM images and returns their config; without it nothing is fetched. ``network``
-    (docker build's ``--network``) is the network of every RUN that names none.
+    (docker build's ``--network``) is the network of every RUN that names none. ``run_options``:
+    docker build's --label, --add-host, --shm-size, --ulimit and --no-cache-filter.
     """
+    run = run_options or RunOptions()
     excludes = (list(exclude_patterns) if exclude_patterns is not None
                 else context_ignore_patterns(context_dir, filename))
     options = LoweringOptions(build_args=dict(build_args or {}),
                               platform=Platform.parse(platform) if isinstance(platform, str) else platform,
                               resolver=resolver, session_id=session_id, exclude_patterns=excludes,
-                              force_network=network or "")
+                              force_network=network or "", labels=dict(run.labels),
+                              extra_hosts=list(run.extra_hosts), shm_size=run.shm_size, ulimits=list(run.ulimits),
+                              no_cache_stages=None if run.no_cache_stages is None else list(run.no_cache_stages))
     conversion = convert_dockerfile(text, filename=filename, target=target, options=options)
     lowered = _lowered(conversion)
     lowered.sources = {filename: text}

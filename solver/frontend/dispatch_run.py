@@ -222,9 +222,14 @@ def dispatch_run(build: BuildState, stage: StageState, ins: RunInstruction, look
         raise ins.error(str(err)) from None
     name_lexer = Lexer(escape_token=build.lexer.escape_token, raw_quotes=True, skip_unset_env=True)
     name = stage.prefix(uppercase_cmd(process_cmd_env(name_lexer, custom, stage.env)))
+    options = build.options
+    if options.shm_size > 0:  # as dockerfile2llb: a sized tmpfs on /dev/shm for every RUN
+        mounts.append(llb_exec.tmpfs("/dev/shm", size=options.shm_size))
     exec_state = stage.state.run(
         args, mounts=mounts, network=NETWORKS[_network(build, ins)], security=SECURITY[ins.security],
-        proxy_env=build.proxy_env, custom_name=name, description={DF_COMMAND_KEY: ins.code})
+        proxy_env=build.proxy_env, extra_hosts=options.extra_hosts, custom_name=name,
+        description={DF_COMMAND_KEY: ins.code}, ignore_cache=stage.ignore_cache,
+        ulimits=options.ulimits)
     stage.state = exec_state.root()
     stage.history(build, "RUN " + run_command_string(args, stage), layer=True, buildkit_suffix=True)
     return [name]

@@ -40,7 +40,18 @@ class LoweringOptions:
     follow_paths: bool = True  # restrict the context to the paths used (BuildKit's followpaths)
     labels: dict[str, str] = field(default_factory=dict)
     force_network: str = ""  # docker build --network: the network of a RUN that names none
-    force_network: str = ""  # docker build --network: the network of a RUN that names none
+    extra_hosts: list[tuple[str, str]] = field(default_factory=list)  # --add-host: (host, ip) of every RUN
+    shm_size: int = 0  # --shm-size in bytes: a tmpfs on /dev/shm of every RUN when > 0
+    ulimits: list[tuple[str, int, int]] = field(default_factory=list)  # --ulimit: (name, soft, hard)
+    no_cache_stages: list[str] | None = None  # --no-cache-filter: None none, [] every stage, else names
+
+    def ignores_cache(self, stage_name: str) -> bool:
+        """BuildKit's IsNoCache: an empty filter means every stage; names match case-insensitively."""
+        if self.no_cache_stages is None:
+            return False
+        if not self.no_cache_stages:
+            return True
+        return any(n.lower() == stage_name.lower() for n in self.no_cache_stages)
 
 
 @dataclass
@@ -130,6 +141,7 @@ class StageState:
     dispatched: bool = False
     onbuild_expressions: list[str] = field(default_factory=list)
     is_onbuild: bool = False
+    ignore_cache: bool = False  # --no-cache-filter names this stage: its RUNs ignore the cache
 
     # -- env -----------------------------------------------------------------------------
     def add_env(self, key: str, value: str) -> None:

@@ -196,6 +196,7 @@ class Lowering:
         else:
             stage, names = self._image_stage(ins, base_name, platform, display, cmd_total)
         stage.cmd_total = cmd_total
+        stage.ignore_cache = self.build.options.ignores_cache(ins.stage_name if ins is not None else "")
         self._apply_image_settings(stage, ins)
         return stage, names
 

@@ -184,7 +184,8 @@ class State:
             proxy_env: pb.ProxyEnv | Mapping[str, str] | None = None, extra_hosts: Iterable[tuple[str, str]] = (),
             hostname: str = "", valid_exit_codes: Sequence[int] | None = None, readonly_rootfs: bool = False,
             platform: Platform | str | None = None, custom_name: str | None = None,
-            description: Mapping[str, str] | None = None, ignore_cache: bool = False) -> ExecState:
+            description: Mapping[str, str] | None = None, ignore_cache: bool = False,
+            ulimits: Iterable[tuple[str, int, int]] = ()) -> ExecState:
         """Run a process on this state's filesystem; `.root()` of the result is the changed filesystem.
 
         `args` as a string is split like a shell would (or run by /bin/sh -c with `shell=True`);
@@ -203,7 +204,7 @@ class State:
             user=base.user if user is None else user, hostname=hostname or base.hostname,
             cgroup_parent=base.cgroup_parent,
             valid_exit_codes=tuple(valid_exit_codes) if valid_exit_codes else None,
-            extra_hosts=base.extra_hosts + tuple(extra_hosts), ulimits=base.ulimits,
+            extra_hosts=base.extra_hosts + tuple(extra_hosts), ulimits=base.ulimits + tuple(ulimits),
             network=NetMode(base.network if network is None else network),
             security=SecurityMode(base.security if security is None else security),
             proxy_env=_proxy_env(proxy_env))

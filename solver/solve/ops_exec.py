@@ -171,7 +171,9 @@ def _process(exec_op: pb.ExecOp):
     security = SECURITY_INSECURE if exec_op.security == pb.SecurityMode.INSECURE else SECURITY_SANDBOX
     return ProcessSpec(args=list(meta.args), env=env, cwd=meta.cwd or "/", user=meta.user,
                        hostname=meta.hostname or "buildkitsandbox", network=network, security=security,
-                       valid_exit_codes=list(meta.valid_exit_codes))
+                       valid_exit_codes=list(meta.valid_exit_codes),
+                       extra_hosts=[(h.host, h.ip) for h in meta.extra_hosts],
+                       ulimits=[(u.name.lower(), u.soft, u.hard) for u in meta.ulimit])
 
 
 def execute_exec(ctx: OpContext, info: VertexInfo, inputs: list[Ref]) -> list[OutputResult]:

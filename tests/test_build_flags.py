@@ -1,0 +1,93 @@
+"""llbook build's --add-host, --ulimit, --shm-size, --label, --iidfile, -q, --no-cache-filter (runc) and --network through dockerd."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from test_build_cli import LLBOOK, _env, build, executed, write
+
+pytestmark = pytest.mark.root
+
+
+def test_add_host_ulimit_and_shm_size_reach_run(registry_config, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", "FROM busybox\nRUN cat /etc/hosts > /hosts && ulimit -n > /nofile && ulimit -Hn >> /nofile"
+          " && df -k /dev/shm | tail -1 > /shm\n")
+    out = tmp_path / "out"
+    build(registry_config, ctx, tmp_path / "cache", "--add-host", "db.example:10.1.2.3",
+          "--add-host", "Other=192.0.2.7", "--ulimit", "nofile=1234:2345", "--shm-size", "8m",
+          "--output", f"type=local,dest={out}")
+    hosts = (out / "hosts").read_text().splitlines()
+    assert "10.1.2.3\tdb.example" in hosts and "192.0.2.7\tother" in hosts
+    assert (out / "nofile").read_text().split() == ["1234", "2345"]
+    assert (out / "shm").read_text().split()[1] == str(8 * 1024)  # 1K-blocks of the tmpfs
+
+
+def test_bad_flag_values_are_one_line_errors(registry_config, tmp_path: Path) -> None:
+    import subprocess
+    for flag, value in (("--add-host", "nohost"), ("--add-host", "h:not-an-ip"), ("--ulimit", "nofile=9:1"),
+                        ("--ulimit", "bogus=1"), ("--shm-size", "lots")):
+        proc = subprocess.run([*LLBOOK, "build", flag, value, str(tmp_path)], env=_env(registry_config),
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and flag in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_label_iidfile_and_quiet_print_the_image_id(registry_config, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", 'FROM busybox\nLABEL from.file=yes\nRUN echo hi > /hi\n')
+    archive, iid = tmp_path / "image.tar", tmp_path / "iid"
+    proc, _ = build(registry_config, ctx, tmp_path / "cache", "-q", "--label", "org.example.k=v1",
+                    "--label", "from.file=overridden", "--iidfile", str(iid), "--output", f"type=oci,dest={archive}")
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))
+        manifest = json.load(tar.extractfile("blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))
+        config_digest = manifest["config"]["digest"]
+        config = json.load(tar.extractfile("blobs/sha256/" + config_digest.split(":")[1]))
+    assert config["config"]["Labels"]["org.example.k"] == "v1"
+    assert config["config"]["Labels"]["from.file"] == "overridden"  # the flag wins, as in dockerfile2llb
+    assert iid.read_text() == config_digest
+    assert proc.stdout.strip() == config_digest  # -q: only the image ID on stdout
+    assert "built " not in proc.stderr
+
+
+def test_no_cache_filter_reruns_only_the_named_stage(registry_config, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", "FROM busybox AS Base\nRUN echo base > /b\n"
+          "FROM base AS app\nRUN cat /b > /a\n")
+    cache = tmp_path / "cache"
+    build(registry_config, ctx, cache)
+    _, warm = build(registry_config, ctx, cache)
+    assert executed(warm) == []
+    _, meta = build(registry_config, ctx, cache, "--no-cache-filter", "app")
+    assert [n.split("] ", 1)[1] for n in executed(meta)] == ["RUN cat /b > /a"]
+    _, meta = build(registry_config, ctx, cache, "--no-cache-filter", "BASE,app")  # names match case-insensitively
+    assert sorted(n.split("] ", 1)[1] for n in executed(meta)) == ["RUN cat /b > /a", "RUN echo base > /b"]
+
+
+def test_buildkit_host_dockerd_network_host(dockerd, registry_with_busybox, tmp_path: Path) -> None:
+    """The acceptance case: a RUN without --network builds on dockerd with --network=host --allow network.host."""
+    import subprocess
+    import sys
+    base = f"{registry_with_busybox.host}/library/busybox:latest"
+    ctx = tmp_path / "ctx"
+    nonce = uuid.uuid4().hex
+    write(ctx / "Dockerfile", f"FROM {base}\nRUN grep -c db.example /etc/hosts > /n && echo {nonce} >> /n\n"
+          'CMD ["cat", "/n"]\n')
+    name = f"llbook-flags-{nonce[:8]}:latest"
+    env = {k: v for k, v in os.environ.items() if k not in ("BUILDKIT_HOST", "LLBOOK_BUILDKIT_HOST")}
+    env["LLBOOK_CACHE_DIR"] = str(tmp_path / "cache")
+    try:
+        done = subprocess.run([sys.executable, "-m", "solver", "build", "--buildkit-host", "dockerd://",
+                               "--network=host", "--allow", "network.host", "--add-host", "db.example:10.9.9.9",
+                               "--progress", "plain", "-t", name, str(ctx)], capture_output=True, text=True,
+                              env=env, cwd=Path(__file__).resolve().parents[1], timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert dockerd.docker("run", "--rm", "--network=host", name).stdout.split() == ["1", nonce]
+    finally:
+        dockerd.docker("rmi", "-f", name, check=False)
