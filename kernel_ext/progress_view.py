@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from solver.cli.progress import PlainPrinter
+from solver.cli.termlog import strip_controls
 from solver.solve.progress import (ProgressEvent, VertexCached, VertexCompleted, VertexFailed, VertexLog,
                                    VertexStarted, VertexStatus)
 
@@ -69,11 +70,11 @@ class ProgressModel:
         lines = text.split("\n")
         if lines[-1]:
             self._partial[row.digest] = lines[-1]
-        row.log.extend(line for line in lines[:-1])
+        row.log.extend(strip_controls(line) for line in lines[:-1])  # HTML cannot draw \r or ESC [
 
     def flush_partial(self) -> None:
         for digest, text in self._partial.items():
-            self.rows[digest].log.append(text)
+            self.rows[digest].log.append(strip_controls(text))
         self._partial.clear()
 
     def to_text(self, summary: str = "") -> str:

@@ -63,14 +63,18 @@ class BuildError(LLBookError):
         parts = []
         if self.filename and self.line is not None:
             parts.append(f"{self.filename}:{self.line}:")
-        if self.name:
-            parts.append(self.name)
+        name, message = shorten(self.name), shorten_middle(self.message)
+        if name:
+            parts.append(name)
         head = " ".join(parts)
-        text = f"{head}: {self.message}" if head else self.message
+        if (name, message) != (self.name, self.message) and self.log_tail:
+            # A long command (a 1 MB RUN line) was cut: say the cause before it.
+            message = f"{self.log_tail[-1].strip()}; {message}"
+        text = f"{head}: {message}" if head else message
         if self.exit_code is not None:
             text += f" (exit code {self.exit_code})"
         if self.log_tail:
-            text += "\n" + "\n".join("  " + line for line in self.log_tail)
+            text += "\n" + "\n".join("  " + shorten(line, 1000) for line in self.log_tail)
         return text
 
     def __reduce__(self):  # dataclass + Exception pickling
@@ -92,3 +96,11 @@ def shorten(text: str, limit: int = MESSAGE_TEXT_LIMIT) -> str:
         return text
     keep = max(limit - 40, 10)
     return f"{text[:keep]}… ({len(text):,} characters)"
+
+
+def shorten_middle(text: str, limit: int = 2 * MESSAGE_TEXT_LIMIT) -> str:
+    """Like ``shorten``, but keeps the end too (where a message's own words often are)."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit // 2 - 30, 10)
+    return f"{text[:keep]} … ({len(text) - 2 * keep:,} characters left out) … {text[-keep:]}"

@@ -4,7 +4,9 @@
   ``#N DONE 0.3s`` / ``#N ERROR: …``, one block per vertex as BuildKit's plain mode.
 - ``TtyPrinter``: a live view redrawn a few times a second: a ``[+] Building 3.2s (5/7)``
   header, one line per vertex with ``CACHED`` markers and timings, and the last log
-  lines of running vertices.
+  lines of running vertices, each vertex's log drawn through a small terminal emulation
+  (``termlog.LogScreen``: ``\r``, cursor movement, erasing; colours dropped; wide
+  characters two columns).
 - ``make_printer("quiet")`` prints nothing.
 """
 
@@ -17,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from solver.cli.termlog import LogScreen, fit_columns, pad_columns, strip_controls
+from solver.errors import shorten
 from solver.solve.progress import (ProgressEvent, VertexCached, VertexCompleted, VertexFailed,
                                    VertexLog, VertexStarted, VertexStatus, VertexWarning)
 
@@ -32,14 +36,25 @@ class _VertexView:
     canceled: bool = False
     logs: list[str] = field(default_factory=list)
     partial: str = ""
+    screen: LogScreen | None = None  # the tty view's terminal of this vertex's log
 
     def add_log(self, data: bytes, keep: int) -> list[str]:
+        """Complete lines of the log, control sequences stripped (the plain view)."""
         text = self.partial + data.decode("utf-8", "replace")
         lines = text.split("\n")
         self.partial = lines.pop()
+        lines = [strip_controls(line) for line in lines]
         self.logs.extend(lines)
         del self.logs[:-keep]
         return lines
+
+    def feed_screen(self, data: bytes, columns: int, rows: int) -> None:
+        if self.screen is None:
+            self.screen = LogScreen(columns, rows)
+        self.screen.feed(data)
+
+    def screen_lines(self) -> list[str]:
+        return self.screen.lines() if self.screen is not None else []
 
 
 class _Numbering:
@@ -88,9 +103,9 @@ class PlainPrinter:
         view = self._numbers.view(event.digest, event.name)
         if isinstance(event, VertexStarted):
             view.started = event.started
-            self.out.write(f"\n#{view.number} {view.name}\n")
+            self.out.write(f"\n#{view.number} {shorten(view.name)}\n")
         elif isinstance(event, VertexCached):
-            self.out.write(f"\n#{view.number} {view.name}\n#{view.number} CACHED\n")
+            self.out.write(f"\n#{view.number} {shorten(view.name)}\n#{view.number} CACHED\n")
         elif isinstance(event, VertexCompleted):
             self._flush_partial(view)
             self.out.write(f"#{view.number} DONE {event.completed - event.started:.1f}s\n")
@@ -107,7 +122,7 @@ class PlainPrinter:
 
     def _flush_partial(self, view: _VertexView) -> None:
         if view.partial:
-            self.out.write(f"#{view.number} {view.partial}\n")
+            self.out.write(f"#{view.number} {strip_controls(view.partial)}\n")
             view.partial = ""
 
 
@@ -130,7 +145,8 @@ class TtyPrinter:
     def __call__(self, event: ProgressEvent) -> None:
         with self._lock:
             if isinstance(event, VertexLog):
-                self._numbers.view(event.digest).add_log(event.data, self.LOG_LINES)
+                width = max(40, _columns() - 1) - len(" => => # ")
+                self._numbers.view(event.digest).feed_screen(event.data, width, self.LOG_LINES)
                 return
             if isinstance(event, (VertexStatus, VertexWarning)):
                 return
@@ -171,10 +187,10 @@ class TtyPrinter:
         if v.error is not None:
             mark = "CANCELED" if v.canceled else "ERROR"
             lines = [_fit(f" => {mark} {v.name}", f"{end - v.started:.1f}s", width)]
-            return lines + [f" > {line}"[:width] for line in v.logs[-self.LOG_LINES:]]
+            return lines + [fit_columns(f" > {line}", width) for line in v.screen_lines()]
         lines = [_fit(f" => {v.name}", f"{end - v.started:.1f}s", width)]
         if v.completed is None:
-            lines += [f" => => # {line}"[:width] for line in v.logs[-self.LOG_LINES:]]
+            lines += [fit_columns(f" => => # {line}", width) for line in v.screen_lines()]
         return lines
 
     def _draw(self, final: bool = False) -> None:
@@ -204,10 +220,11 @@ class QuietPrinter:
 
 
 def _fit(left: str, right: str, width: int) -> str:
+    """``left`` and ``right`` on one line of ``width`` terminal columns."""
+    if not right:
+        return fit_columns(left, width)
     room = width - len(right) - 1
-    if len(left) > room:
-        left = left[: max(0, room - 1)] + "…"
-    return left.ljust(room) + " " + right if right else left[:width]
+    return pad_columns(fit_columns(left, room), room) + " " + right
 
 
 def _columns() -> int:
