@@ -360,7 +360,7 @@ def cmd_debug(state: KernelState, argv: list[str]) -> Any:
         return Text(f"terminal {open_now()}: {label(target)}")
     from kernel_ext.widgets.debug_button import DebugButton
     button = DebugButton(label(target), open_now)
-    button.open()
+    button.start_terminal()
     return button
 
 

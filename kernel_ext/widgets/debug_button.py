@@ -28,7 +28,7 @@ class DebugButton(anywidget.AnyWidget):
         super().__init__(label=label, **kwargs)
         self.on_msg(self._on_message)
 
-    def open(self) -> str:
+    def start_terminal(self) -> str:
         """Start the terminal (the kernel's side of a click); its name."""
         try:
             self.terminal = self.opener()
@@ -39,4 +39,4 @@ class DebugButton(anywidget.AnyWidget):
 
     def _on_message(self, widget: Any, content: dict[str, Any], buffers: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "open":
-            self.open()
+            self.start_terminal()

@@ -43,8 +43,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_lab(root: Path, state_dir: Path, env: dict[str, str], timeout: float = 90) -> LabServer:
-    """JupyterLab serving ``root``; kernels inherit ``env``."""
+def start_lab(root: Path, state_dir: Path, env: dict[str, str], timeout: float = 90,
+              extra_args: tuple[str, ...] = ()) -> LabServer:
+    """JupyterLab serving ``root``; kernels inherit ``env``; ``extra_args`` go on its command line."""
     token = secrets.token_hex(16)
     port = free_port()
     for sub in ("settings", "workspaces", "config", "runtime"):
@@ -59,6 +60,7 @@ def start_lab(root: Path, state_dir: Path, env: dict[str, str], timeout: float =
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
             "--LabApp.news_url=",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    args += list(extra_args)
     if os.geteuid() == 0:
         args.append("--allow-root")
     with open(log, "wb") as out:
