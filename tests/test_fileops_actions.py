@@ -10,7 +10,7 @@ import pytest
 
 from solver.llb import pb
 from solver.solve.fileops import apply_action
-from solver.solve.fileops_copy import FileOpError
+from solver.errors import FileOpError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 

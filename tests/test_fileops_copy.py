@@ -10,7 +10,8 @@ import pytest
 
 from solver.llb import pb
 from solver.solve.fileops import apply_action
-from solver.solve.fileops_copy import FileOpError, copy_tree
+from solver.errors import FileOpError
+from solver.solve.fileops_copy import copy_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 
@@ -594,7 +595,7 @@ def test_copy_file_content_across_filesystems(tmp_path: Path, monkeypatch: pytes
                                               fallback: str) -> None:
     """copy_file_range fails across filesystems (EXDEV): sendfile, then read/write, copy."""
     import errno as errno_mod
-    from solver.solve import fileops_copy
+    from solver.solve import fileops_primitives
 
     def exdev(*args: object) -> int:
         raise OSError(errno_mod.EXDEV, "cross-device")
@@ -602,10 +603,10 @@ def test_copy_file_content_across_filesystems(tmp_path: Path, monkeypatch: pytes
     def einval(*args: object) -> int:
         raise OSError(errno_mod.EINVAL, "no sendfile here")
 
-    monkeypatch.setattr(fileops_copy.os, "copy_file_range", exdev)
+    monkeypatch.setattr(fileops_primitives.os, "copy_file_range", exdev)
     if fallback == "read-write":
-        monkeypatch.setattr(fileops_copy.os, "sendfile", einval)
+        monkeypatch.setattr(fileops_primitives.os, "sendfile", einval)
     data = os.urandom(3 << 20) + b"tail"
     (tmp_path / "src").write_bytes(data)
-    fileops_copy.copy_file_content(str(tmp_path / "src"), str(tmp_path / "dst"))
+    fileops_primitives.copy_file_content(str(tmp_path / "src"), str(tmp_path / "dst"))
     assert (tmp_path / "dst").read_bytes() == data

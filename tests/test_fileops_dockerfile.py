@@ -14,7 +14,7 @@ import pytest
 
 from solver.llb import pb
 from solver.solve.fileops import apply_action, directory_factory, run_file_actions
-from solver.solve.fileops_copy import ModeSet
+from solver.solve.fileops_mode import ModeSet
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 

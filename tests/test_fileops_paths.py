@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from solver.solve.fileops_copy import (
-    FileOpError,
-    ModeSet,
-    ModeSyntaxError,
-    clean_action_path,
-    resolve_wildcards,
-    root_path,
-    root_path_parent,
-    split_wildcards,
-)
+from solver.errors import FileOpError
+from solver.solve.fileops_mode import ModeSet, ModeSyntaxError
+from solver.solve.fileops_paths import clean_action_path, resolve_wildcards, root_path, root_path_parent, split_wildcards
 
 
 @pytest.fixture()

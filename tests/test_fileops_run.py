@@ -9,7 +9,7 @@ import pytest
 
 from solver.llb import pb
 from solver.solve.fileops import FileOpResult, directory_factory, run_file_actions
-from solver.solve.fileops_copy import FileOpError
+from solver.errors import FileOpError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 

@@ -16,7 +16,7 @@ import zstandard
 
 from solver.llb import pb
 from solver.solve.fileops import apply_action
-from solver.solve.fileops_copy import FileOpError
+from solver.errors import FileOpError
 from solver.solve.fileops_unpack import ArchiveBreakoutError, detect_compression, is_archive
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown and mknod need root")

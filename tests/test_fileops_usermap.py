@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from solver.llb import pb
-from solver.solve.fileops_copy import Owner
+from solver.solve.fileops_attrs import Owner
 from solver.solve.usermap import (
     MAX_USER_FILE_BYTES,
     OwnerRoots,

@@ -13,9 +13,10 @@ Two entry points:
   ``k``, ``-1`` is scratch; the action with ``output = i`` gives output ``i``.
 
 Action semantics follow BuildKit's ``solver/llbsolver/file/backend.go``; the copy
-engine is in ``fileops_copy``, ADD's archive unpacking in ``fileops_unpack``, owner
+engine is in ``fileops_copy`` (over ``fileops_paths``, ``fileops_mode``, ``fileops_attrs``
+and ``fileops_primitives``), ADD's archive unpacking in ``fileops_unpack``, owner
 names in ``usermap``. All paths are resolved inside their root (see
-``fileops_copy.root_path``).
+``fileops_paths.root_path``).
 """
 
 from __future__ import annotations
@@ -27,24 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from solver.llb import gopath, pb
-from solver.solve.fileops_copy import (
-    DEFAULT_DIRECTORY_MODE,
-    Copier,
-    CopyOptions,
-    FileOpError,
-    ModeSet,
-    Owner,
-    chown_path,
-    clean_action_path,
-    with_owner_access,
-    copy_tree,
-    display_path,
-    mkdir_all,
-    remove_all,
-    resolve_wildcards,
-    root_path,
-    set_times,
-)
+from solver.errors import FileOpError
+from solver.solve.fileops_attrs import Owner, chown_path, mkdir_all, set_times, with_owner_access
+from solver.solve.fileops_copy import DEFAULT_DIRECTORY_MODE, Copier, CopyOptions, copy_tree
+from solver.solve.fileops_mode import ModeSet
+from solver.solve.fileops_paths import clean_action_path, display_path, resolve_wildcards, root_path
+from solver.solve.fileops_primitives import remove_all
 from solver.solve.fileops_unpack import attempt_unpack
 from solver.solve.usermap import OwnerRoots, chown_inputs, resolve_owner
 

@@ -10,7 +10,7 @@ Follows BuildKit's ``solver/llbsolver/file/unpack.go`` and the extractor it call
 - entries keep their mode, owner, times and ``SCHILY.xattr`` attributes; a ``ChownOpt``
   replaces every entry's owner; ``.wh.`` files are ordinary files here (no whiteouts);
 - without root, owners are best effort, entries keep owner access and device nodes are
-  skipped (``fileops_copy``'s unprivileged policy);
+  skipped (``fileops_attrs``' unprivileged policy);
 - confinement: leading ``/`` is stripped, a name or hardlink target that climbs out
   with ``..`` fails the whole ADD, and parent directories are resolved inside the
   destination like a chroot, so a symlink in the archive or the destination cannot
@@ -33,17 +33,10 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from solver.llb import gopath
-from solver.solve.fileops_copy import (
-    FileOpError,
-    Owner,
-    display_path,
-    lchown_best_effort,
-    mkdir_all,
-    remove_all,
-    root_path,
-    unprivileged,
-    with_owner_access,
-)
+from solver.errors import FileOpError
+from solver.solve.fileops_attrs import Owner, lchown_best_effort, mkdir_all, unprivileged, with_owner_access
+from solver.solve.fileops_paths import display_path, root_path
+from solver.solve.fileops_primitives import remove_all
 
 IMPLIED_DIRECTORY_MODE = 0o755
 _XATTR_PREFIX = "SCHILY.xattr."

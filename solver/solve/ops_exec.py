@@ -40,7 +40,7 @@ def _parents(ref: Ref) -> list[str]:
 
 
 def _sub(root: Path, selector: str) -> Path:
-    from solver.solve.fileops_copy import root_path
+    from solver.solve.fileops_paths import root_path
     if not selector or selector.strip("/") == "":
         return root
     return root_path(root, selector)

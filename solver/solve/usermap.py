@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from solver.llb import pb
-from solver.solve.fileops_copy import FileOpError, Owner, root_path
+from solver.errors import FileOpError
+from solver.solve.fileops_attrs import Owner
+from solver.solve.fileops_paths import root_path
 
 PASSWD_PATH = "/etc/passwd"
 GROUP_PATH = "/etc/group"
