@@ -32,6 +32,13 @@ Fixtures (all session-scoped unless noted):
 
 from __future__ import annotations
 
+import os as _os
+
+# `llbook build` in a test runs in its own process (tests that count its children, mounts
+# and signals expect that); tests/test_server.py turns the resident server on per test,
+# in a directory of its own.
+_os.environ.setdefault("LLBOOK_SERVER", "0")
+
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -390,6 +390,13 @@ class Solver:
         p = resolved.platform
         self._pinned_images[(pinned, f"{p.os}/{p.architecture}/{p.variant}")] = replace(resolved, name=pinned)
 
+    def renew_lease(self) -> None:
+        """Let go of what earlier solves hold (their snapshots and blobs, which prune spares
+        while a live process holds them) as an exiting process would, and take a new lease:
+        a resident server does this after each build."""
+        self._lease.release()
+        self._lease = self.store.lease("llbook solver")
+
     def close(self) -> None:
         self._lease.release()
         self.store.close()
