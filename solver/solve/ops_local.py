@@ -117,6 +117,18 @@ def literal_prefix(path: str) -> str:
     return "/".join(p for p in parts if p)
 
 
+def source_prefixes(root: Path, sources: Sequence[str]) -> list[str]:
+    """The context paths a copy of ``sources`` reads: each source's literal prefix, and
+    where a symlink is on the way, what it resolves to inside the context (a COPY follows
+    a symlink source, as docker build does: ``COPY link /x`` copies the file it names)."""
+    from solver.source.context_follow import resolve_follow_paths
+    prefixes = [literal_prefix(posixpath.normpath("/" + s)) for s in sources]
+    resolved = resolve_follow_paths(root, [p for p in prefixes if p])
+    if resolved is None:
+        return [""]
+    return list(dict.fromkeys([*prefixes, *resolved]))
+
+
 def _wanted(path: str, prefixes: Sequence[str]) -> bool:
     for prefix in prefixes:
         if not prefix or path == prefix or path.startswith(prefix + "/") or prefix.startswith(path + "/"):
@@ -159,7 +171,7 @@ def readable(ctx: OpContext, ref: Ref, sources: Sequence[str] | None) -> Iterato
     holds exactly the selection there, else a partial copy (see ``materialised``)."""
     local, selection = local_context(ctx, ref)
     if sources is not None:
-        prefixes = [literal_prefix(posixpath.normpath("/" + s)) for s in sources]
+        prefixes = source_prefixes(local.root, sources)
         if all(_fully_selected(local.root, p, selection.paths) for p in prefixes):
             yield local.root
             return
@@ -173,7 +185,7 @@ def materialised(ctx: OpContext, ref: Ref, sources: Sequence[str] | None) -> Ite
     from solver.source.local import Selection
     local, selection = local_context(ctx, ref)
     if sources is not None:
-        prefixes = [literal_prefix(posixpath.normpath("/" + s)) for s in sources]
+        prefixes = source_prefixes(local.root, sources)
         selection = Selection(tuple(e for e in selection if _wanted(e.path, prefixes)))
     target = Path(tempfile.mkdtemp(prefix="context-", dir=ctx.store.paths.tmp))
     try:
