@@ -646,3 +646,30 @@ def test_unpack_layer_sniffs_compression_and_reports_bad_blobs(tmp_path: Path) -
         unpack_layer(blob, layer.blob.media_type, tmp_path / "c")
     with pytest.raises(LayerFormatError, match="encrypted"):
         unpack_layer(blob, "application/vnd.oci.image.layer.v1.tar+gzip+encrypted", tmp_path / "d")
+
+
+@pytest.mark.parametrize("reader", ["isal", "stdlib"])
+def test_unpack_layer_gzip_readers_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """igzip and the standard library's fallback give the same files and diff_id, across many
+    prefetched chunks; a damaged stream is refused with either."""
+    import random
+    from solver.source import image
+    from solver.source.image import LayerFormatError
+    from solver.source.tarsafe import TarExtractError
+    if reader == "stdlib":
+        monkeypatch.setattr(image, "_igzip", None)
+    rng = random.Random(7)
+    big = bytes(rng.getrandbits(8) for _ in range(3 * 1024 * 1024 + 17))  # crosses 1 MiB chunks
+    entries = [file_entry(f"d{i % 7}/f{i}", f"{i}\n".encode() * i) for i in range(300)]
+    layer = layer_from_entries(entries + [file_entry("big.bin", big)], compression="gzip")
+    blob = tmp_path / "blob"
+    blob.write_bytes(layer.blob.data)
+    result = unpack_layer(blob, layer.blob.media_type, tmp_path / "a", expected_diff_id=layer.diff_id)
+    assert result.uncompressed_size == len(layer.tar) and result.stats.files == 301
+    assert (tmp_path / "a/big.bin").read_bytes() == big
+    assert (tmp_path / "a/d5/f299").read_bytes() == b"299\n" * 299
+    damaged = bytearray(layer.blob.data)
+    damaged[100:164] = b"\xff" * 64
+    blob.write_bytes(bytes(damaged))
+    with pytest.raises((LayerFormatError, TarExtractError), match="corrupt|CRC|invalid|Invalid"):
+        unpack_layer(blob, layer.blob.media_type, tmp_path / "b")

@@ -10,7 +10,9 @@
 
 `unpack_layer` decompresses (gzip, zstd or none, sniffed from the bytes when the media
 type is vague), hashes the uncompressed stream (the diff_id) and extracts it with
-`tarsafe` in one streaming pass.
+`tarsafe` in one streaming pass. Decompression and hashing run on a thread of their own,
+a few MiB ahead of the extraction (both release the GIL); gzip uses ISA-L's igzip when the
+`isal` package is installed (about 2.5x zlib's speed here), else the standard library.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import queue
 import threading
 import zlib
 from collections.abc import Callable, Mapping
@@ -39,7 +42,17 @@ __all__ = ["ImageSource", "ResolvedImage", "PullProgress", "UnpackResult", "Diff
            "LayerFormatError", "unpack_layer", "unpack_image", "resolved_from_documents",
            "Descriptor", "Platform", "WhiteoutMode"]
 
+try:  # C-speed gzip (ISA-L); the standard library's zlib otherwise
+    from isal import igzip as _igzip
+    from isal.isal_zlib import error as _IsalError
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    _igzip = None
+
+    class _IsalError(Exception):  # type: ignore[no-redef]
+        """Stands in for isal's error class when isal is missing."""
+
 _CHUNK = 1024 * 1024
+_PREFETCH_CHUNKS = 8  # decompressed MiB the decompressing thread may run ahead
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -300,22 +313,74 @@ class _ByteCounter:
 
 
 class _HashingReader:
-    """A read-only stream that hashes (and counts) everything read through it."""
+    """A read-only stream over `inner` that hashes (and counts) everything in it.
+
+    A thread reads `inner` (decompressing it) and hashes it, up to `_PREFETCH_CHUNKS`
+    chunks ahead of the reader; an error there is raised by the `read` that reaches it.
+    `close()` stops the thread; call it before closing `inner`.
+    """
 
     def __init__(self, inner: BinaryIO) -> None:
         self.inner = inner
         self.hasher = hashlib.sha256()
         self.size = 0
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(_PREFETCH_CHUNKS)
+        self._stop = threading.Event()
+        self._buffer = memoryview(b"")
+        self._ended = False
+        self._thread = threading.Thread(target=self._produce, name="llbook-decompress", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self.inner.read(_CHUNK)
+                if data:
+                    self.hasher.update(data)
+                    self.size += len(data)
+                if not self._put(data) or not data:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            self._put(exc)
 
     def read(self, n: int = -1) -> bytes:
-        data = self.inner.read(n)
-        self.hasher.update(data)
-        self.size += len(data)
-        return data
+        parts: list[bytes] = []
+        want = n if n >= 0 else None
+        while want is None or want > 0:
+            if not self._buffer:
+                if self._ended:
+                    break
+                item = self._queue.get()
+                if isinstance(item, BaseException):
+                    self._ended = True
+                    raise item
+                if not item:
+                    self._ended = True
+                    break
+                self._buffer = memoryview(item)
+            take = self._buffer if want is None else self._buffer[:want]
+            parts.append(bytes(take))
+            self._buffer = self._buffer[len(take):]
+            if want is not None:
+                want -= len(take)
+        return b"".join(parts)
 
     def drain(self) -> None:
         while self.read(_CHUNK):
             pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
     @property
     def digest(self) -> str:
@@ -340,6 +405,8 @@ def _decompressed(raw: BinaryIO, media_type: str, blob: str) -> BinaryIO:
     head = raw.read(4)
     raw.seek(0)
     if head.startswith(_GZIP_MAGIC):
+        if _igzip is not None:
+            return _igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if head.startswith(_ZSTD_MAGIC):
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
@@ -371,10 +438,12 @@ def unpack_layer(blob_path: Path | str, media_type: str, dest_dir: Path | str,
             try:
                 stats = extract(reader, dest_dir, opts)  # type: ignore[arg-type]
                 reader.drain()
-            except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+            except (OSError, EOFError, zlib.error, zstandard.ZstdError, _IsalError) as exc:
                 if isinstance(exc, OSError) and exc.errno is not None:
                     raise
                 raise LayerFormatError(f"layer {blob}: corrupt compressed stream: {exc}") from exc
+            finally:
+                reader.close()
         finally:
             if stream is not raw:
                 stream.close()

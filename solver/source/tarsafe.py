@@ -41,6 +41,7 @@ WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 MAX_SYMLINK_HOPS = 255
+_MAX_CACHED_DIRS = 256
 _COPY_CHUNK = 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -129,9 +130,36 @@ class _Extractor:
         self.unpacked: set[tuple[str, ...]] = set()
         self.dirs: list[_DirMeta] = []
         self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # Parent directories resolved before, by the parts asked for: consecutive members
+        # mostly share a parent. Valid while nothing is removed (only a removal can change
+        # what a resolved path leads to); `replace` drops them all.
+        self._dir_cache: dict[tuple[str, ...], tuple[int, tuple[str, ...]]] = {}
+        self._stale: list[int] = []  # dropped fds that may still be in use by the current member
 
     def close(self) -> None:
+        self._forget_dirs()
+        self._close_stale()
         os.close(self.root_fd)
+
+    def _forget_dirs(self) -> None:
+        self._stale += [fd for fd, _ in self._dir_cache.values()]
+        self._dir_cache.clear()
+
+    def _close_stale(self) -> None:
+        for fd in self._stale:
+            os.close(fd)
+        self._stale.clear()
+
+    def cached_dir(self, parts: tuple[str, ...], create: bool, what: str) -> tuple[int, tuple[str, ...]]:
+        """`open_dir`, remembered: the fd belongs to the cache (the caller does not close it)."""
+        found = self._dir_cache.get(parts)
+        if found is None:
+            if len(self._dir_cache) >= _MAX_CACHED_DIRS:
+                self._forget_dirs()
+                self._close_stale()
+            found = self.open_dir(parts, create, what)
+            self._dir_cache[parts] = found
+        return found
 
     # -- confined path resolution --
 
@@ -191,7 +219,7 @@ class _Extractor:
             self.whiteout(member.name, parts)
             return
         what = f"tar entry {member.name!r}"
-        parent_fd, real_parent = self.open_dir(parts[:-1], True, what)
+        parent_fd, real_parent = self.cached_dir(parts[:-1], True, what)
         try:
             self.unpacked.add(real_parent + (name,))
             if member.isdir():
@@ -211,7 +239,7 @@ class _Extractor:
             else:
                 self.stats.skipped.append((member.name, f"unsupported tar type {member.type!r}"))
         finally:
-            os.close(parent_fd)
+            self._close_stale()
 
     def replace(self, parent_fd: int, name: str, keep_dir: bool) -> bool:
         """Remove what is at `name` (never following it). True if a directory was kept."""
@@ -219,9 +247,10 @@ class _Extractor:
             st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except FileNotFoundError:
             return False
+        if stat.S_ISDIR(st.st_mode) and keep_dir:
+            return True
+        self._forget_dirs()
         if stat.S_ISDIR(st.st_mode):
-            if keep_dir:
-                return True
             shutil.rmtree(name, dir_fd=parent_fd)
         else:
             os.unlink(name, dir_fd=parent_fd)
@@ -232,8 +261,11 @@ class _Extractor:
         return mode | 0o600 if self.options.owner_access else mode
 
     def make_dir(self, parent_fd: int, name: str, member: tarfile.TarInfo, real: tuple[str, ...]) -> None:
-        if not self.replace(parent_fd, name, keep_dir=True):
+        try:
             os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            if not self.replace(parent_fd, name, keep_dir=True):
+                os.mkdir(name, 0o700, dir_fd=parent_fd)
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         try:
             self.set_owner_xattrs_fd(fd, member)
@@ -244,17 +276,22 @@ class _Extractor:
         self.stats.dirs += 1
 
     def make_file(self, parent_fd: int, name: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
-        self.replace(parent_fd, name, keep_dir=False)
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=parent_fd)
-        with os.fdopen(fd, "wb") as out:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
+        except FileExistsError:
+            self.replace(parent_fd, name, keep_dir=False)
+            fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
+        try:  # plain fd calls: a Python file object would add fstat, ioctl and lseek per file
             source = archive.extractfile(member)
             if source is not None:
-                shutil.copyfileobj(source, out, _COPY_CHUNK)
-            out.flush()
-            self.set_owner_xattrs_fd(out.fileno(), member)
-            os.chmod(out.fileno(), self.file_mode(member.mode))
-            os.utime(out.fileno(), ns=(_ns(member.mtime), _ns(member.mtime)))
+                while chunk := source.read(_COPY_CHUNK):
+                    _write_all(fd, chunk)
+            self.set_owner_xattrs_fd(fd, member)
+            os.chmod(fd, self.file_mode(member.mode))
+            os.utime(fd, ns=(_ns(member.mtime), _ns(member.mtime)))
+        finally:
+            os.close(fd)
         self.stats.files += 1
         self.stats.bytes += member.size
 
@@ -327,15 +364,13 @@ class _Extractor:
         """Directory modes and mtimes last, deepest first, so children do not disturb them."""
         for meta in sorted(self.dirs, key=lambda d: len(d.parts), reverse=True):
             try:
-                parent_fd, _ = self.open_dir(meta.parts[:-1], False, "directory metadata")
+                parent_fd, _ = self.cached_dir(meta.parts[:-1], False, "directory metadata")
             except (FileNotFoundError, TarExtractError):
                 continue
             try:
                 fd = os.open(meta.parts[-1], _DIR_FLAGS, dir_fd=parent_fd)
             except OSError:
                 continue  # removed or replaced by a non-directory later in the layer
-            finally:
-                os.close(parent_fd)
             try:
                 os.chmod(fd, meta.mode)
                 os.utime(fd, ns=(_ns(meta.mtime), _ns(meta.mtime)))
@@ -399,6 +434,12 @@ def _lstat_or_mkdir(dir_fd: int, name: str, create: bool) -> os.stat_result:
             raise
     os.mkdir(name, 0o755, dir_fd=dir_fd)
     return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _ns(mtime: float) -> int:
