@@ -17,8 +17,8 @@ changed). Medians are reported.
 CPU time: llbook = client process + the server (utime+stime of the server and of the
 children it reaped: runc, the RUN processes); docker = CLI + dockerd, containerd, shims
 and runc (the daemons' process trees from /proc/<pid>/stat, children reaped included).
-Syscalls: one extra build per cell under `strace -c -f` attached to the server / daemons
-(reported apart; strace slows what it traces, so these builds are not timed).
+Syscalls: one extra build per cell, the client under `strace -c -f` and another strace
+attached to the server / daemons (strace slows what it traces, so these builds are not timed).
 The cell row comes from benchmarks/bench_notebook.py.
 """
 
@@ -161,16 +161,23 @@ def _run_timed(cmd: list[str], env: dict[str, str], daemon_cpu: Callable[[], flo
     return Sample(wall, cpu)
 
 
-def strace_syscalls(pids: list[int], run: Callable[[], object], out: Path) -> int:
-    """Total syscalls made by `pids` and their new children while `run()` runs."""
-    cmd = ["strace", "-c", "-f", "-qq", "-o", str(out)] + [a for p in pids for a in ("-p", str(p))]
-    tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # attach
+def strace_syscalls(pids: list[int], command: list[str], env: dict[str, str], out: Path) -> int:
+    """Total syscalls made by `command` and by `pids` (and the children of either) while it runs."""
+    if not pids:
+        raise RuntimeError("no daemon process to trace")
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-qq", "-o", str(out)]
+                              + [a for p in pids for a in ("-p", str(p))], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached
     try:
-        run()
+        subprocess.run(["strace", "-c", "-f", "-qq", "-o", f"{out}.client", *command], env=env,
+                       capture_output=True, check=True)
     finally:
         tracer.send_signal(signal.SIGINT)
         tracer.wait(timeout=120)
+    return _strace_total(out) + _strace_total(Path(f"{out}.client"))
+
+
+def _strace_total(out: Path) -> int:
     for line in reversed(out.read_text().splitlines()):
         words = line.split()
         if len(words) >= 4 and words[-1] == "total":
@@ -260,8 +267,9 @@ class DockerTool:
         subprocess.run(["/usr/bin/docker", *args], env=self.env, capture_output=True)
 
     def reset(self, base: str) -> None:
+        # every image goes: an untagged earlier result would keep the base image's layers
         self.docker("builder", "prune", "-af")
-        self.docker("image", "rm", "-f", base, "llbook-bench:latest")
+        self.docker("image", "prune", "-af")
 
     def command(self, ctx: Path) -> list[str]:
         return ["/usr/bin/docker", "build", "--network=host", "-q", "-t", "llbook-bench:latest", str(ctx)]
@@ -350,7 +358,7 @@ def count_syscalls(case: Case, tool, base: str, workdir: Path, results: Results)
             _edit_last(ctx, f"edited-strace-{time.time_ns()}")
         out = workdir / f"strace-{case.name}-{tool.name}-{scenario}.txt"
         results.syscalls[(case.name, tool.name, scenario)] = strace_syscalls(
-            tool.pids(), lambda: tool.build(ctx), out)
+            tool.pids(), tool.command(ctx), tool.env, out)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
