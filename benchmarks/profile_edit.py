@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--strace", action="store_true")
     parser.add_argument("--warm", action="store_true", help="rebuild unchanged instead (all cached)")
+    parser.add_argument("--case", default="busybox-10-run", help="a case of run_all.py (busybox-based)")
     parser.add_argument("--child", nargs=2, metavar=("CTX", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="llbook-prof-edit-", dir="/var/tmp"))
     registry, base = push_busybox_base(work)
     try:
-        ctx = _fresh_context(CASES[0], base, work, "edit")
+        case = next(c for c in CASES if c.name == args.case)
+        ctx = _fresh_context(case, base, work, "edit")
         out = subprocess.run([sys.executable, __file__, "--repeat", str(args.repeat), "--child", str(ctx),
                               str(work / "cache")] + (["--warm"] if args.warm else []),
                              capture_output=True, text=True)
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(out.stderr[-3000:])
         runs = json.loads(out.stdout.strip().splitlines()[-1])
         what = "warm rebuild" if args.warm else "edit-last"
-        print(f"\n{time.strftime('%Y-%m-%d', time.gmtime())}; {what} of {CASES[0].name}, in one process; "
+        print(f"\n{time.strftime('%Y-%m-%d', time.gmtime())}; {what} of {case.name}, in one process; "
               f"medians of {len(runs)} rebuilds\n")
         print("| step (wrapped function) | wall (ms) |\n| --- | ---: |")
         print(f"| in-process build, end to end | {statistics.median(r['total'] for r in runs) * 1000:.1f} |")

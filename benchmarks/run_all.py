@@ -187,6 +187,10 @@ def _strace_total(out: Path) -> int:
 
 # --- the tools --------------------------------------------------------------------------------
 
+class ServerRestarted(RuntimeError):
+    """The llbook server was replaced during a timed build (its CPU and wall are not comparable)."""
+
+
 class LlbookTool:
     name = "llbook"
 
@@ -221,7 +225,16 @@ class LlbookTool:
         return [self.binary, "build", "--progress", "quiet", "--cache-dir", str(self.cache), str(ctx)]
 
     def build(self, ctx: Path) -> Sample:
-        return _run_timed(self.command(ctx), self.env, self.daemon_cpu)
+        before = self.server_pid()
+        sample = _run_timed(self.command(ctx), self.env, self.daemon_cpu)
+        if before is None or self.server_pid() != before:
+            raise ServerRestarted(f"llbook's server was {before}, is {self.server_pid()}")
+        return sample
+
+    def refresh(self, ctx: Path) -> None:
+        """An untimed build, so that a server whose code changed on disk (another commit in
+        this tree) is replaced before the timed ones."""
+        _run_timed(self.command(ctx), self.env, lambda: 0.0)
 
     def stop(self) -> None:
         subprocess.run([self.binary, "server", "stop"], env=self.env, capture_output=True)
@@ -336,13 +349,22 @@ def _fresh_context(case: Case, base: str, workdir: Path, label: str) -> Path:
     return ctx
 
 
-def run_case(case: Case, tool, base: str, workdir: Path, label: str, results: Results) -> None:
-    ctx = _fresh_context(case, base, workdir, f"{tool.name}-{label}")
-    tool.reset(base)
-    cold = tool.build(ctx)
-    warm = tool.build(ctx)
-    _edit_last(ctx, f"edited-{label}-{time.time_ns()}")
-    edit = tool.build(ctx)
+def run_case(case: Case, tool, base: str, workdir: Path, label: str, results: Results, warmup: Path) -> None:
+    for attempt in range(3):
+        try:
+            if hasattr(tool, "refresh"):
+                tool.refresh(warmup)
+            ctx = _fresh_context(case, base, workdir, f"{tool.name}-{label}")
+            tool.reset(base)
+            cold = tool.build(ctx)
+            warm = tool.build(ctx)
+            _edit_last(ctx, f"edited-{label}-{time.time_ns()}")
+            edit = tool.build(ctx)
+            break
+        except ServerRestarted as exc:
+            print(f"  {case.name} {tool.name} {label}: {exc}; again", file=sys.stderr)
+    else:
+        raise RuntimeError(f"{case.name}: llbook's server kept restarting")
     for scenario, sample in (("cold", cold), ("warm", warm), ("edit-last", edit)):
         results.add(case.name, tool.name, scenario, sample)
     print(f"  {case.name} {tool.name} {label}: " + ", ".join(
@@ -452,12 +474,12 @@ def main(argv: list[str] | None = None) -> int:
         tools = [LlbookTool(workdir), DockerTool(workdir)]
         warmup = _fresh_context(CASES[0], busybox, workdir, "warmup")
         for tool in tools:  # both daemons up and running before anything is timed
-            tool.build(warmup)
+            _run_timed(tool.command(warmup), tool.env, lambda: 0.0)
         results = Results()
         for rep in range(args.repeat):
             for case in cases:
                 for tool in (tools if rep % 2 == 0 else tools[::-1]):
-                    run_case(case, tool, bases[case.base], workdir, f"#{rep + 1}", results)
+                    run_case(case, tool, bases[case.base], workdir, f"#{rep + 1}", results, warmup)
         if not args.no_syscalls and shutil.which("strace"):
             for case in cases:
                 for tool in tools:

@@ -3,10 +3,17 @@
 ``content_checksum(ctx, ref, selectors)`` opens the input read-only (a snapshot view, or
 the local context directory with its .dockerignore applied) and returns the checksum of
 exactly the selected paths, plus, when asked, the per-file digests for "why rebuilt".
+
+A committed snapshot never changes (its name is random or its chain ID), so its checksums
+are remembered in this process by snapshot root, name and selectors, as BuildKit keeps a
+contenthash cache per ref: a warm build on the resident server neither mounts the input
+again nor reads its files (three 200-file `COPY --from`s: 36 -> ~12 ms of solve).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +23,11 @@ from solver.solve.ops_common import OpContext
 from solver.solve.result import Ref
 
 MAX_FILES_RECORDED = 5000
+MAX_REMEMBERED = 4096  # snapshot checksums kept (least recently used go first)
+
+_SnapshotKey = tuple[str, str, tuple[ContentSelector, ...], bool]
+_remembered: OrderedDict[_SnapshotKey, tuple[str, dict[str, str] | None]] = OrderedDict()
+_remembered_lock = threading.Lock()
 
 
 def _selector(sel: ContentSelector) -> contenthash.Selector:
@@ -60,9 +72,42 @@ def _checksum_dir(ctx: OpContext, root: Path, selectors: Sequence[ContentSelecto
     return checksum, files
 
 
+def _remember(key: _SnapshotKey | None, found: tuple[str, dict[str, str] | None]) -> None:
+    if key is None:
+        return
+    with _remembered_lock:
+        _remembered[key] = found
+        while len(_remembered) > MAX_REMEMBERED:
+            _remembered.popitem(last=False)
+
+
+def _recall(key: _SnapshotKey | None) -> tuple[str, dict[str, str] | None] | None:
+    if key is None:
+        return None
+    with _remembered_lock:
+        found = _remembered.get(key)
+        if found is not None:
+            _remembered.move_to_end(key)
+    return found
+
+
+def _snapshot_key(ctx: OpContext, ref: Ref, selectors: Sequence[ContentSelector],
+                  with_files: bool) -> _SnapshotKey | None:
+    root = getattr(ctx.snapshotter, "root", None)
+    if ref.kind != "snapshot" or ref.snapshot is None or root is None:
+        return None
+    return (str(root), ref.snapshot, tuple(selectors), with_files)
+
+
 def content_checksum(ctx: OpContext, ref: Ref, selectors: Sequence[ContentSelector],
                      with_files: bool = False) -> tuple[str, dict[str, str] | None]:
     if ref.kind == "local":
         return _local_checksum(ctx, ref, selectors, with_files)
-    with ctx.open_ref(ref) as root:
-        return _checksum_dir(ctx, root, selectors, with_files)
+    key = _snapshot_key(ctx, ref, selectors, with_files)
+    found = _recall(key)
+    if found is None:
+        with ctx.open_ref(ref) as root:
+            found = _checksum_dir(ctx, root, selectors, with_files)
+        _remember(key, found)
+    checksum, files = found
+    return checksum, dict(files) if files is not None else None

@@ -266,11 +266,14 @@ class _Extractor:
         except FileExistsError:
             if not self.replace(parent_fd, name, keep_dir=True):
                 os.mkdir(name, 0o700, dir_fd=parent_fd)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-        try:
-            self.set_owner_xattrs_fd(fd, member)
-        finally:
-            os.close(fd)
+        if self.options.xattrs and _xattrs(member):
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+            try:
+                self.set_owner_xattrs_fd(fd, member)
+            finally:
+                os.close(fd)
+        elif self.options.same_owner:  # no xattrs: no need to open it
+            os.chown(name, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
         mode = member.mode & 0o7777
         self.dirs.append(_DirMeta(real, mode | 0o700 if self.options.owner_access else mode, member.mtime))
         self.stats.dirs += 1
@@ -296,8 +299,11 @@ class _Extractor:
         self.stats.bytes += member.size
 
     def make_symlink(self, parent_fd: int, name: str, member: tarfile.TarInfo) -> None:
-        self.replace(parent_fd, name, keep_dir=False)
-        os.symlink(member.linkname, name, dir_fd=parent_fd)
+        try:
+            os.symlink(member.linkname, name, dir_fd=parent_fd)
+        except FileExistsError:
+            self.replace(parent_fd, name, keep_dir=False)
+            os.symlink(member.linkname, name, dir_fd=parent_fd)
         if self.options.same_owner:
             os.chown(name, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
         os.utime(name, ns=(_ns(member.mtime), _ns(member.mtime)), dir_fd=parent_fd, follow_symlinks=False)
