@@ -1,7 +1,9 @@
 """Run a DAG of jobs in parallel: a job starts as soon as all its dependencies are done.
 
 The scheduler owns the thread pool and the waiting; what a job does is the caller's
-business. The first failure (or a cancel / KeyboardInterrupt in the calling thread)
+business. The pool outlives one run, so a resident server's builds reuse its threads (and
+the SQLite connections they opened); a run that starts while another is going (a solve
+from inside a job) gets a pool of its own, so it cannot wait on threads it occupies. The first failure (or a cancel / KeyboardInterrupt in the calling thread)
 sets the shared cancel event, no further job starts, running jobs are waited for (they
 must watch the event and stop quickly), and the first error is re-raised.
 """
@@ -61,6 +63,29 @@ class Scheduler:
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max(1, max_workers or default_workers())
+        self._pool: ThreadPoolExecutor | None = None
+        self._busy = False
+        self._guard = threading.Lock()
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.max_workers, thread_name_prefix="llbook-solve")
+
+    def _take_pool(self) -> tuple[ThreadPoolExecutor, bool]:
+        """The kept pool (True) when no other run has it, else a pool for this run only."""
+        with self._guard:
+            if self._busy:
+                return self._new_pool(), False
+            self._busy = True
+            if self._pool is None:
+                self._pool = self._new_pool()
+            return self._pool, True
+
+    def close(self) -> None:
+        """End the kept pool's threads (idle ones also end when the scheduler is collected)."""
+        with self._guard:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def run(self, deps: Mapping[str, Sequence[str]], job: Callable[[str], T],
             cancel: threading.Event | None = None, poll: float = 0.1) -> dict[str, T]:
@@ -68,13 +93,19 @@ class Scheduler:
         cancel = cancel if cancel is not None else threading.Event()
         state: _Run[T] = _Run(deps)
         errors: list[BaseException] = []
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="llbook-solve") as pool:
-            try:
-                self._loop(state, job, cancel, pool, errors, poll)
-            except BaseException:  # KeyboardInterrupt in the waiting thread
-                cancel.set()
-                self._drain(state, errors)
-                raise
+        pool, kept = self._take_pool()
+        try:
+            self._loop(state, job, cancel, pool, errors, poll)
+        except BaseException:  # KeyboardInterrupt in the waiting thread
+            cancel.set()
+            self._drain(state, errors)
+            raise
+        finally:
+            if kept:
+                with self._guard:
+                    self._busy = False
+            else:
+                pool.shutdown(wait=True)
         if errors:
             raise _first_real(errors)
         if cancel.is_set() and state.pending:

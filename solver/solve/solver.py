@@ -399,6 +399,7 @@ class Solver:
 
     def close(self) -> None:
         self._lease.release()
+        self.scheduler.close()
         self.store.close()
 
     def __enter__(self) -> "Solver":
