@@ -243,8 +243,10 @@ def run_build(args: argparse.Namespace) -> int:
             if checks.violation and checks.error is not None:
                 raise checks.error  # check=error=true: the warnings fail the build
             image_config = getattr(lowered, "image_config", None)
-            definition, renamed = named_contexts.rewrite(lowered.definition(), contexts)
-            locations = {renamed.get(d, d): (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
+            marshalled = lowered.definition()  # once: the sources below read the same one
+            definition, renamed = named_contexts.rewrite(marshalled, contexts)
+            locations = {renamed.get(d, d): (r.filename, r.line)
+                         for d, r in lowered.vertex_sources(marshalled).items()}
             context_dirs = {"context": context, **named_contexts.context_dirs(contexts)}
             secrets = {s.id: s.src for s in args.secrets}
             imports = cache_flags.import_caches(solver, cache_from, args.platform, args.progress == "quiet")

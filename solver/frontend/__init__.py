@@ -61,9 +61,10 @@ class Lowered:
                 return record
         return None
 
-    def vertex_sources(self) -> dict[str, InstructionRecord]:
-        """Vertex digest → the instruction (line, filename) that produced it."""
-        definition = self.definition()
+    def vertex_sources(self, definition: pb.Definition | None = None) -> dict[str, InstructionRecord]:
+        """Vertex digest → the instruction (line, filename) that produced it; pass the
+        ``definition()`` already made to spare marshalling the state again."""
+        definition = definition if definition is not None else self.definition()
         out: dict[str, InstructionRecord] = {}
         for digest, metadata in definition.metadata.items():
             name = metadata.description.get("llb.customname", "")
