@@ -71,6 +71,18 @@ def test_unknown_names(root: Path) -> None:
         resolve_owner(pb.ChownOpt(group=named("nogroup")), OwnerRoots(root, root), strict=True)
 
 
+def test_unknown_group_keeps_the_users_gid(root: Path) -> None:
+    """BuildKit's readUser sets GID from the user first and only overwrites it when the
+    group is found (docker build: --chown=app:nosuchgroup gives app's uid and gid)."""
+    chown = pb.ChownOpt(user=named("app"), group=named("nosuchgroup"))
+    assert resolve_owner(chown, OwnerRoots(root, root)) == Owner(1000, 1001)
+    chown = pb.ChownOpt(user=pb.UserOpt(user=7), group=named("nosuchgroup"))
+    assert resolve_owner(chown, OwnerRoots(root, root)) == Owner(7, 7)
+    (root / "etc/group").unlink()
+    assert resolve_owner(pb.ChownOpt(user=named("app"), group=named("staff")), OwnerRoots(root, root)) \
+        == Owner(1000, 1001)
+
+
 def test_missing_files_mean_not_found(tmp_path: Path) -> None:
     assert resolve_owner(pb.ChownOpt(user=named("app")), OwnerRoots(tmp_path, tmp_path)) == Owner(0, 0)
 

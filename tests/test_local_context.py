@@ -10,6 +10,7 @@ import pytest
 
 from solver.cache.contenthash import checksum, checksum_many, file_digests
 from solver.cache.statmemo import StatMemo
+from solver.buildkit.filesync import stat_of
 from solver.source.context_entries import ContextError, EntryKind
 from solver.source.context_follow import resolve_follow_paths
 from solver.source.local import LocalContext
@@ -128,13 +129,27 @@ def test_materialise_keeps_metadata(tmp_path: Path) -> None:
     assert os.stat(dest / "src/app.py").st_ino == os.stat(dest / "src/app-hardlink.py").st_ino
     assert stat.S_ISFIFO(os.lstat(dest / "pipe").st_mode)
     assert not (dest / "node_modules").exists()
-    if os.geteuid() == 0:
+    if os.geteuid() == 0:  # BuildKit's client sends every context entry as 0:0
         st = os.stat(dest / "NOTES.md")
-        assert (st.st_uid, st.st_gid) == (1234, 5678)
+        assert (st.st_uid, st.st_gid) == (0, 0)
     # The copy hashes exactly like the selected context does in place.
     ctx = LocalContext(root, exclude_patterns=["node_modules", "build"])
     assert checksum(dest, "/") == ctx.checksum("/")
     assert checksum(dest, "src") == ctx.checksum("src")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_context_owner_is_reset_to_root(tmp_path: Path) -> None:
+    """fsutil's send resets uid/gid (resetUIDAndGID): owners on disk reach neither the
+    entries, the checksums nor the daemon-bound stats."""
+    root = make_context(tmp_path / "ctx")
+    ctx = LocalContext(root)
+    before = ctx.checksum("/")
+    os.chown(root / "NOTES.md", 1234, 5678)
+    entries = {e.path: e for e in LocalContext(root).select()}
+    assert all((e.uid, e.gid) == (0, 0) for e in entries.values())
+    assert stat_of(entries["NOTES.md"]).uid == 0 and stat_of(entries["NOTES.md"]).gid == 0
+    assert LocalContext(root).checksum("/") == before
 
 
 def test_hostile_symlink_is_copied_not_followed(tmp_path: Path) -> None:

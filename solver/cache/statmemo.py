@@ -61,7 +61,7 @@ class StatMemo:
     """
 
     FILE_NAME = "contenthash-memo.json"
-    VERSION = 1
+    VERSION = 2  # 2: local contexts hash their entries as 0:0 (BuildKit client owner reset)
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path: Path | None = Path(path) if path is not None else None

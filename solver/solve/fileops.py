@@ -54,6 +54,8 @@ __all__ = [
     "symlink",
 ]
 
+ROOT_OWNER = Owner(0, 0)
+
 MakeOutputDir = Callable[[Path | None], Path]
 """Returns a new writable directory holding a copy of the given one (empty for None)."""
 
@@ -172,7 +174,8 @@ def symlink(root: Path, action: pb.FileActionSymlink, owner: Owner | None) -> No
         raise _os_failure("symlink", shown, exc) from exc
 
 
-def copy_options(action: pb.FileActionCopy, owner: Owner | None) -> CopyOptions:
+def copy_options(action: pb.FileActionCopy, owner: Owner | None,
+                 source_owner: Owner | None = None) -> CopyOptions:
     """The copier settings BuildKit's ``docopy`` derives from a copy action."""
     mode: int | None = None
     if not action.mode_str and action.mode != -1:
@@ -181,6 +184,7 @@ def copy_options(action: pb.FileActionCopy, owner: Owner | None) -> CopyOptions:
         ModeSet.parse(action.mode_str)  # fail before touching anything
     return CopyOptions(
         owner=owner,
+        source_owner=source_owner,
         mode=mode,
         mode_str=action.mode_str,
         timestamp_ns=timestamp_ns(action.timestamp),
@@ -192,13 +196,17 @@ def copy_options(action: pb.FileActionCopy, owner: Owner | None) -> CopyOptions:
     )
 
 
-def copy(src_root: Path, dest_root: Path, action: pb.FileActionCopy, owner: Owner | None) -> None:
-    """BuildKit's ``docopy``: wildcards, ADD unpacking, then the fsutil copy per match."""
+def copy(src_root: Path, dest_root: Path, action: pb.FileActionCopy, owner: Owner | None,
+         source_owner: Owner | None = None) -> None:
+    """BuildKit's ``docopy``: wildcards, ADD unpacking, then the fsutil copy per match.
+
+    ``source_owner`` is the owner the source's entries count as (a local context's are
+    0:0); archives unpacked by ADD keep their members' owners either way."""
     src_path = clean_action_path(action.src)
     dest_path = clean_action_path(action.dest)
     if not action.create_dest_path:
         _check_dest_parent(dest_root, action.dest)
-    options = copy_options(action, owner)
+    options = copy_options(action, owner, source_owner)
     matches = _copy_sources(src_root, src_path, action)
     included: list[str] = []
     for match in matches:
@@ -257,7 +265,7 @@ def _check_required_paths(required: Sequence[str], included: Sequence[str]) -> N
 
 def apply_action(action: AnyAction, dest_root: Path, src_root: Path | None = None, *,
                  user_lookup_root: Path | None = None, group_lookup_root: Path | None = None,
-                 strict_users: bool = False) -> None:
+                 strict_users: bool = False, source_owner: Owner | None = None) -> None:
     """Run one FileOp action on ``dest_root`` (changed in place).
 
     ``action`` is a ``pb.FileAction`` or its inner ``FileActionCopy``/``MkFile``/``MkDir``/
@@ -283,7 +291,7 @@ def apply_action(action: AnyAction, dest_root: Path, src_root: Path | None = Non
     elif isinstance(inner, pb.FileActionSymlink):
         symlink(dest_root, inner, owner)
     elif src_root is not None:
-        copy(Path(src_root), dest_root, inner, owner)
+        copy(Path(src_root), dest_root, inner, owner, source_owner)
     else:
         with tempfile.TemporaryDirectory(prefix="llbook-scratch-") as empty:
             copy(Path(empty), dest_root, inner, owner)
@@ -349,6 +357,7 @@ class _Runner:
     make_output_dir: MakeOutputDir
     plan: FileOpPlan
     strict_users: bool
+    root_owned_inputs: frozenset[int] = frozenset()
     results: dict[int, Path] = field(default_factory=dict)
     made: list[Path] = field(default_factory=list)
     in_progress: set[int] = field(default_factory=set)
@@ -404,13 +413,16 @@ class _Runner:
             src_root = self._new_dir(None) if action.secondary_input == -1 \
                 else self.result(action.secondary_input)
         dest = self._dest_for(action.input)
+        source_owner = ROOT_OWNER if action.secondary_input in self.root_owned_inputs else None
         apply_action(inner, dest, src_root, user_lookup_root=user_root,
-                     group_lookup_root=group_root, strict_users=self.strict_users)
+                     group_lookup_root=group_root, strict_users=self.strict_users,
+                     source_owner=source_owner)
         return dest
 
 
 def run_file_actions(actions: Sequence[pb.FileAction], inputs: Sequence[Path],
-                     make_output_dir: MakeOutputDir, *, strict_users: bool = False) -> FileOpResult:
+                     make_output_dir: MakeOutputDir, *, strict_users: bool = False,
+                     root_owned_inputs: frozenset[int] = frozenset()) -> FileOpResult:
     """Run a FileOp's actions and return its output directories.
 
     ``inputs`` are the op's input directories (read, never changed).
@@ -418,10 +430,12 @@ def run_file_actions(actions: Sequence[pb.FileAction], inputs: Sequence[Path],
     ``base`` (an empty one for None); ``fileops_copy.copy_tree`` makes such copies.
     Only actions that some output depends on are run. Errors are ``FileOpError``s
     labelled with the failing action's number; directories already made by
-    ``make_output_dir`` then remain the caller's to delete.
+    ``make_output_dir`` then remain the caller's to delete. Entries of the inputs in
+    ``root_owned_inputs`` count as owned by 0:0 (local contexts, whose owners BuildKit's
+    client resets when it sends them).
     """
     plan = plan_file_actions(actions, len(inputs))
-    runner = _Runner(actions, inputs, make_output_dir, plan, strict_users)
+    runner = _Runner(actions, inputs, make_output_dir, plan, strict_users, root_owned_inputs)
     outputs = [runner.result(idx) for idx in plan.outputs]
     kept = set(outputs)
     return FileOpResult(outputs, [p for p in runner.made if p not in kept])

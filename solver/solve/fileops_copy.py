@@ -34,6 +34,7 @@ class CopyOptions:
     """The knobs of one copy (fsutil's ``CopyInfo`` as BuildKit fills it)."""
 
     owner: Owner | None = None  # None keeps each source file's uid/gid
+    source_owner: Owner | None = None  # without ``owner``: the uid/gid every source entry has
     mode: int | None = None  # octal mode for every copied entry (FileActionCopy.mode unless -1)
     mode_str: str = ""  # symbolic mode; wins over ``mode``
     timestamp_ns: int | None = None  # None keeps the source times
@@ -86,7 +87,10 @@ class Copier:
         Returns the directories created on the way, for the caller to re-time.
         """
         opts = self.options
-        dir_mode = DEFAULT_DIRECTORY_MODE if opts.mode is None else opts.mode
+        # Created parents and a directory copy's destination are 0755 whatever --chmod says,
+        # as in docker build's BuildKit (v0.8, dockerd 20.10); fsutil since 183e7fb (2025)
+        # gives them the --chmod mode instead (DEVELOPERS.md, "docker build here vs current BuildKit").
+        dir_mode = DEFAULT_DIRECTORY_MODE
         created: list[Path] = []
         ensure = dest
         head, tail = gopath.split(dest)
@@ -293,7 +297,7 @@ class Copier:
         return first
 
     def _copy_file_info(self, src_st: os.stat_result, target: str) -> None:
-        owner = self.options.owner or Owner(src_st.st_uid, src_st.st_gid)
+        owner = self.options.owner or self.options.source_owner or Owner(src_st.st_uid, src_st.st_gid)
         lchown_best_effort(target, owner.uid, owner.gid)
         if not stat.S_ISLNK(src_st.st_mode):
             os.chmod(target, with_owner_access(self._target_mode(src_st), stat.S_ISDIR(src_st.st_mode)))

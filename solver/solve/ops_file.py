@@ -159,7 +159,8 @@ def execute_file(ctx: OpContext, info: VertexInfo, inputs: list[Ref]) -> list[Ou
                 if ref.kind == "local" and _whole_context_copies(file_op, i, ref):
                     actions = _with_context_excludes(pb.FileOp(actions=actions), i, ref)
             try:
-                result = run_file_actions(actions, dirs, pool.make)
+                local_inputs = frozenset(i for i, ref in enumerate(inputs) if ref.kind == "local")
+                result = run_file_actions(actions, dirs, pool.make, root_owned_inputs=local_inputs)
             except FileOpError as error:
                 raise BuildError(str(error), vertex=info.digest, name=info.name,
                                  filename=info.filename, line=info.line) from error

@@ -144,7 +144,7 @@ def resolve_owner(chown: pb.ChownOpt | None, roots: OwnerRoots, *, strict: bool 
     if chown.user is not None and chown.user.user is not None:
         uid, gid = _resolve_user(chown.user.user, roots.user, strict)
     if chown.group is not None and chown.group.user is not None:
-        gid = _resolve_group(chown.group.user, roots.group, strict)
+        gid = _resolve_group(chown.group.user, roots.group, strict, gid)
     return Owner(uid, gid)
 
 
@@ -161,7 +161,9 @@ def _resolve_user(user: pb.NamedUserOpt | int, root: Path | None, strict: bool) 
     return entry.uid, entry.gid
 
 
-def _resolve_group(group: pb.NamedUserOpt | int, root: Path | None, strict: bool) -> int:
+def _resolve_group(group: pb.NamedUserOpt | int, root: Path | None, strict: bool, user_gid: int) -> int:
+    """The gid a group option names; an unknown name (or no group file) keeps the user's
+    gid, as BuildKit's ``readUser`` does."""
     if not isinstance(group, pb.NamedUserOpt):
         return int(group)
     if root is None:
@@ -170,5 +172,5 @@ def _resolve_group(group: pb.NamedUserOpt | int, root: Path | None, strict: bool
     if entry is None:
         if strict:
             raise UserLookupError(f"unable to find group {group.name}", GROUP_PATH)
-        return 0
+        return user_gid
     return entry.gid

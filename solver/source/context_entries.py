@@ -38,6 +38,27 @@ _KIND_BY_FORMAT = {
 }
 
 
+_HIDDEN_STAT_FIELDS = (
+    "st_atime", "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns", "st_ctime_ns",
+    "st_blksize", "st_blocks", "st_rdev",
+)
+
+
+def owned_by_root(st: os.stat_result) -> os.stat_result:
+    """The stat with uid and gid 0, as BuildKit's client sends context entries.
+
+    The client's file sync (``session/filesync``, ``resetUIDAndGID``) maps every entry to
+    0:0 before sending, so a COPY without --chown gives root-owned files, whatever their
+    owner on disk; checksums and copies of a local context therefore see 0:0 too.
+    """
+    if st.st_uid == 0 and st.st_gid == 0:
+        return st
+    fields = list(st)
+    fields[4] = fields[5] = 0
+    hidden = {name: getattr(st, name) for name in _HIDDEN_STAT_FIELDS if hasattr(st, name)}
+    return os.stat_result(fields, hidden)
+
+
 @dataclass(frozen=True)
 class ContextEntry:
     """One selected entry of the context, with the stat it was selected with."""

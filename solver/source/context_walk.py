@@ -7,7 +7,7 @@ import stat as st_mod
 from dataclasses import dataclass, field
 
 from solver.source.context_confined import DIR_FLAGS
-from solver.source.context_entries import ContextEntry, EntryKind
+from solver.source.context_entries import ContextEntry, EntryKind, owned_by_root
 from solver.llb.patternmatch import MatchInfo, PatternMatcher
 
 _PATTERN_CHARS = "*[]?^\\"
@@ -63,7 +63,7 @@ class ContextWalker:
         for name in names:
             path = prefix + name
             try:
-                st = os.lstat(name, dir_fd=dir_fd)
+                st = owned_by_root(os.lstat(name, dir_fd=dir_fd))
             except FileNotFoundError:
                 continue
             if st_mod.S_ISSOCK(st.st_mode):

@@ -136,14 +136,7 @@ def builds(request: pytest.FixtureRequest, dockerd, registry_with_busybox, regis
 
 
 # Differences found by this suite and not fixed yet (issue 12); each case still runs and is reported.
-KNOWN_DIFFERENCES = {
-    "copy-chmod-dir": "created destination/parent dirs get the --chmod mode; dockerd 20.10 gives 0755",
-    "copy-chmod-file": "created parent dirs get the --chmod mode; dockerd 20.10 gives 0755",
-    "copy-chmod-chown-parents": "created parent dirs get the --chmod mode; dockerd 20.10 gives 0755",
-    "copy-context-owner-reset": "context files keep their on-disk owner; BuildKit's client resets uid/gid to 0",
-    "copy-whole-context": "context files keep their on-disk owner; BuildKit's client resets uid/gid to 0",
-    "copy-dockerignore": "context files keep their on-disk owner; BuildKit's client resets uid/gid to 0",
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
 def _case_param(case: Case) -> object:
