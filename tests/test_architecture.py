@@ -172,7 +172,6 @@ def rules() -> Rules:
 
 # Circles still open in issue 11 (named so that any new circle fails): remove as they are broken.
 KNOWN_CIRCLES = [
-    ["solver.solve.ops_common", "solver.solve.ops_local"],
     ["solver.llb.exec", "solver.llb.fileop", "solver.llb.state"],
 ]
 

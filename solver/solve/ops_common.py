@@ -9,8 +9,6 @@ a ``with`` block and create fresh snapshot names.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,30 +103,6 @@ class OpContext:
             seen[parent] = None
             stack.extend(reversed(self.snapshotter.parents(parent)))
         return tuple(seen)
-
-    @contextmanager
-    def open_ref(self, ref: Ref) -> Iterator[Path]:
-        """A read-only directory with the ref's filesystem, for the ``with`` block."""
-        if ref.kind == "local":
-            from solver.solve.ops_local import materialised
-            with materialised(self, ref, None) as path:
-                yield path
-            return
-        if ref.kind == "scratch" or ref.snapshot is None:
-            empty = Path(tempfile.mkdtemp(prefix="scratch-", dir=self.tmp_dir))
-            try:
-                yield empty
-            finally:
-                shutil.rmtree(empty, ignore_errors=True)
-            return
-        from solver.snapshot.mount import mounted
-        key = self.new_key("view")
-        mounts = self.snapshotter.view(key, ref.snapshot)
-        try:
-            with mounted(mounts, parent_dir=self.tmp_dir) as path:
-                yield path
-        finally:
-            self.snapshotter.remove(key)
 
 
 def snapshot_parents(ctx: OpContext, ref: Ref) -> tuple[str, ...]:

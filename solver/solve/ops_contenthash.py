@@ -20,6 +20,7 @@ from pathlib import Path
 from solver.cache import contenthash
 from solver.solve.cachekey import ContentSelector
 from solver.solve.ops_common import OpContext
+from solver.solve.ops_refs import open_ref
 from solver.solve.result import Ref
 
 MAX_FILES_RECORDED = 5000
@@ -106,7 +107,7 @@ def content_checksum(ctx: OpContext, ref: Ref, selectors: Sequence[ContentSelect
     key = _snapshot_key(ctx, ref, selectors, with_files)
     found = _recall(key)
     if found is None:
-        with ctx.open_ref(ref) as root:
+        with open_ref(ctx, ref) as root:
             found = _checksum_dir(ctx, root, selectors, with_files)
         _remember(key, found)
     checksum, files = found

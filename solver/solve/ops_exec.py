@@ -29,6 +29,7 @@ from solver.errors import BuildError
 from solver.llb import pb
 from solver.solve.ops_common import OpContext, OutputResult, VertexInfo, layer_result, new_layer
 from solver.solve.progress import LogTail, VertexLogWriter
+from solver.solve.ops_refs import open_ref
 from solver.solve.result import Ref
 from solver.solve.scheduler import Canceled
 
@@ -102,7 +103,7 @@ def _cache_dir(ctx: OpContext, stack: ExitStack, mount: pb.Mount, inputs: list[R
     directory = Path(handle.dir)
     if base is not None and base.kind != "scratch" and not any(directory.iterdir()):
         from solver.solve.ops_merge import copy_into
-        with ctx.open_ref(base) as src:
+        with open_ref(ctx, base) as src:
             copy_into(_sub(src, mount.selector), directory)
     return directory
 
@@ -133,7 +134,7 @@ def _mount_specs(ctx: OpContext, info: VertexInfo, stack: ExitStack, inputs: lis
                 outputs.layers[mount.output] = work
                 path = _sub(work.path, mount.selector)
             elif mount.readonly:
-                path = _sub(stack.enter_context(ctx.open_ref(ref)), mount.selector)
+                path = _sub(stack.enter_context(open_ref(ctx, ref)), mount.selector)
             else:
                 path = _sub(stack.enter_context(_throwaway_layer(ctx, ref)), mount.selector)
             if mount.dest == "/":

@@ -17,6 +17,7 @@ from pathlib import Path
 from solver.errors import BuildError
 from solver.llb import pb
 from solver.solve.ops_common import LayerWork, OpContext, OutputResult, VertexInfo, layer_result
+from solver.solve.ops_refs import open_ref
 from solver.solve.result import Ref
 
 
@@ -141,7 +142,7 @@ def _input_dirs(ctx: OpContext, stack: ExitStack, file_op: pb.FileOp, inputs: li
         elif ref.kind == "local":
             path = stack.enter_context(readable(ctx, ref, _copy_sources(file_op, i)))
         else:
-            path = stack.enter_context(ctx.open_ref(ref))
+            path = stack.enter_context(open_ref(ctx, ref))
         pool.known[Path(path)] = ref
         dirs.append(Path(path))
     return dirs

@@ -19,6 +19,7 @@ from pathlib import Path
 from solver.llb import pb
 from solver.snapshot.fsutil import HardlinkMap, copy_entry, copy_tree, make_dir_like
 from solver.solve.ops_common import OpContext, OutputResult, VertexInfo, layer_result, new_layer
+from solver.solve.ops_refs import open_ref
 from solver.solve.result import Ref
 
 
@@ -30,7 +31,7 @@ def execute_merge(ctx: OpContext, info: VertexInfo, inputs: list[Ref]) -> list[O
         assert work.path is not None
         for ref in refs:
             if ref.kind == "local":
-                with ctx.open_ref(ref) as src:
+                with open_ref(ctx, ref) as src:
                     copy_into(src, work.path)
     return [layer_result(ctx, work)]
 
@@ -97,6 +98,6 @@ def execute_diff(ctx: OpContext, info: VertexInfo, inputs: list[Ref]) -> list[Ou
     upper = inputs[diff.upper.input] if diff.upper and diff.upper.input >= 0 else Ref.scratch()
     with new_layer(ctx, []) as work:
         assert work.path is not None
-        with ctx.open_ref(lower) as low, ctx.open_ref(upper) as up:
+        with open_ref(ctx, lower) as low, open_ref(ctx, upper) as up:
             copy_changes(low, up, work.path)
     return [layer_result(ctx, work)]
