@@ -221,11 +221,11 @@ def test_killed_server_leaves_nothing_and_the_next_build_starts_a_new_one(server
 def test_client_imports_no_engine_module(tmp_path: Path):
     code = ("import sys; from solver.cli import main as m; words, on = m._server_choice(['build', '.']);"
             "import solver.server.client; print(on, sorted(n for n in sys.modules if n.startswith('solver')),"
-            "'argparse' in sys.modules)")
+            "'argparse' in sys.modules, 'typing' in sys.modules or 'dataclasses' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(ROOT), LLBOOK_SERVER="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == ("True ['solver', 'solver.cli', 'solver.cli.main', 'solver.errors', 'solver.server', "
-                           "'solver.server.client', 'solver.server.paths', 'solver.server.protocol'] False")
+    assert out.strip() == ("True ['solver', 'solver.cli', 'solver.cli.main', 'solver.server', "
+                           "'solver.server.client', 'solver.server.paths', 'solver.server.protocol'] False False")
     env["LLBOOK_SERVER"] = "0"
     out = subprocess.run([sys.executable, "-c", code.replace("['build', '.']", "['build', '--no-server', '.']")],
                          env=env, capture_output=True, text=True, check=True).stdout

@@ -20,9 +20,11 @@ client path pays for neither argparse nor the engine's dataclasses.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Sequence
+TYPE_CHECKING = False  # typing is only for the checker: the client path does not import it
+if TYPE_CHECKING:
+    from typing import Any, Callable, Sequence
 
-Register = Callable[[Any], None]
+    Register = Callable[[Any], None]
 
 # The module of each subcommand, in `llbook --help` order, so that running one imports
 # only its own module (a warm `llbook build` should not pay for importing the others).
@@ -35,6 +37,7 @@ COMMAND_MODULES: dict[str, str] = {
     "prune": "solver.cli.prune",
     "check": "solver.cli.check",
     "server": "solver.cli.server_cmd",
+    "history": "solver.cli.history",
 }
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import marshal
 import sys
-from typing import Any
+TYPE_CHECKING = False  # typing is only for the checker: the client path does not import it
+if TYPE_CHECKING:
+    from typing import Any
 
 import _socket
 
