@@ -8,16 +8,15 @@ reads scratch (-1); secret and SSH mounts come last with input -1 and output 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 from solver.errors import LLBookError
 from solver.llb import pb
 from solver.llb.pb import CacheSharingOpt, MountContentCache, NetMode, SecurityMode
 from solver.llb.platform import Platform
+from solver.llb.stateref import StateRef
 from solver.llb.vertex import MarshalContext, OpOptions, Output, Vertex
 
-if TYPE_CHECKING:
-    from solver.llb.state import State
 
 
 @dataclass(frozen=True)
@@ -80,14 +79,14 @@ MountSpec = Union[BindMount, CacheMount, TmpfsMount, SecretMount, SSHMount]
 FsMount = Union[BindMount, CacheMount, TmpfsMount]
 
 
-def bind(dest: str, state: State, selector: str = "", readonly: bool = False, *, no_output: bool = False,
+def bind(dest: str, state: StateRef, selector: str = "", readonly: bool = False, *, no_output: bool = False,
          content_cache: MountContentCache = MountContentCache.DEFAULT) -> BindMount:
     """Mount `state` at `dest` (read-write mounts get an output of their own)."""
     return BindMount(dest, state.output, selector, readonly, no_output, content_cache)
 
 
 def cache_mount(dest: str, id: str, sharing: CacheSharingOpt = CacheSharingOpt.SHARED,
-                base: State | None = None, selector: str = "", readonly: bool = False) -> CacheMount:
+                base: StateRef | None = None, selector: str = "", readonly: bool = False) -> CacheMount:
     """A cache mount; `base` seeds it (scratch when None). `readonly` is Go's `llb.Readonly`."""
     return CacheMount(dest, id, CacheSharingOpt(sharing), base.output if base is not None else None, selector,
                       readonly=readonly)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import Sequence, Union
 
 from solver.errors import LLBookError
 from solver.llb import gopath, pb
+from solver.llb.stateref import StateRef
 from solver.llb.vertex import MarshalContext, OpOptions, Output, Vertex
 
-if TYPE_CHECKING:
-    from solver.llb.state import State
 
 Timestamp = Union[int, _dt.datetime, None]  # unix nanoseconds or a datetime; None means unset (-1)
 
@@ -167,7 +166,7 @@ class SymlinkAction:
 class CopyAction:
     """Copy `src` of `source` (a State or an action chain with a state) to `dest`."""
 
-    source: object  # State | FileActionWithState
+    source: object  # StateRef | FileActionWithState
     src: str
     dest: str
     mode: int | str | None = None
@@ -225,7 +224,7 @@ class FileAction:
 
     action: SubAction
     prev: FileAction | None = None
-    state: State | None = None  # set when the chain is bound to the state it works on
+    state: StateRef | None = None  # set when the chain is bound to the state it works on
 
     def mkdir(self, path: str, mode: int = 0o755, *, make_parents: bool = False, owner: Owner = None,
               created: Timestamp = None) -> FileAction:
@@ -242,15 +241,15 @@ class FileAction:
     def symlink(self, oldpath: str, newpath: str, *, owner: Owner = None, created: Timestamp = None) -> FileAction:
         return FileAction(SymlinkAction(oldpath, newpath, _chown(owner), created), self)
 
-    def copy(self, source: State | FileActionWithState, src: str, dest: str, **options: object) -> FileAction:
+    def copy(self, source: StateRef | FileActionWithState, src: str, dest: str, **options: object) -> FileAction:
         return replace(copy(source, src, dest, **options), prev=self)  # type: ignore[arg-type]
 
-    def bind(self, state: State) -> FileAction:
+    def bind(self, state: StateRef) -> FileAction:
         """The same chain with every action working on `state` (Go's `bind`)."""
         prev = self.prev.bind(state) if self.prev is not None else None
         return FileAction(self.action, prev, state)
 
-    def with_state(self, state: State) -> FileActionWithState:
+    def with_state(self, state: StateRef) -> FileActionWithState:
         """Use this chain, run on `state`, as the source of a copy."""
         return FileActionWithState(self.bind(state))
 
@@ -313,7 +312,7 @@ def symlink(oldpath: str, newpath: str, *, owner: Owner = None, created: Timesta
     return FileAction(SymlinkAction(oldpath, newpath, _chown(owner), created))
 
 
-def copy(source: State | FileActionWithState, src: str, dest: str, *, mode: int | str | None = None,
+def copy(source: StateRef | FileActionWithState, src: str, dest: str, *, mode: int | str | None = None,
          follow_symlinks: bool = False, copy_dir_contents: bool = False,
          include_patterns: Sequence[str] = (), exclude_patterns: Sequence[str] = (),
          required_paths: Sequence[str] = (), attempt_unpack: bool = False, create_dest_path: bool = False,
