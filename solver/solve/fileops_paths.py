@@ -14,10 +14,11 @@ import stat
 from pathlib import Path
 
 from solver.errors import FileOpError
+from solver.executor.base import ExecutorError
+from solver.executor.rootpath import resolve_in_root
 from solver.llb import gopath
 from solver.llb.patternmatch import BadPatternError, contains_wildcards, path_match
 
-MAX_SYMLINKS = 255
 
 
 # ----------------------------------------------------------------- Go path helpers
@@ -55,39 +56,15 @@ def root_path(root: Path, path: str) -> Path:
     This is continuity's ``fs.RootPath``: every existing component that is a symlink
     is replaced by its target (absolute targets restart at ``root``), ``..`` never
     climbs above ``root``, and components that do not exist are kept as they are.
-    The result always lies inside ``root``.
+    The result always lies inside ``root``. The walk's one home is
+    ``solver.executor.rootpath.resolve_in_root``; its errors become FileOpErrors here.
     """
-    pending = [c for c in path.split("/") if c not in ("", ".")]
-    pending.reverse()  # a stack: the next component is at the end
-    resolved: list[str] = []
-    links = 0
-    while pending:
-        name = pending.pop()
-        if name in ("", "."):
-            continue
-        if name == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, name)
-        try:
-            st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            resolved.append(name)
-            continue
-        except OSError as exc:
-            raise FileOpError(f"failed to resolve {path}: {exc.strerror}", path) from exc
-        if not stat.S_ISLNK(st.st_mode):
-            resolved.append(name)
-            continue
-        links += 1
-        if links > MAX_SYMLINKS:
-            raise FileOpError(f"failed to resolve {path}: too many links", path)
-        target = os.readlink(candidate)
-        if target.startswith("/"):
-            resolved = []
-        pending.extend(reversed([c for c in target.split("/") if c not in ("", ".")]))
-    return Path(os.path.join(root, *resolved))
+    try:
+        return resolve_in_root(root, path)
+    except ExecutorError as exc:
+        raise FileOpError(f"failed to resolve {path}: too many links", path) from exc
+    except OSError as exc:
+        raise FileOpError(f"failed to resolve {path}: {exc.strerror}", path) from exc
 
 
 def root_path_parent(root: Path, path: str, follow_links: bool) -> Path:
