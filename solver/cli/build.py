@@ -228,6 +228,7 @@ def run_build(args: argparse.Namespace) -> int:
     result, image_config, error, checks = None, None, None, None
     exports: list[Any] = []
     cancel = threading.Event()
+    recorder = None  # the build history's record (solver.history), made once it is a build
     try:
         with open_solver(cache_dir=args.cache_dir, registry_config=registry_config(args.config),
                          entitlements=[*args.allow, *(["network.host"] if args.network == "host" else [])],
@@ -238,6 +239,9 @@ def run_build(args: argparse.Namespace) -> int:
             resolver = named_contexts.resolver(solver.image_resolver(pull=args.pull), contexts)
             if wants_check(args):
                 return run_check_call(args, context, resolver)
+            from solver.cli import history_record
+            recorder = history_record.start(args, context, str(solver.paths.root))
+            bus.subscribe(recorder)
             checks = run_checks(args, context, resolver, all_stages=False)
             lowered = lower(args, context, resolver)
             if checks.violation and checks.error is not None:
@@ -272,6 +276,8 @@ def run_build(args: argparse.Namespace) -> int:
     finally:
         close_printer(printer)
         print_build_warnings(checks, args.progress)
+        if recorder is not None:
+            history_record.finish(recorder, result, error, exports, image_config)
         if args.metadata_file:
             vertices = result.vertices if result is not None else list(collector.records.values())
             write_metadata(args.metadata_file, result, image_config, args.tags, error, vertices, exports,

@@ -1,5 +1,7 @@
-"""`llbook prune [--keep-storage SIZE] [--all]`: remove cache entries least recently used
-first, as `buildctl prune` (also `%llb prune` in the notebook)."""
+"""`llbook prune [--keep-storage SIZE] [--all] [--keep-history N] [--keep-history-age AGE]`: remove
+cache entries least recently used first, as `buildctl prune` (also `%llb prune` in the notebook),
+and build records beyond the N latest or older than AGE, as buildkitd's history GC (defaults
+50 and 48h, its maxEntries and maxAge; `--all` removes every record)."""
 
 from __future__ import annotations
 
@@ -40,10 +42,20 @@ def report_lines(report: PruneReport) -> list[str]:
     return lines
 
 
+def prune_history(cache_dir: Any, keep_count: int | None, keep_age: str | None, all: bool) -> list[str]:
+    """Remove build records (solver.history) as buildkitd's history GC; one line per record removed."""
+    from solver.history import DEFAULT_KEEP_AGE, DEFAULT_KEEP_COUNT, HistoryStore, parse_duration
+    count = 0 if all else DEFAULT_KEEP_COUNT if keep_count is None else keep_count
+    age = None if all else DEFAULT_KEEP_AGE if keep_age is None else parse_duration(keep_age)
+    return [f"removed build record {r.ref} {r.name}" for r in HistoryStore.of(cache_dir).prune(count, age)]
+
+
 def run_prune(args: argparse.Namespace) -> int:
     store, snapshotter = open_cache(args)
     with store:
         report = prune_cache(store, snapshotter, args.keep_storage, args.all)
+    for line in prune_history(store.paths.root, args.keep_history, args.keep_history_age, args.all):
+        print(line)
     for line in report_lines(report):
         print(line)
     for error in report.errors:
@@ -56,4 +68,8 @@ def register(subparsers: Any) -> None:
     add_cache_dir_argument(prune)
     prune.add_argument("--keep-storage", default=None, help="keep this much, e.g. 10GB")
     prune.add_argument("--all", action="store_true", help="remove everything not in use")
+    prune.add_argument("--keep-history", type=int, default=None, metavar="N",
+                       help="keep the N latest build records (default 50, as buildkitd's maxEntries)")
+    prune.add_argument("--keep-history-age", default=None, metavar="AGE",
+                       help="remove build records older than AGE, e.g. 12h, 7d (default 48h, buildkitd's maxAge)")
     prune.set_defaults(run=run_prune)

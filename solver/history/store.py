@@ -121,3 +121,20 @@ def load(cache_dir: str | os.PathLike[str] | None, ref: str = "^0") -> BuildReco
     """The build record ``ref`` names (an id as ``llbook history ls`` prints it, or ``^N``) in
     ``cache_dir``; its ``result_digest`` and ``result`` name what the build produced."""
     return HistoryStore.of(cache_dir).resolve(ref)
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds of ``90``, ``30s``, ``15m``, ``48h`` or ``7d`` (buildkitd's keepDuration/maxAge units)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:], None)
+    number = raw[:-1] if scale else raw
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise HistoryError(f"duration {text!r}: expected a number with s, m, h or d (e.g. 48h)") from None
+    if value < 0:
+        raise HistoryError(f"duration {text!r} is negative")
+    return value

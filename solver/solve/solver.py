@@ -567,6 +567,7 @@ class Solver:
         record.cached = True
         record.started, record.completed = started, time.time()
         record.snapshots = [r.snapshot for r in found]
+        record.key_inputs = [dict(found[0].key_inputs)] if found[0].key_inputs else []  # as it was built
         state.ctx.emit(VertexCached(record.digest, record.name, started, record.completed))
         outcome = _Outcome(keys, refs, remote=matches)
         state.outcomes[record.digest] = outcome
