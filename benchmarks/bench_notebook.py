@@ -306,8 +306,28 @@ def profile_warm(cell: CellTool, base: str, repeat: int, quiet: bool = False) ->
         cell.build(text, quiet=quiet)
     report = cell.kernel.execute(
         "_llbook_prof.disable()\n_s = _io.StringIO()\n"
-        "_ps.Stats(_llbook_prof, stream=_s).sort_stats('cumtime').print_stats(40)\nprint(_s.getvalue())")
-    return report.text
+        f"_ps.Stats(_llbook_prof, stream=_s).sort_stats('cumtime').print_stats({PROFILE_FILTER!r}, 45)\n"
+        "print(_s.getvalue())")
+    solve = cell.kernel.execute(PROFILE_SOLVE.format(text=HEAD + text, repeat=repeat)) if not quiet else None
+    empty = statistics.median(cell.kernel.execute("pass").wall for _ in range(repeat))
+    return (report.text + (f"\n--- session.run_cell (the solve thread), {repeat} runs ---\n" + solve.text
+                           if solve else "") + f"\nan empty cell's round trip: {empty * 1000:.1f} ms\n")
+
+
+HEAD = "%%dockerfile\n"
+PROFILE_FILTER = "kernel_ext|solver|graphviz|ipywidgets/widgets/widget.py"
+PROFILE_SOLVE = """
+import cProfile as _cp, pstats as _ps, io as _io
+_p = _cp.Profile()
+_sess = _llbook_state.session
+for _ in range({repeat}):
+    _p.enable()
+    _sess.run_cell({text!r}.split("\\n", 1)[1], "bench-cell")
+    _p.disable()
+_s = _io.StringIO()
+_ps.Stats(_p, stream=_s).sort_stats("cumtime").print_stats("kernel_ext|solver", 45)
+print(_s.getvalue())
+"""
 
 
 def run(repeat: int, warm: int, profile: bool = False, with_docker: bool = True) -> Results:

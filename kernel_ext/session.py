@@ -180,6 +180,7 @@ class NotebookSession:
         self._resolved: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self._lowered: tuple[Any, SessionLowering] | None = None  # (inputs, lowering) of the last lower()
         self._checked: tuple[Any, SessionChecks] | None = None  # (inputs, result) of the last check()
+        self._definitions: dict[int, tuple[State, Any]] = {}  # id(state) -> (state, its Definition)
         self._lock = threading.Lock()
 
     # -- services -------------------------------------------------------------------------
@@ -321,7 +322,7 @@ class NotebookSession:
         stale = []
         for lowered in session.cells:
             cell = lowered.cell
-            if cell.status in (OK, STALE) and cell.solved_digest != _head_digest(lowered.state):
+            if cell.status in (OK, STALE) and cell.solved_digest != self.head_digest(lowered.state):
                 cell.status = STALE
                 stale.append(cell)
         return stale
@@ -357,7 +358,7 @@ class NotebookSession:
                 cell.status = INTERRUPTED if isinstance(err, KeyboardInterrupt) else FAILED
                 raise
         cell.status = OK
-        cell.solved_digest = _head_digest(state)
+        cell.solved_digest = self.head_digest(state)
         cell.last_result = result
         cell.duration = time.time() - started
         stale = [c for c in self.stale_cells(session) if c is not cell]
@@ -385,8 +386,24 @@ class NotebookSession:
                 return backend.solve(state, context_dirs={"context": context}, no_cache=options.no_cache,
                                      progress=progress, cancel=cancel)
         with self._lock:
-            return self.solver.solve(state, context_dirs={"context": context}, no_cache=options.no_cache,
+            return self.solver.solve(self.definition(state), context_dirs={"context": context}, no_cache=options.no_cache,
                                      progress=progress, cancel=cancel, place_scope=f"notebook/{scope}")
+
+    def definition(self, state: State) -> Any:
+        """``state.marshal()``, once per state: lowerings are only read and kept while their
+        inputs are unchanged, so the solve, the stale check and the DAG share one Definition."""
+        found = self._definitions.get(id(state))
+        if found is not None and found[0] is state:
+            return found[1]
+        if len(self._definitions) > 256:
+            self._definitions.clear()
+        definition = state.marshal()
+        self._definitions[id(state)] = (state, definition)
+        return definition
+
+    def head_digest(self, state: State | None) -> str | None:
+        """Digest of the state's result vertex (None: no state)."""
+        return None if state is None else self.definition(state).head()
 
     def solve(self, stage: str | None = None, **kwargs: Any) -> SolveResult:
         """Solve a stage (default: the current one) from a code cell."""
@@ -478,7 +495,7 @@ class NotebookSession:
 
         return DagInput(lowered.lowering, tuple(c.solved() for c in cells),
                         frozenset(c.filename for c in self.stale_cells(lowered)),
-                        record_size if solver is not None else None, self._warnings_by_line())
+                        record_size if solver is not None else None, self._warnings_by_line(), self.definition)
 
     def _warnings_by_line(self) -> dict[tuple[str, int], tuple[str, ...]]:
         """(cell, line) → the check warnings there, for the DAG's vertex details."""
@@ -542,6 +559,7 @@ class NotebookSession:
         self._resolved.clear()
         self._lowered = None
         self._checked = None
+        self._definitions.clear()
 
 
 def _locate(err: BuildError, session: SessionLowering) -> None:
@@ -560,8 +578,3 @@ def _first_stage(lowered: LoweredCell) -> str | None:
         if record.stage and type(record.instruction).__name__ == "FromInstruction":
             return record.stage
     return None
-
-
-def _head_digest(state: State | None) -> str | None:
-    """Digest of the vertex a state ends in ("" for scratch, None for no state)."""
-    return None if state is None else state.marshal().head()

@@ -84,8 +84,45 @@ class DagModel:
     def to_dot(self) -> str:
         return dag_dot(self)
 
-    def to_svg(self) -> str:
-        return render_svg(self.to_dot())
+    def svg_key(self) -> tuple[Any, ...]:
+        """What the drawing depends on: the vertices (digest, name, stage) and their colouring."""
+        return (self.stage, tuple((v.digest, v.name, v.stage, v.status) for v in self.vertices))
+
+    def to_svg(self, cache: "DagCache | None" = None) -> str:
+        if cache is None:
+            return render_svg(self.to_dot())
+        return cache.svg(self)
+
+
+@dataclass
+class DagCache:
+    """What a kernel keeps between DAG drawings: loaded graphs by Definition, SVGs by
+    ``svg_key`` (a re-run that colours the same graph the same way runs no ``dot``)."""
+
+    limit: int = 64
+    graphs: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id(definition) -> (definition, graph)
+    svgs: dict[tuple[Any, ...], str] = field(default_factory=dict)
+
+    def graph(self, definition: pb.Definition) -> Any:
+        found = self.graphs.get(id(definition))
+        if found is not None and found[0] is definition:
+            return found[1]
+        graph = load(definition)
+        self._put(self.graphs, id(definition), (definition, graph))
+        return graph
+
+    def svg(self, model: DagModel) -> str:
+        key = model.svg_key()
+        svg = self.svgs.get(key)
+        if svg is None:
+            svg = render_svg(model.to_dot())
+            self._put(self.svgs, key, svg)
+        return svg
+
+    def _put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(table) >= self.limit:
+            table.pop(next(iter(table)))
+        table[key] = value
 
 
 def shorten(text: str, limit: int = LABEL_MAX) -> str:
@@ -153,14 +190,16 @@ def vertex_records(solves: Iterable[CellSolve]) -> dict[str, VertexRecord]:
     return out
 
 
-def build_dag(source: DagInput, stage: str | None = None, *, history: RunHistory | None = None) -> DagModel:
+def build_dag(source: DagInput, stage: str | None = None, *, history: RunHistory | None = None,
+              cache: DagCache | None = None) -> DagModel:
     """The DAG of ``stage`` (default: the current one) with statuses from the session's solves."""
     lowering = source.lowering
     key = stage or lowering.current
     if key is None or key not in lowering.stages:
         return DagModel(key or "", [], [])
-    definition = lowering.stages[key].state.marshal()
-    graph = load(definition)
+    state = lowering.stages[key].state
+    definition = source.definition(state) if source.definition is not None else state.marshal()
+    graph = cache.graph(definition) if cache is not None else load(definition)
     names = graph.names()
     by_name = records_by_name(lowering.records)
     stale_cells = source.stale_cells

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from solver.frontend import Lowering
 from solver.solve.result import SolveResult
@@ -28,6 +29,7 @@ class DagInput:
     stale_cells: frozenset[str]
     record_size: Callable[[str], int | None] | None = None
     warnings: Mapping[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)  # (cell, line) -> shorts
+    definition: Callable[[Any], Any] | None = None  # State -> its Definition, marshalled once per state
 
 
 @dataclass(frozen=True)
