@@ -125,8 +125,29 @@ def cmd_graph(state: KernelState, argv: list[str]) -> Any:
 
 
 def cmd_history(state: KernelState, argv: list[str]) -> Any:
-    p = _parser("history", "Per-vertex table of the last runs: instruction, cached, duration, size.")
-    p.parse_args(argv)
+    p = _parser("history", "The build records of the session's cells, as llbook history: ls (a table, the "
+                           "default), inspect REF, diff [A B] (no refs: the session's last two builds), steps "
+                           "(per-vertex table of the cells' last runs). REF: an id as ls shows it, or ^N (the "
+                           "session's N-th latest build).")
+    p.add_argument("action", nargs="?", default="ls", choices=("ls", "inspect", "diff", "steps"))
+    p.add_argument("refs", nargs="*", metavar="REF")
+    p.add_argument("--all", action="store_true", help="every build in the cache dir, not only this session's")
+    args = p.parse_args(argv)
+    from kernel_ext import history_view
+    if args.action == "ls":
+        table = history_view.ls_table(state.session, args.all)
+        return Table(table.headers, table.rows, title=table.title)
+    if args.action == "inspect":
+        if len(args.refs) > 1:
+            raise LLBookError("%llb history inspect takes one REF")
+        return Text(history_view.inspect_text(state.session, *args.refs, everything=args.all))
+    if args.action == "diff":
+        return Text(history_view.diff_text(state.session, args.refs, everything=args.all))
+    return _steps_table(state)
+
+
+def _steps_table(state: KernelState) -> Table:
+    """Per-vertex table of the cells' last runs: instruction, cached, duration, size."""
     rows = []
     seen: set[str] = set()
     for cell in state.session.cells:

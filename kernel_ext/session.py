@@ -13,6 +13,7 @@ import itertools
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,8 @@ class NotebookSession:
         # a BuildKit daemon that solves every cell instead of the embedded solver
         self.buildkit_host = buildkit_host or os.environ.get("LLBOOK_BUILDKIT_HOST") or None
         self.cells: list[Cell] = []
+        self.session_id = uuid.uuid4().hex[:12]  # names this kernel's builds in the history
+        self.cache_imports: list[Any] = []  # caches %llb cache import loaded, asked on a miss
         self.last_run: CellRun | None = None  # the most recent run_cell, for code cells
         self._by_id: dict[str, Cell] = {}
         self._anonymous = itertools.count(1)
@@ -331,10 +334,25 @@ class NotebookSession:
     def run_cell(self, text: str, cell_id: str | None = None, options: CellOptions | None = None, *,
                  progress: Callable[[ProgressEvent], None] | None = None,
                  cancel: threading.Event | None = None) -> CellRun:
-        """Add or replace the cell's snippet and solve the state at its end."""
+        """Add or replace the cell's snippet and solve the state at its end; the build
+        (one that solves something, or fails) is recorded in the build history."""
+        from kernel_ext.cell_record import CellRecording
         options = options or CellOptions()
         started = time.time()
         cell = self.upsert(text, cell_id, options)
+        recording = CellRecording.start(self, cell, options)
+        try:
+            run = self._run_cell(cell, options, started, progress=recording.tee(progress), cancel=cancel)
+        except BaseException as error:
+            recording.finish(None, error)
+            raise
+        if run.result is not None:
+            recording.finish(run.result, None)
+        return run
+
+    def _run_cell(self, cell: Cell, options: CellOptions, started: float, *,
+                  progress: Callable[[ProgressEvent], None] | None,
+                  cancel: threading.Event | None) -> CellRun:
         cell.warnings = []
         try:
             session = self.lower()
@@ -387,7 +405,8 @@ class NotebookSession:
                                      progress=progress, cancel=cancel)
         with self._lock:
             return self.solver.solve(self.definition(state), context_dirs={"context": context}, no_cache=options.no_cache,
-                                     progress=progress, cancel=cancel, place_scope=f"notebook/{scope}")
+                                     progress=progress, cancel=cancel, place_scope=f"notebook/{scope}",
+                                     cache_imports=self.cache_imports)
 
     def definition(self, state: State) -> Any:
         """``state.marshal()``, once per state: lowerings are only read and kept while their

@@ -133,7 +133,8 @@ def test_llb_subcommands_have_help_and_work(ip, capsys) -> None:
         assert "usage: %llb " + sub in capsys.readouterr().out
     assert "<svg" in ip.run_cell("%llb graph", cell_id="g").result._repr_svg_()
     assert '"Digest"' in repr(ip.run_cell("%llb dump", cell_id="d").result)
-    assert "RUN echo hi" in repr(ip.run_cell("%llb history", cell_id="h2").result)
+    assert "RUN echo hi" in repr(ip.run_cell("%llb history steps", cell_id="h2").result)
+    assert "cell 1  completed" in repr(ip.run_cell("%llb history", cell_id="h3").result)
     why = repr(ip.run_cell("%llb why 1", cell_id="w").result)
     assert "RUN echo hi" in why
     layers = repr(ip.run_cell("%llb layers", cell_id="l").result)

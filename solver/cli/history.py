@@ -7,7 +7,6 @@ build, ``^1`` the one before). ``diff`` with no refs compares ``^1`` with ``^0``
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import json
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from solver.cli.cache_common import add_cache_dir_argument
+from solver.history.report import LS_HEADERS, diff_lines, inspect_lines, ls_rows, table
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -23,63 +23,10 @@ def _store(args: argparse.Namespace) -> Any:
     return HistoryStore.of(args.cache_dir)
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _secs(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
-
-
-def ls_rows(records: list[Any]) -> list[list[str]]:
-    """ID, NAME, STATUS, CREATED AT, DURATION, STEPS of each record (the kernel's table too)."""
-    rows = []
-    for r in records:
-        steps = [s for s in r.steps if s.kind != "local"]
-        cached = sum(1 for s in steps if s.status == "cached")
-        rows.append([r.ref, r.name, r.status, _when(r.started), _secs(r.duration), f"{cached}/{len(steps)} cached"])
-    return rows
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [headers, *rows])
-
-
 def run_ls(args: argparse.Namespace) -> int:
     records = _store(args).records()
-    print(_table(["BUILD ID", "NAME", "STATUS", "CREATED AT", "DURATION", "STEPS"], ls_rows(records)))
+    print(table(LS_HEADERS, ls_rows(records)))
     return 0
-
-
-def inspect_lines(record: Any) -> list[str]:
-    """``docker buildx history inspect``'s fields, "Build Steps: N/M (x% cached)" and the materials."""
-    steps = [s for s in record.steps if s.kind != "local"]
-    cached = sum(1 for s in steps if s.status == "cached")
-    pct = 100 * cached // len(steps) if steps else 0
-    lines = [f"Name:           {record.name}", f"Ref:            {record.ref}",
-             f"Frontend:       {record.frontend}", f"Context:        {record.context or '-'}",
-             f"Target:         {record.target or '-'}", f"Platform:       {record.platform or 'default'}",
-             f"Started:        {_when(record.started)}", f"Duration:       {_secs(record.duration)}",
-             f"Status:         {record.status}", f"Build Steps:    {cached}/{len(steps)} ({pct}% cached)"]
-    if record.result_digest:
-        lines.append(f"Result:         {record.result_digest}")
-    if record.error:
-        lines += ["", "Error:", f"  {record.error}"]
-    if record.args:
-        lines += ["", "Build Args:"] + [f"  {k}={v}" for k, v in sorted(record.args.items())]
-    if record.secrets:
-        lines += ["", "Secrets (ids only):"] + [f"  {s}" for s in record.secrets]
-    materials = sorted({s.key_inputs.get("plaintext", {}).get("source", "") for s in record.steps} - {""})
-    lines += ["", "Materials:"] + [f"  {m}" for m in materials]
-    if record.exports:
-        lines += ["", "Exports:"] + [f"  {e.get('type')} {e.get('dest') or ''} {e.get('manifest') or ''}".rstrip()
-                                     for e in record.exports]
-    lines += ["", "Steps:"]
-    lines += [f"  {s.status.upper():9} {_secs(s.duration):>7}  {s.name}" for s in record.steps]
-    return lines
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -99,16 +46,6 @@ def run_logs(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stdout.buffer.write(store.logs(record.ref))
     return 0
-
-
-def diff_lines(store: Any, refs: list[str]) -> list[str]:
-    """The diff of two records (``^1`` and ``^0`` when no refs are given)."""
-    from solver.errors import LLBookError
-    from solver.history import diff
-    if len(refs) not in (0, 2):
-        raise LLBookError("history diff takes no refs (the last two builds) or two: A B")
-    old_ref, new_ref = refs or ["^1", "^0"]
-    return diff(store.resolve(old_ref), store.resolve(new_ref)).lines()
 
 
 def run_diff(args: argparse.Namespace) -> int:

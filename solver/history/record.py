@@ -53,6 +53,7 @@ class BuildRecord:
     target: str | None = None
     platform: str | None = None
     context: str | None = None
+    session: str = ""  # the notebook session (kernel) whose cell this build was
     secrets: list[str] = field(default_factory=list)  # ids only
     steps: list[StepRecord] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)  # snapshot, cache_key, config/image digest
