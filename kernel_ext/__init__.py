@@ -20,8 +20,14 @@ _registry: dict[int, KernelState] = {}  # id(shell) -> state: the kernel's sessi
 
 def _new_session() -> NotebookSession:
     allow = tuple(a for a in os.environ.get("LLBOOK_ALLOW", "").split(",") if a)
-    return NotebookSession(cache_dir=os.environ.get("LLBOOK_CACHE_DIR") or None, context=os.getcwd(),
-                           executor=os.environ.get("LLBOOK_EXECUTOR") or None, entitlements=allow)
+    session = NotebookSession(cache_dir=os.environ.get("LLBOOK_CACHE_DIR") or None, context=os.getcwd(),
+                              executor=os.environ.get("LLBOOK_EXECUTOR") or None, entitlements=allow)
+    if os.environ.get("LLBOOK_CACHE_FROM"):  # a cache shipped with the notebooks (binder/start)
+        import sys
+        from kernel_ext.cache_transfer import import_from_env
+        for warning in import_from_env(session):
+            print(f"WARNING: {warning}", file=sys.stderr)
+    return session
 
 
 def load_ipython_extension(shell: Any) -> None:

@@ -1,7 +1,7 @@
 """``%llb`` sub-commands. Each returns something IPython can display (or None).
 
 graph, layers, export, dump, dockerfile, exec, debug, history, why, status, reset, du, prune,
-config, check. ``%llb SUBCOMMAND --help`` explains each.
+config, check, cache. ``%llb SUBCOMMAND --help`` explains each.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def cmd_history(state: KernelState, argv: list[str]) -> Any:
     p.add_argument("action", nargs="?", default="ls", choices=("ls", "inspect", "diff", "steps"))
     p.add_argument("refs", nargs="*", metavar="REF")
     p.add_argument("--all", action="store_true", help="every build in the cache dir, not only this session's")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     from kernel_ext import history_view
     if args.action == "ls":
         table = history_view.ls_table(state.session, args.all)
@@ -299,6 +299,30 @@ def cmd_export(state: KernelState, argv: list[str]) -> Any:
     return Table(["field", "value"], [[k, v] for k, v in result.items()], title="export")
 
 
+def cmd_cache(state: KernelState, argv: list[str]) -> Any:
+    p = _parser("cache", "Export the session's build cache, or import one for the next cells, in BuildKit's "
+                         "formats with buildx's syntax: export type=local,dest=DIR[,mode=min|max] | "
+                         "type=registry,ref=REF[,mode=...]; import type=local,src=DIR | REF | "
+                         "type=registry,ref=REF | type=inline,ref=IMAGE. ls: the imported caches.")
+    p.add_argument("action", choices=("export", "import", "ls"))
+    p.add_argument("specs", nargs="*", metavar="SPEC", help="as --cache-to (export) or --cache-from (import)")
+    from solver.cli.cache_flags import add_arguments
+    add_arguments(p)
+    p.add_argument("--stage", help="export: the cache of this stage's result (default: the last cell's)")
+    p.add_argument("--all", action="store_true", help="export: every result this session's cells built (needs mode=max)")
+    args = p.parse_intermixed_args(argv)
+    from kernel_ext import cache_transfer
+    session = state.session
+    if args.action == "export":
+        reports = cache_transfer.export_caches(session, [*args.specs, *args.cache_to], all_cells=args.all,
+                                               stage=args.stage)
+        rows = [[r.spec.type, r.spec.ref or r.spec.dest, r.spec.mode, r.digest, r.records, r.layers] for r in reports]
+        return Table(["type", "destination", "mode", "digest", "records", "layers"], rows, title="cache export")
+    warnings = cache_transfer.import_caches(session, [*args.specs, *args.cache_from]) if args.action == "import" else []
+    return Table(["cache", "records", "layers"], cache_transfer.imported_rows(session),
+                 title="\n".join([*(f"WARNING: {w}" for w in warnings), "imported caches (asked on a miss)"]))
+
+
 def cmd_layers(state: KernelState, argv: list[str]) -> Any:
     p = _parser("layers", "The layers of a stage's result, with their file changes (as dive shows).")
     p.add_argument("stage", nargs="?")
@@ -389,7 +413,7 @@ COMMANDS = {
     "graph": cmd_graph, "layers": cmd_layers, "export": cmd_export, "dump": cmd_dump,
     "dockerfile": cmd_dockerfile, "exec": cmd_exec, "history": cmd_history, "why": cmd_why,
     "status": cmd_status, "debug": cmd_debug, "reset": cmd_reset, "du": cmd_du, "prune": cmd_prune, "config": cmd_config,
-    "check": cmd_check,
+    "check": cmd_check, "cache": cmd_cache,
 }
 
 

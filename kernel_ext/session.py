@@ -176,6 +176,7 @@ class NotebookSession:
         self.cells: list[Cell] = []
         self.session_id = uuid.uuid4().hex[:12]  # names this kernel's builds in the history
         self.cache_imports: list[Any] = []  # caches %llb cache import loaded, asked on a miss
+        self.results: list[SolveResult] = []  # every cell build's result (the latest 256), for %llb cache export --all
         self.last_run: CellRun | None = None  # the most recent run_cell, for code cells
         self._by_id: dict[str, Cell] = {}
         self._anonymous = itertools.count(1)
@@ -348,6 +349,7 @@ class NotebookSession:
             raise
         if run.result is not None:
             recording.finish(run.result, None)
+            self.results = [*self.results[-255:], run.result]
         return run
 
     def _run_cell(self, cell: Cell, options: CellOptions, started: float, *,

@@ -127,7 +127,7 @@ def test_llb_exec_leaves_no_trace(ip, capsys) -> None:
 def test_llb_subcommands_have_help_and_work(ip, capsys) -> None:
     cell(ip, "%%dockerfile\nFROM busybox\nRUN echo hi > /hi\n", "a", capsys)
     for sub in ("graph", "layers", "export", "dump", "dockerfile", "exec", "history", "why", "status",
-                "reset", "du", "prune", "config"):
+                "reset", "du", "prune", "config", "cache"):
         res = ip.run_cell(f"%llb {sub} --help", cell_id="h")
         assert res.error_in_exec is None, sub
         assert "usage: %llb " + sub in capsys.readouterr().out
