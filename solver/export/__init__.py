@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ContextManager
 
 from solver.cache.content import ContentStore
-from solver.errors import LLBookError
+from solver.errors import LLBookError, shorten_middle
 from solver.export.archive import NamedImage, write_archive, write_layout_dir
 from solver.export.image import CommittedImage, ImageLayer, commit_image
 from solver.export.layer import BLOB_FORMAT, COMPRESSIONS, GZIP, LayerBlob, compression_of, layer_media_type, store_layer
@@ -244,12 +244,15 @@ def _write_layout(store: ContentStore, image: CommittedImage, output: OutputSpec
 
 def _export_filesystem(source: ExportSource, output: OutputSpec, epoch: int | None,
                        progress: Progress | None) -> ExportResult:
-    with source.mount_rootfs() as root:
-        if output.type == "local":
-            write_local(root, Path(output.dest))
-        else:
-            with _open_dest(output.dest) as out:
-                write_rootfs_tar(root, out, epoch=epoch)
+    try:
+        with source.mount_rootfs() as root:
+            if output.type == "local":
+                write_local(root, Path(output.dest))
+            else:
+                with _open_dest(output.dest) as out:
+                    write_rootfs_tar(root, out, epoch=epoch)
+    except OSError as exc:  # e.g. a 5,000-byte path in the result: one line, the cause first
+        raise ExportError(f"--output type={output.type},dest={output.dest}: {shorten_middle(str(exc))}") from exc
     return ExportResult(output.type, output.dest)
 
 

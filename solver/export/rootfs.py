@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from solver.errors import shorten_middle
 from solver.export.layer import COPY_BUFFER
 from solver.export.tarentry import tar_info
 
@@ -48,4 +49,6 @@ def write_local(root: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(["cp", "-a", "--", f"{root}/.", str(dest)], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise OSError(f"copying the result into {dest} failed: {proc.stderr.strip()}")
+        lines = proc.stderr.strip().splitlines() or [f"cp exited with {proc.returncode}"]
+        cause = lines[-1].rsplit(": ", 1)[-1]  # cp's reason ("File name too long") goes first
+        raise OSError(f"{cause}: copying the result into {dest} failed: {shorten_middle(lines[-1])}")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from solver.errors import LLBookError
+from solver.errors import LLBookError, shorten
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -464,7 +464,9 @@ def _extract_one(extractor: _Extractor, archive: tarfile.TarFile, member: tarfil
     try:
         extractor.extract_member(archive, member)
     except (OSError, ValueError) as exc:
-        raise TarExtractError(f"cannot extract tar entry {member.name!r} into {extractor.root}: {exc}") from exc
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)  # the name once, shortened
+        raise TarExtractError(f"{shorten(cause)}: cannot extract tar entry {shorten(repr(member.name))} "
+                              f"into {extractor.root}") from exc
 
 
 def extract(stream: BinaryIO, root: Path | str, options: ExtractOptions | None = None) -> ExtractStats:

@@ -1,0 +1,58 @@
+"""Fixtures of the adversarial suite (issue 13 point 4): builds through `llbook build` with
+runc and the loopback registry of tests/conftest.py (busybox as `FROM busybox`), a
+sentinel directory outside every root, and the run's tally printed at the end.
+
+- `adv` (function-scoped) -> Adv: `.env` for llbook subprocesses (registry mirror config,
+  TMPDIR = `.tmp` so bundle directories of this test's builds are countable), `.cache`,
+  `.sentinel` (a directory with files no build may change; `.sentinel_changes()` counts
+  entries added, removed or changed since the test began), `.base` the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from adv_helpers import TALLY, changed_entries, env_for, tree
+
+
+@dataclass
+class Adv:
+    base: Path
+    env: dict[str, str]
+    cache: Path
+    tmp: Path
+    sentinel: Path
+    before: dict
+
+    def sentinel_changes(self) -> int:
+        return changed_entries(self.before, tree(self.sentinel))
+
+
+def make_sentinel(path: Path) -> Path:
+    (path / "sub").mkdir(parents=True)
+    (path / "victim").write_text("original\n")
+    (path / "sub" / "deep").write_text("deep original\n")
+    os.symlink("victim", path / "link")
+    return path
+
+
+@pytest.fixture
+def adv(registry_config, tmp_path: Path) -> Adv:
+    if os.geteuid() != 0 or shutil.which("runc") is None:
+        pytest.skip("the adversarial suite builds with runc and needs root")
+    sentinel = make_sentinel(tmp_path / "sentinel-outside")
+    tmp = tmp_path / "tmp"
+    return Adv(base=tmp_path, env=env_for(registry_config, tmp), cache=tmp_path / "cache", tmp=tmp,
+               sentinel=sentinel, before=tree(sentinel))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if TALLY.areas:
+        terminalreporter.section("adversarial suite: what was tried and measured")
+        for line in TALLY.lines():
+            terminalreporter.write_line(line)
