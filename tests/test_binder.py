@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from typing import Any
 from pathlib import Path
 
 import nbformat
@@ -92,3 +93,50 @@ def test_start_notebook_runs_as_uid_1000_with_proot_and_native_snapshots(request
     assert "ProotExecutor" in config and "NativeSnapshotter" in config, config
     second = next(c for c in done.cells if c.cell_type == "code" and "RUN wc -c" in c.source)
     assert "CACHED" in json.dumps(second.outputs)
+
+
+def _dockerfile_steps(cell: Any) -> list[tuple[str, str]]:
+    """(step, CACHED|DONE|ERROR) of a %%dockerfile cell's text progress."""
+    text = "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+    return re.findall(r"^#\d+ (\[[^\]]+\] .*?)  (CACHED|DONE|ERROR)\b", text, re.M)
+
+
+def test_postbuild_ships_the_notebooks_cache_and_a_fresh_kernel_opens_cached(tmp_path: Path, registry_config) -> None:
+    """postBuild's step (binder/cache_notebooks.py) runs the start notebook with a fresh cache and
+    exports it; binder/start hands it to a kernel whose cache dir is empty: every step is CACHED."""
+    shipped = tmp_path / "shipped cache"  # a space: the specs are quoted as buildx's CSV reads them
+    env = {**os.environ, **registry_config.env, "HOME": str(tmp_path / "home"), "LLBOOK_NOTEBOOK_CACHE": str(shipped),
+           "LLBOOK_CACHE_DIR": str(tmp_path / "unused")}
+    env.pop("LLBOOK_CACHE_FROM", None)
+    (tmp_path / "home").mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "binder" / "cache_notebooks.py"), "--strict", str(shipped),
+                           str(ROOT / START_NOTEBOOK)], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (tmp_path / "unused").exists()  # the notebooks ran in a cache of their own
+    specs = (shipped / "cache-from").read_text()
+    assert specs == f'"type=local,src={shipped}",tag=01-first-image\n' or \
+        specs == f"type=local,src={shipped},tag=01-first-image\n", specs
+    fresh = tmp_path / "fresh-cache"
+    env["LLBOOK_CACHE_DIR"] = str(fresh)
+    started = subprocess.run([str(ROOT / "binder" / "start"), "printenv", "LLBOOK_CACHE_FROM"], env=env,
+                             capture_output=True, text=True, check=True)
+    assert started.stdout == specs
+    work = tmp_path / "pod"
+    work.mkdir()
+    shutil.copy(ROOT / START_NOTEBOOK, work / "01.ipynb")
+    runner = ("import nbformat, sys\nfrom nbclient import NotebookClient\n"
+              "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+              "NotebookClient(nb, timeout=600, kernel_name='python3', allow_errors=True,\n"
+              "               resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
+              "nbformat.write(nb, sys.argv[1])\n")
+    proc = subprocess.run([str(ROOT / "binder" / "start"), sys.executable, "-c", runner, str(work / "01.ipynb"),
+                           str(work)], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = nbformat.read(work / "01.ipynb", as_version=4)
+    errors = [o for c in done.cells if c.cell_type == "code" for o in c.outputs if o["output_type"] == "error"]
+    assert errors == [], "\n".join("\n".join(e["traceback"]) for e in errors)
+    cells = [c for c in done.cells if c.cell_type == "code" and c.source.startswith("%%dockerfile")]
+    steps = [step for c in cells for step in _dockerfile_steps(c)]
+    assert len(cells) == 2 and len(steps) >= 3, steps
+    assert all(state == "CACHED" for _, state in steps), steps
+    assert (work / "hello.tar").stat().st_size > 0  # the export read the imported layers
