@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -271,4 +272,7 @@ def test_tcp_with_mutual_tls(tls_address, tls_files: Path) -> None:
     without_client_cert = TLSFiles(str(tls_files / "ca.pem"), server_name="buildkitd")
     with pytest.raises(DaemonUnreachableError, match=address):
         connect(address, without_client_cert)
+    deadline = time.monotonic() + 30  # the server thread records its side of the handshake after the client gave up
+    while not refused and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert refused  # the server refused the handshake without a client certificate
