@@ -80,6 +80,17 @@ def _parser(prog: str, description: str) -> MagicParser:
     return MagicParser(prog=f"%llb {prog}", description=description)
 
 
+def _parse_mixed(p: MagicParser, argv: list[str], rest: str) -> argparse.Namespace:
+    """``p.parse_args`` where the words of the positional ``rest`` may follow options too
+    (argparse's parse_intermixed_args cannot format a prog with a ``%`` in it)."""
+    args, extra = p.parse_known_args(argv)
+    unknown = [word for word in extra if word.startswith("-")]
+    if unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    setattr(args, rest, [*getattr(args, rest), *extra])
+    return args
+
+
 # -- sub-commands ---------------------------------------------------------------------------
 
 def cmd_dockerfile(state: KernelState, argv: list[str]) -> Any:
@@ -132,7 +143,7 @@ def cmd_history(state: KernelState, argv: list[str]) -> Any:
     p.add_argument("action", nargs="?", default="ls", choices=("ls", "inspect", "diff", "steps"))
     p.add_argument("refs", nargs="*", metavar="REF")
     p.add_argument("--all", action="store_true", help="every build in the cache dir, not only this session's")
-    args = p.parse_intermixed_args(argv)
+    args = _parse_mixed(p, argv, "refs")
     from kernel_ext import history_view
     if args.action == "ls":
         table = history_view.ls_table(state.session, args.all)
@@ -310,7 +321,7 @@ def cmd_cache(state: KernelState, argv: list[str]) -> Any:
     add_arguments(p)
     p.add_argument("--stage", help="export: the cache of this stage's result (default: the last cell's)")
     p.add_argument("--all", action="store_true", help="export: every result this session's cells built (needs mode=max)")
-    args = p.parse_intermixed_args(argv)
+    args = _parse_mixed(p, argv, "specs")
     from kernel_ext import cache_transfer
     session = state.session
     if args.action == "export":
