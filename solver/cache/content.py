@@ -14,6 +14,7 @@ leftovers from a live write.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -62,6 +63,25 @@ class SizeMismatchError(ContentError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"size mismatch: expected {expected} bytes, got {actual}")
+
+
+class StoreFullError(ContentError):
+    """The store's filesystem is full (ENOSPC, EDQUOT): not transient, so never retried."""
+
+    def __init__(self, root: Path, what: str, needed: int | None, cause: OSError) -> None:
+        self.root = root
+        try:
+            free: int | None = shutil.disk_usage(root).free
+        except OSError:
+            free = None
+        need = f"{needed:,} bytes" if needed is not None else "more space"
+        have = f", {free:,} bytes free there" if free is not None else ""
+        super().__init__(f"no space left in the cache dir {root}: {what} needs {need}{have} "
+                         f"({cause.strerror or cause}); free space (llbook prune) or use another --cache-dir")
+
+
+def _full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class BlobNotFoundError(ContentError, KeyError):
@@ -155,7 +175,12 @@ class BlobWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._file is None:
             raise ContentError("write after commit or abort")
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as error:
+            if _full(error):
+                raise self._full_error(error) from error
+            raise
         self._hasher.update(data)
         self._size += len(data)
         return len(data)
@@ -188,11 +213,20 @@ class BlobWriter:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._tmp_path, target)
             fsync_dir(target.parent)
+        except OSError as error:
+            self.abort()
+            if _full(error):
+                raise self._full_error(error) from error
+            raise
         except BaseException:
             self.abort()
             raise
         self._digest = actual
         return actual
+
+    def _full_error(self, error: OSError) -> StoreFullError:
+        what = f"blob {self._expected_digest}" if self._expected_digest else "a blob"
+        return StoreFullError(self._store.root, what, self._expected_size, error)
 
     def _check_expectations(self, actual: str) -> None:
         if self._expected_size is not None and self._expected_size != self._size:

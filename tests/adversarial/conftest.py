@@ -2,6 +2,8 @@
 runc and the loopback registry of tests/conftest.py (busybox as `FROM busybox`), a
 sentinel directory outside every root, and the run's tally printed at the end.
 
+- `small_tmpfs` (function-scoped) -> callable(size: str) -> Path: mounts a tmpfs of that
+  size (`mount -t tmpfs -o size=...`) in the test's tmp dir, unmounted after the test.
 - `adv` (function-scoped) -> Adv: `.env` for llbook subprocesses (registry mirror config,
   TMPDIR = `.tmp` so bundle directories of this test's builds are countable), `.cache`,
   `.sentinel` (a directory with files no build may change; `.sentinel_changes()` counts
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +52,22 @@ def adv(registry_config, tmp_path: Path) -> Adv:
     tmp = tmp_path / "tmp"
     return Adv(base=tmp_path, env=env_for(registry_config, tmp), cache=tmp_path / "cache", tmp=tmp,
                sentinel=sentinel, before=tree(sentinel))
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"tmpfs-{len(mounted)}"
+        where.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], check=True)
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -130,19 +130,23 @@ def _stream_verified(response: Response, desc: Descriptor, writer: BlobWriterLik
     """Copy the body into `writer` while hashing; raise unless it is exactly `desc`."""
     hasher = hashlib.sha256()
     size = 0
-    try:
-        for chunk in response.iter_chunks():
-            size += len(chunk)
-            if size > desc.size:
-                raise BlobDigestMismatchError(
-                    f"{what}: more than the {desc.size} bytes the descriptor promises; "
-                    f"refused, nothing stored", blob=desc.digest, actual="", size=size)
-            hasher.update(chunk)
-            writer.write(chunk)
-            counted(len(chunk))
-    except (OSError, http.client.HTTPException) as exc:
-        raise TransferInterruptedError(f"{what}: download broke off after {size} bytes: "
-                                       f"{reason(exc)}") from exc
+    chunks = response.iter_chunks()
+    while True:
+        try:
+            chunk = next(chunks, None)
+        except (OSError, http.client.HTTPException) as exc:  # only the network's errors are retried
+            raise TransferInterruptedError(f"{what}: download broke off after {size} bytes: "
+                                           f"{reason(exc)}") from exc
+        if chunk is None:
+            break
+        size += len(chunk)
+        if size > desc.size:
+            raise BlobDigestMismatchError(
+                f"{what}: more than the {desc.size} bytes the descriptor promises; "
+                f"refused, nothing stored", blob=desc.digest, actual="", size=size)
+        hasher.update(chunk)
+        writer.write(chunk)  # a full disk (StoreFullError, ENOSPC) fails at once, never retried
+        counted(len(chunk))
     declared = response.headers.get("Content-Length")
     if size < desc.size and (declared is None or declared == str(desc.size)):
         # http.client returns a short read, not an error, when the peer closes early
