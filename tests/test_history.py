@@ -176,3 +176,16 @@ def test_store_refs_and_atomic_files(tmp_path: Path):
     assert len(store.records()) == 3
     removed = store.prune(keep_count=10, keep_age=3600, now=1002.5 + 3600)
     assert [r.ref for r in removed] == ["ref1abc", "ref0abc"]
+
+
+def test_the_gc_after_each_build_reads_records_only_when_it_may_remove_one(tmp_path: Path):
+    from solver.history import BuildRecord
+    store = HistoryStore.of(tmp_path)
+    now = time.time()
+    for i in range(3):  # built a day ago, files written just now
+        store.save(BuildRecord(f"gc{i}", "notebook", "cell 1", started=now - 86400 + i, completed=now - 86400 + i))
+    assert store.collect(keep_count=3, keep_age=3600) == []  # the listing: 3 files, all recent
+    assert [r.ref for r in store.collect(keep_count=2, keep_age=7 * 86400)] == ["gc0"]  # one too many
+    os.utime(store.root / "gc1.json", (now - 7200, now - 7200))  # a file as old as its record
+    assert [r.ref for r in store.collect(keep_count=2, keep_age=3600)] == ["gc2", "gc1"]  # then every old one goes
+    assert store.records() == []

@@ -95,7 +95,7 @@ class Recorder:
         record.exports = list(exports or [])
         try:
             self.store.save(record, logs)
-            self.store.prune(DEFAULT_KEEP_COUNT, DEFAULT_KEEP_AGE)
+            self.store.collect(DEFAULT_KEEP_COUNT, DEFAULT_KEEP_AGE)
         except OSError:
             pass
         return record

@@ -116,6 +116,21 @@ class HistoryStore:
                 removed.append(record)
         return removed
 
+    def collect(self, keep_count: int = DEFAULT_KEEP_COUNT, keep_age: float = DEFAULT_KEEP_AGE) -> list[BuildRecord]:
+        """The GC after each build: ``prune`` only when the directory listing says so (more
+        record files than ``keep_count`` and a tenth of it, or a file written over ``keep_age``
+        ago), so a build does not read every record. A record's file is written when its build
+        ends; one rewritten later waits until its file is old too (``prune`` looks at the records)."""
+        now = time.time()
+        try:
+            with os.scandir(self.root) as listing:
+                written = [e.stat().st_mtime for e in listing if e.name.endswith(".json")]
+        except OSError:
+            return []
+        if len(written) <= keep_count + keep_count // 10 and all(now - mtime <= keep_age for mtime in written):
+            return []
+        return self.prune(keep_count, keep_age, now)
+
 
 def load(cache_dir: str | os.PathLike[str] | None, ref: str = "^0") -> BuildRecord:
     """The build record ``ref`` names (an id as ``llbook history ls`` prints it, or ``^N``) in
