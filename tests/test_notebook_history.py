@@ -4,6 +4,7 @@ moves a session's cache into a fresh kernel with an empty cache dir."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -81,9 +82,14 @@ def test_history_lists_cell_builds_and_diff_names_the_changed_run(kernel_env, tm
         assert "FLAVOUR=plain" in inspect.text and "RUN echo one > /f" in inspect.text
         bad = kernel.execute("%llb history inspect ^7")
         assert bad.status == "error" and "there are 2 builds of this session" in bad.text
+        failing = kernel.execute("%%dockerfile\nRUN echo about-to-fail && false\n", cell_id="c2")
+        assert failing.status == "error"
+        latest = kernel.execute("%llb history inspect")
+        assert "Status:         failed" in latest.text and "Error:" in latest.text, latest.text
+        assert re.search(r"FAILED +\S+  \[stage-0 3\] RUN echo about-to-fail && false", latest.text), latest.text
     finally:
         kernel.shutdown()
-    record = HistoryStore.of(kernel_env["LLBOOK_CACHE_DIR"]).resolve("^0")  # survives the kernel
+    record = HistoryStore.of(kernel_env["LLBOOK_CACHE_DIR"]).resolve("^1")  # survives the kernel
     assert record.frontend == "notebook" and record.status == "completed" and record.session
     assert record.sources == {"cell 1": "FROM busybox\nARG FLAVOUR\nRUN echo two > /f\n"}
     assert record.args == {"FLAVOUR": "plain"}
@@ -101,6 +107,10 @@ def test_cache_export_then_a_fresh_kernel_imports_it_and_the_cell_is_cached(kern
         assert export.status == "ok", export.text
         assert re.search(r"local\s+\S+exported-cache\s+max\s+sha256:[0-9a-f]{64}\s+[1-9]\d*\s+[1-9]", export.text)
         assert "<table>" in html_of(export)
+        staged = kernel.execute(f"%llb cache export --stage stage-0 type=local,dest={layout},tag=stage,mode=min")
+        assert staged.status == "ok" and " min " in staged.text, staged.text
+        assert {m["annotations"]["org.opencontainers.image.ref.name"]
+                for m in json.loads((layout / "index.json").read_text())["manifests"]} == {"latest", "stage"}
     finally:
         kernel.shutdown()
     fresh = dict(kernel_env, LLBOOK_CACHE_DIR=str(tmp_path / "empty-cache"))
@@ -111,6 +121,7 @@ def test_cache_export_then_a_fresh_kernel_imports_it_and_the_cell_is_cached(kern
         assert state_of(other.text, "RUN echo not-exported > /n") == "DONE", other.text
         imported = kernel.execute(f"%llb cache import --cache-from type=local,src={layout}")
         assert imported.status == "ok" and f"local {layout}" in imported.text, imported.text
+        assert f"local {layout}" in kernel.execute("%llb cache ls").text
         again = kernel.execute(cell, cell_id="c1")
         assert again.status == "ok", again.text
         assert state_of(again.text, "RUN echo exported-step > /e") == "CACHED", again.text
