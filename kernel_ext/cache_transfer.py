@@ -61,13 +61,15 @@ def imported_rows(session: Any) -> list[list[str]]:
 
 
 def merged_result(results: list[Any]) -> Any:
-    """Every vertex of ``results`` once, inputs before their consumers, with the last one's head."""
-    seen: set[str] = set()
+    """Every vertex of ``results`` once per set of cache keys (a COPY whose files changed is the
+    same vertex with another key), inputs before their consumers, with the last one's head."""
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     vertices = []
     for result in results:
         for vertex in result.vertices:
-            if vertex.digest not in seen:
-                seen.add(vertex.digest)
+            key = (vertex.digest, tuple(vertex.cache_keys))
+            if key not in seen:
+                seen.add(key)
                 vertices.append(vertex)
     return dataclasses.replace(results[-1], vertices=vertices)
 

@@ -162,3 +162,37 @@ def test_a_failure_to_record_never_fails_the_cell(tmp_path: Path, llbook_registr
     finally:
         session.close()
     assert (cache / "history").read_text() == "not a directory"
+
+
+def test_export_all_keeps_every_version_of_an_edited_cell(tmp_path: Path, llbook_registry_env) -> None:
+    """--all exports each build of the session: the COPY of app.py v1 and of v2 are one vertex
+    with two cache keys, and a fresh session that imports the cache has both CACHED."""
+    from kernel_ext import cache_transfer
+    text = "FROM busybox AS ctx\nCOPY app.py /app/app.py\nRUN cat /app/app.py\n"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    options = CellOptions(context=str(ctx))
+    layout = tmp_path / "layout"
+    sessions = []
+
+    def session(name: str) -> NotebookSession:
+        sessions.append(NotebookSession(cache_dir=tmp_path / name, context=tmp_path,
+                                        registry_config=llbook_registry_env.config))
+        return sessions[-1]
+    try:
+        first = session("first")
+        for version in ("v1", "v2"):
+            (ctx / "app.py").write_text(f"print('{version}')\n")
+            first.run_cell(text, "copy", options)
+        reports = cache_transfer.export_caches(first, [f"type=local,dest={layout},mode=max"], all_cells=True)
+        assert len(reports) == 1 and reports[0].records > 0
+        fresh = session("fresh")
+        assert cache_transfer.import_caches(fresh, [f"type=local,src={layout}"]) == []
+        for version in ("v1", "v2"):
+            (ctx / "app.py").write_text(f"print('{version}')\n")
+            run = fresh.run_cell(text, "copy", options)
+            steps = {v.name.split("] ", 1)[1]: v.cached for v in run.result.vertices if v.kind != "local"}
+            assert steps["COPY app.py /app/app.py"] and steps["RUN cat /app/app.py"], (version, steps)
+    finally:
+        for s in sessions:
+            s.close()
