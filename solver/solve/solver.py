@@ -484,7 +484,12 @@ class Solver:
             cmap = self._cache_map(ctx, info)
             inputs = [state.outcomes[i.digest] for i in vertex.op.inputs]
             input_refs = _InputRefs(inputs, vertex.op.inputs)
-            deps = self._dep_keys(ctx, cmap, inputs, vertex.op, input_refs, with_files=False)
+            try:
+                deps = self._dep_keys(ctx, cmap, inputs, vertex.op, input_refs, with_files=False)
+            except (LLBookError, OSError) as error:  # a content checksum: say which step and line
+                if isinstance(error, (BuildError, Canceled)):
+                    raise
+                raise _located(info, f"failed to compute cache key: {_reason(error)}") from error
             outputs = max(1, output_count(vertex.op))
             keys = [cachekey.combine(cmap.digest, out, deps) for out in range(outputs)]
             record.cache_keys = keys
@@ -739,8 +744,16 @@ def _run_op(ctx: OpContext, info: VertexInfo, input_refs: list[Ref]) -> list[Out
     except (BuildError, Canceled, KeyboardInterrupt):
         raise
     except Exception as error:
-        raise BuildError(f"{type(error).__name__}: {error}", vertex=info.digest, name=info.name,
-                         filename=info.filename, line=info.line) from error
+        raise _located(info, f"{type(error).__name__}: {error}") from error
+
+
+def _located(info: VertexInfo, message: str) -> BuildError:
+    """A BuildError about ``info``'s vertex, with its Dockerfile and line."""
+    return BuildError(message, vertex=info.digest, name=info.name, filename=info.filename, line=info.line)
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) if isinstance(error, LLBookError) else f"{type(error).__name__}: {error}"
 
 
 def _new_memo(cache_dir: Path) -> Any:

@@ -51,8 +51,12 @@ class ConfinedOpener:
         if not parts:
             raise ContextError("the context root is not a file")
         assert self.dirs is not None, "use ConfinedOpener in a with block"
-        dir_fd = self.dirs.fd_for(parts[:-1])
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            dir_fd = self.dirs.fd_for(parts[:-1])
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError as error:  # gone, or swapped for a link or a directory, since it was listed
+            raise ContextError(f"{rel!r}: {error.strerror or error}; the context changed while "
+                               f"the build read it") from error
         return os.fdopen(fd, "rb")
 
 
