@@ -119,6 +119,7 @@ def test_interrupt_stops_a_long_run(kernel, tmp_path: Path) -> None:
     assert elapsed_after_interrupt < 60, run.text  # far below the 100 s the RUN would take
     assert _mounts_under(tmp_path) == mounts_before, (elapsed_after_interrupt, run.text)
     assert running() == []
+    assert re.search(r" cell 2 +canceled ", kernel.execute("%llb history").text)  # recorded as interrupted
     # the session stays usable: fix the interrupted cell and run it again
     after = kernel.execute("%%dockerfile\nRUN echo still usable\n", cell_id="long")
     assert after.status == "ok" and "still usable" in after.text
