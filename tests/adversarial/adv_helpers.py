@@ -145,6 +145,26 @@ def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
     return bool(predicate())
 
 
+def containers_of(owners: list[int]) -> int:
+    """runc containers (any installed runtime) of these llbook build pids: ids llbook-<pid>-..."""
+    from solver.executor.runc import runtime_commands
+    count = 0
+    for runc in runtime_commands():
+        out = subprocess.run([*runc, "list", "--format", "json"], capture_output=True, text=True, timeout=30)
+        ids = [c["id"] for c in json.loads(out.stdout or "null") or []]
+        count += sum(1 for i in ids for owner in owners if i.startswith(f"llbook-{owner}-"))
+    return count
+
+
+def host_disk() -> tuple[int, int]:
+    """major, minor of the machine's first block device (/proc/partitions)."""
+    for line in Path("/proc/partitions").read_text().splitlines()[2:]:
+        fields = line.split()
+        if len(fields) == 4:
+            return int(fields[0]), int(fields[1])
+    return 8, 0
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from adv_helpers import build, report, write
+from adv_helpers import build, host_disk, report, write
 from helpers_rootfs import unique_number
-from test_adv_layers import host_disk
 
 pytestmark = pytest.mark.root
 

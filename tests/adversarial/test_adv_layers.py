@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from adv_helpers import build, check_cache, report, write
+from adv_helpers import build, check_cache, host_disk, report, write
 from fixtures.imagebuild import (Blob, Layer, build_image, dir_entry, file_entry, layer_from_entries, layer_from_tar,
                                  push_image, symlink_entry, tar_entries)
 from solver.source.reference import parse as parse_reference
@@ -51,15 +51,6 @@ def gnu_tar(entries: list[tuple[str, bytes]]) -> bytes:
             info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
             tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def host_disk() -> tuple[int, int]:
-    """major, minor of the machine's first block device (/proc/partitions)."""
-    for line in Path("/proc/partitions").read_text().splitlines()[2:]:
-        fields = line.split()
-        if len(fields) == 4:
-            return int(fields[0]), int(fields[1])
-    return 8, 0
 
 
 @dataclass
