@@ -68,7 +68,7 @@ class SizeMismatchError(ContentError):
 class StoreFullError(ContentError):
     """The store's filesystem is full (ENOSPC, EDQUOT): not transient, so never retried."""
 
-    def __init__(self, root: Path, what: str, needed: int | None, cause: OSError) -> None:
+    def __init__(self, root: Path, what: str, needed: int | None, cause: BaseException) -> None:
         self.root = root
         try:
             free: int | None = shutil.disk_usage(root).free
@@ -77,7 +77,7 @@ class StoreFullError(ContentError):
         need = f"{needed:,} bytes" if needed is not None else "more space"
         have = f", {free:,} bytes free there" if free is not None else ""
         super().__init__(f"no space left in the cache dir {root}: {what} needs {need}{have} "
-                         f"({cause.strerror or cause}); free space (llbook prune) or use another --cache-dir")
+                         f"({getattr(cause, 'strerror', None) or cause}); free space (llbook prune) or use another --cache-dir")
 
 
 def _full(error: OSError) -> bool:
