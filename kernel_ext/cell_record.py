@@ -50,13 +50,14 @@ class CellRecording:
                 progress(event)
         return emit
 
-    def finish(self, result: Any, error: BaseException | None, canceled: bool = False) -> None:
-        """Save the record (the result's steps, or the events' when the build failed);
-        ``canceled``: the kernel was interrupted, whatever the solve raised for it."""
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        """Save the record (the result's steps, or the events' when the build failed); an
+        interrupt (the solve's ``Canceled`` in the worker thread) is recorded as canceled."""
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return
-        if canceled and error is not None and not isinstance(error, KeyboardInterrupt):
+        from solver.solve.scheduler import Canceled
+        if isinstance(error, Canceled):
             error = KeyboardInterrupt(str(error) or "build interrupted")
         try:
             recorder.finish(result, error)

@@ -345,7 +345,7 @@ class NotebookSession:
         try:
             run = self._run_cell(cell, options, started, progress=recording.tee(progress), cancel=cancel)
         except BaseException as error:
-            recording.finish(None, error, canceled=cancel is not None and cancel.is_set())
+            recording.finish(None, error)
             raise
         if run.result is not None:
             recording.finish(run.result, None)
