@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,26 @@ def test_export_all_keeps_every_version_of_an_edited_cell(tmp_path: Path, llbook
             run = fresh.run_cell(text, "copy", options)
             steps = {v.name.split("] ", 1)[1]: v.cached for v in run.result.vertices if v.kind != "local"}
             assert steps["COPY app.py /app/app.py"] and steps["RUN cat /app/app.py"], (version, steps)
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def test_registry_cache_round_trip_between_sessions(tmp_path: Path, llbook_registry_env, registry_with_busybox) -> None:
+    """type=registry,ref=…,mode=max from one session; a bare REF (as docker build --cache-from) in another."""
+    from kernel_ext import cache_transfer
+    ref = f"{registry_with_busybox.host}/cache/notebook:{uuid.uuid4().hex[:12]}"
+    text = f"FROM busybox\nRUN echo {ref} > /r\n"
+    sessions = [NotebookSession(cache_dir=tmp_path / name, context=tmp_path, registry_config=llbook_registry_env.config)
+                for name in ("first", "fresh")]
+    try:
+        first, fresh = sessions
+        assert not first.run_cell(text, "r", CellOptions()).result.cached_count
+        [report] = cache_transfer.export_caches(first, [f"type=registry,ref={ref},mode=max"])
+        assert report.digest.startswith("sha256:") and report.layers >= 2
+        assert cache_transfer.import_caches(fresh, [ref]) == []
+        run = fresh.run_cell(text, "r", CellOptions())
+        assert [v.cached for v in run.result.vertices] == [True, True], run.result.vertices
     finally:
         for s in sessions:
             s.close()
