@@ -6,7 +6,7 @@ its cells built into DEST (BuildKit's local cache layout, one tag per notebook).
 lists the ``--cache-from`` specs, one a line; binder/start hands them to every kernel as
 ``LLBOOK_CACHE_FROM``, so a fresh pod opens with the cells CACHED.
 
-    python binder/cache_notebooks.py [--strict] DEST [NOTEBOOK ...]   (default: notebooks/*.ipynb)
+    python binder/cache_notebooks.py [--strict] DEST [NOTEBOOK ...]   (default: notebooks/*.ipynb but NOT_SHIPPED)
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS_FILE = "cache-from"
+# Notebooks whose lesson is the rebuild an edit causes: a shipped cache holding every version of
+# their cells would show those cells CACHED on a fresh pod and contradict the text.
+NOT_SHIPPED = frozenset({"03-cache-keys.ipynb"})
 
 
 def spec(**fields: str) -> str:
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="fail when a notebook's cache is not exported")
     args = parser.parse_args(argv)
     dest = args.dest.absolute()
-    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    notebooks = args.notebooks or sorted(p for p in (ROOT / "notebooks").glob("*.ipynb") if p.name not in NOT_SHIPPED)
     scratch = Path(tempfile.mkdtemp(prefix="llbook-notebook-cache-"))
     os.environ["LLBOOK_CACHE_DIR"] = str(scratch / "build-cache")  # the kernels' fresh cache, dropped after
     os.environ.pop("LLBOOK_CACHE_FROM", None)
