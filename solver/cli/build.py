@@ -1,7 +1,8 @@
 """``llbook build``: docker build's flags over the Dockerfile frontend and the embedded solver.
 
     llbook build [-f FILE] [-t NAME]... [--target STAGE] [--build-arg K=V]...
-                 [--secret id=ID,src=PATH]... [--build-context NAME=PATH|oci-layout://...]...
+                 [--secret id=ID,src=PATH]... [--ssh default|ID=PATH[,PATH]]...
+                 [--build-context NAME=PATH|oci-layout://...]...
                  [--no-cache] [--cache-dir DIR] [--config FILE] [--executor runc|proot]
                  [--allow network.host|security.insecure]... [--platform OS/ARCH]
                  [--progress auto|tty|plain|quiet] [--metadata-file FILE] CONTEXT
@@ -95,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-error", choices=["fail", "shell"], default="fail",
                         help="shell: open a shell in the state before a failing RUN (its command "
                              "in the history), as buildx debug --on=error")
+    from solver.cli.build_ssh import add_arguments as add_ssh_arguments
+    add_ssh_arguments(parser)  # --ssh default|ID=PATH[,PATH]
     from solver.cli.cache_flags import add_arguments as add_cache_arguments
     add_cache_arguments(parser)  # --cache-to / --cache-from
     from solver.cli.buildkit import add_arguments as add_buildkit_arguments
@@ -215,6 +218,7 @@ def run_build(args: argparse.Namespace) -> int:
     from solver.solve.progress import ProgressBus
     from solver.solve import named_contexts
     from solver.cli.solver_pool import open_solver
+    from solver.cli.build_ssh import ssh_sockets
     try:
         context = build_context(args.context)
     except LLBookError as error:
@@ -255,11 +259,12 @@ def run_build(args: argparse.Namespace) -> int:
             secrets = {s.id: s.src for s in args.secrets}
             imports = cache_flags.import_caches(solver, cache_from, args.platform, args.progress == "quiet")
             try:
-                result = solver.solve(
-                    definition, locations=locations, context_dirs=context_dirs, secrets=secrets,
-                    no_cache=args.no_cache, progress=bus.emit, cancel=cancel, image_config=image_config,
-                    place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
-                                    else context / "Dockerfile"), cache_imports=imports)
+                with ssh_sockets(args.ssh) as ssh:  # an ssh-agent for key files lives as long as the solve
+                    result = solver.solve(
+                        definition, locations=locations, context_dirs=context_dirs, secrets=secrets,
+                        no_cache=args.no_cache, progress=bus.emit, cancel=cancel, image_config=image_config,
+                        place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
+                                        else context / "Dockerfile"), cache_imports=imports, ssh=ssh)
             except BuildError as failure:
                 if args.on_error == "shell":
                     close_printer(printer)

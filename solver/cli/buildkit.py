@@ -105,6 +105,9 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
         if layouts:
             raise LLBookError(f"--build-context {', '.join(layouts)}: oci-layout:// contexts need the session's "
                               "content store service, which llbook does not host for a BuildKit daemon yet")
+        if getattr(args, "ssh", None):
+            raise LLBookError("--ssh: forwarding an agent to a BuildKit daemon needs the session's sshforward "
+                              "service, which llbook does not host yet; build without --buildkit-host")
         export = _export(args, scheme)  # a bad --output fails before anything is built
         with Solver(cache_dir=args.cache_dir, registry_config=registry) as resolver_host:
             resolver = named_contexts.resolver(resolver_host.image_resolver(pull=args.pull), contexts)

@@ -1,7 +1,7 @@
 """What every op executor gets: the solve's services, and helpers over result refs.
 
 ``OpContext`` bundles the cache store, snapshotter, executor, progress emitter, cancel
-event, secrets and context directories of one solve. ``OutputResult`` is what an op
+event, secrets, ssh agent sockets and context directories of one solve. ``OutputResult`` is what an op
 returns per output. The helpers open a ref read-only as a directory for the length of
 a ``with`` block and create fresh snapshot names.
 """
@@ -61,6 +61,7 @@ class OpContext:
     lease: Lease
     context_dirs: dict[str, Path] = field(default_factory=dict)
     secrets: dict[str, Path] = field(default_factory=dict)
+    ssh: dict[str, Path] = field(default_factory=dict)  # --ssh id -> the client's agent socket
     registry_config: Any = None
     platform: pb.Platform | None = None
     memo: Any = None  # contenthash StatMemo shared by the solve

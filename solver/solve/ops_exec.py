@@ -9,7 +9,8 @@ Mounts, as BuildKit's exec op sets them up:
   a key or a layer;
 - tmpfs;
 - secret: the secret file copied into a private temporary directory outside every
-  snapshot and bound read-only; never in a key or a layer.
+  snapshot and bound read-only; never in a key or a layer;
+- ssh: a forwarding socket to the client's agent (``ops_ssh.py``), bound at the target.
 
 The executor removes the mount points it had to create for extra mounts
 (``/run/secrets/x``...) before the root snapshot is committed. On a failure or cancel every
@@ -151,9 +152,10 @@ def _mount_specs(ctx: OpContext, info: VertexInfo, stack: ExitStack, inputs: lis
             if secret is not None:
                 specs.append(MountSpec(mount.dest, str(secret), readonly=True))
         elif kind == pb.MountType.SSH:
-            if not (mount.ssh_opt and mount.ssh_opt.optional):
-                raise BuildError("ssh mounts are not supported", vertex=info.digest, name=info.name,
-                                 filename=info.filename, line=info.line)
+            from solver.solve.ops_ssh import ssh_socket
+            sock = stack.enter_context(ssh_socket(ctx, info, mount))
+            if sock is not None:
+                specs.append(MountSpec(mount.dest, str(sock)))
     return specs
 
 

@@ -416,8 +416,11 @@ class Solver:
               cancel: threading.Event | None = None, image_config: dict[str, Any] | None = None,
               place_scope: str = "", platform: pb.Platform | None = None,
               locations: dict[str, tuple[str | None, int | None]] | None = None,
-              cache_imports: list[Any] | tuple[Any, ...] = ()) -> SolveResult:
+              cache_imports: list[Any] | tuple[Any, ...] = (),
+              ssh: dict[str, str | Path] | None = None) -> SolveResult:
         """Solve a Definition (or a State) and return the result ref and per-vertex records.
+
+        ``ssh`` maps ``--ssh`` ids to agent sockets (RUN --mount=type=ssh forwards them).
 
         ``cache_imports`` are imported caches (``remote.ImportedCache``), asked on a miss.
 
@@ -435,7 +438,7 @@ class Solver:
         vertices = graph.reachable()
         names = {v.digest: graph.name(v.digest) for v in vertices}
         validate({v.digest: v.op for v in vertices}, names, self.entitlements)
-        ctx = self.op_context(bus.emit, cancel, context_dirs, secrets, platform)
+        ctx = self.op_context(bus.emit, cancel, context_dirs, secrets, platform, ssh)
         state = _SolveState(graph, ctx, no_cache, place_scope, imports=list(cache_imports))
         for position, v in enumerate(vertices):
             filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
@@ -458,13 +461,15 @@ class Solver:
     def op_context(self, emit: Callable[[ProgressEvent], None], cancel: threading.Event,
                    context_dirs: dict[str, str | Path] | None = None,
                    secrets: dict[str, str | Path] | None = None,
-                   platform: pb.Platform | None = None) -> OpContext:
+                   platform: pb.Platform | None = None,
+                   ssh: dict[str, str | Path] | None = None) -> OpContext:
         """The services an op executor gets (one per solve; a debug shell makes its own)."""
         return OpContext(
             store=self.store, snapshotter=self.snapshotter, executor_factory=self.executor,
             emit=emit, cancel=cancel, lease=self._lease,
             context_dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
             secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
+            ssh={k: Path(v).absolute() for k, v in (ssh or {}).items()},
             registry_config=self.registry_config, platform=platform,
             memo=self._stat_memo(), image_source_factory=self.image_source,
             context_memo=self._context_memo, resolved=dict(self._pinned_images))
