@@ -1,4 +1,4 @@
-"""llbook build's --add-host, --ulimit, --shm-size, --label, --iidfile, -q, --no-cache-filter (runc) and --network through dockerd."""
+"""llbook build's --add-host, --ulimit, --shm-size, --label, --iidfile, -q, --no-cache-filter (runc), --network through dockerd, and --load into dockerd."""
 
 from __future__ import annotations
 
@@ -91,3 +91,47 @@ def test_buildkit_host_dockerd_network_host(dockerd, registry_with_busybox, tmp_
         assert dockerd.docker("run", "--rm", "--network=host", name).stdout.split() == ["1", nonce]
     finally:
         dockerd.docker("rmi", "-f", name, check=False)
+
+
+def test_load_puts_the_image_into_dockerd(dockerd, registry_config, tmp_path: Path, monkeypatch) -> None:
+    """--load: the docker archive goes through docker load into the dockerd the tests start."""
+    ctx, scratch = tmp_path / "ctx", tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the archive for docker load is written
+    nonce = uuid.uuid4().hex
+    write(ctx / "Dockerfile", f'FROM busybox\nRUN echo {nonce} > /n\nLABEL org.example.nonce={nonce}\nCMD ["cat", "/n"]\n')
+    name = f"llbook-load-{nonce[:8]}:v1"
+    iid = tmp_path / "iid"
+    try:
+        proc, _ = build(registry_config, ctx, tmp_path / "cache", "--load", "-t", name, "--iidfile", str(iid))
+        assert f"Loaded image: {name}" in proc.stderr
+        inspect = json.loads(dockerd.docker("image", "inspect", name).stdout)[0]
+        assert inspect["Id"] == iid.read_text()  # the image ID docker build would print
+        assert inspect["Config"]["Labels"]["org.example.nonce"] == nonce
+        assert dockerd.docker("run", "--rm", "--network=host", name).stdout.strip() == nonce
+    finally:
+        dockerd.docker("rmi", "-f", name, check=False)
+    assert list(scratch.iterdir()) == []  # the archive is gone after the load
+
+
+def test_load_without_a_reachable_dockerd_is_one_line(registry_config, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", "FROM busybox\nRUN echo never > /n\n")
+    dead = tmp_path / "dead.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(dead))  # bound, never listening: connections are refused
+    try:
+        for host, cause in ((f"unix://{tmp_path / 'none.sock'}", "does not exist"),
+                            (f"unix://{dead}", "Connection refused")):
+            env = {**_env(registry_config), "DOCKER_HOST": host}
+            proc = subprocess.run([*LLBOOK, "build", "--progress", "plain", "--cache-dir", str(tmp_path / "cache"),
+                                   "--load", str(ctx)], env=env, capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 1 and "Traceback" not in proc.stderr
+            lines = proc.stderr.strip().splitlines()
+            assert lines == [f"error: --load: no docker daemon is reachable: DOCKER_HOST={host}"
+                             f"{': ' if 'refused' in cause else ' '}{cause}; start dockerd, or write the image "
+                             "with --output type=docker,dest=FILE"], proc.stderr
+    finally:
+        sock.close()

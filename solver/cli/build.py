@@ -9,6 +9,8 @@
 
 ``--output`` (docker build's syntax: ``type=oci|docker|tar|local,dest=…`` or
 ``type=image,name=…,push=true``) writes the result through ``solver.export``.
+``--load`` writes a docker archive and ``docker load``s it into dockerd (``$DOCKER_HOST`` or
+``/var/run/docker.sock``).
 
 The metadata file is JSON: ``llbook.vertices`` (one record per vertex: digest, name,
 cached, started, completed, error; plus cache keys and rebuild reasons),
@@ -96,6 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-error", choices=["fail", "shell"], default="fail",
                         help="shell: open a shell in the state before a failing RUN (its command "
                              "in the history), as buildx debug --on=error")
+    from solver.cli.build_load import add_arguments as add_load_arguments
+    add_load_arguments(parser)  # --load: into dockerd
     from solver.cli.build_ssh import add_arguments as add_ssh_arguments
     add_ssh_arguments(parser)  # --ssh default|ID=PATH[,PATH]
     from solver.cli.cache_flags import add_arguments as add_cache_arguments
@@ -155,9 +159,12 @@ class _Collector:
                 rec.completed, rec.error = event.completed, event.error
 
 
-def _output_specs(args: argparse.Namespace) -> list[Any]:
-    """``--output`` values (docker build syntax), parsed before anything is built."""
+def _output_specs(args: argparse.Namespace, load_target: Any = None) -> list[Any]:
+    """``--output`` values (docker build syntax), parsed before anything is built; ``--load``'s archive too."""
     texts = list(getattr(args, "outputs", None) or [])
+    if load_target is not None:
+        from solver.cli.build_load import output_text
+        texts.append(output_text(load_target))
     if not texts and not getattr(args, "push", False):
         return []  # no export: leave solver.export (registry client, tar, gzip) unimported
     from solver.export import ExportError, parse_output
@@ -169,8 +176,9 @@ def _output_specs(args: argparse.Namespace) -> list[Any]:
 
 
 def _export_all(solver: Any, result: Any, image_config: dict[str, Any] | None, specs: list[Any],
-                args: argparse.Namespace) -> list[Any]:
-    """Write the result as each ``--output`` asks (exporters of ``solver.export``)."""
+                args: argparse.Namespace, load_target: Any = None) -> list[Any]:
+    """Write the result as each ``--output`` asks (exporters of ``solver.export``); ``--load``'s
+    archive goes into dockerd."""
     if not specs:
         return []
     from solver.export import epoch_from_env, export
@@ -182,7 +190,12 @@ def _export_all(solver: Any, result: Any, image_config: dict[str, Any] | None, s
         source = export_source(solver, result, image_config)
         done.append(export(source, spec, epoch=epoch_from_env(spec, dict(args.build_args)),
                            registry_client=client))
-        if args.progress != "quiet":
+        if load_target is not None and spec.dest == str(load_target.archive):
+            from solver.cli.build_load import load
+            report = load(load_target)
+            if args.progress != "quiet":
+                print(f"loaded into dockerd ({load_target.endpoint}): {report}", file=sys.stderr)
+        elif args.progress != "quiet":
             digest = f" {done[-1].manifest_digest}" if done[-1].manifest_digest else ""
             print(f"exported {spec.type}{' to ' + spec.dest if spec.dest else ''}{digest}", file=sys.stderr)
     return done
@@ -219,6 +232,7 @@ def run_build(args: argparse.Namespace) -> int:
     from solver.solve import named_contexts
     from solver.cli.solver_pool import open_solver
     from solver.cli.build_ssh import ssh_sockets
+    from solver.cli import build_load
     try:
         context = build_context(args.context)
     except LLBookError as error:
@@ -233,11 +247,13 @@ def run_build(args: argparse.Namespace) -> int:
     exports: list[Any] = []
     cancel = threading.Event()
     recorder = None  # the build history's record (solver.history), made once it is a build
+    load_target = None  # --load: the docker archive and the dockerd it goes to
     try:
+        load_target = build_load.prepare(args)  # no reachable dockerd fails before the build
         with open_solver(cache_dir=args.cache_dir, registry_config=registry_config(args.config),
                          entitlements=[*args.allow, *(["network.host"] if args.network == "host" else [])],
                          executor_name=args.executor) as solver:
-            specs = _output_specs(args)  # a bad --output fails before anything is built
+            specs = _output_specs(args, load_target)  # a bad --output fails before anything is built
             cache_from, cache_to = cache_flags.parse(args)
             contexts = named_contexts.parse(args.build_contexts)
             resolver = named_contexts.resolver(solver.image_resolver(pull=args.pull), contexts)
@@ -271,7 +287,7 @@ def run_build(args: argparse.Namespace) -> int:
                     _shell_before(solver, definition, failure, context_dirs, secrets)
                 raise
             image_config = cache_flags.inline_config(solver, result, image_config, cache_to)
-            exports = _export_all(solver, result, image_config, specs, args)
+            exports = _export_all(solver, result, image_config, specs, args, load_target)
             cache_flags.export_caches(solver, result, cache_to, args.progress == "quiet")
     except KeyboardInterrupt as interrupt:
         cancel.set()
@@ -279,6 +295,7 @@ def run_build(args: argparse.Namespace) -> int:
     except (BuildError, DockerfileError, LLBookError, ValueError) as failure:
         error = failure
     finally:
+        build_load.discard(load_target)
         close_printer(printer)
         print_build_warnings(checks, args.progress)
         if recorder is not None:

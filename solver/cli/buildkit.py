@@ -105,6 +105,9 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
         if layouts:
             raise LLBookError(f"--build-context {', '.join(layouts)}: oci-layout:// contexts need the session's "
                               "content store service, which llbook does not host for a BuildKit daemon yet")
+        if getattr(args, "load", False) and scheme != "dockerd":
+            raise LLBookError("--load with --buildkit-host needs dockerd:// (its -t images are dockerd's); "
+                              "or build with the embedded solver")
         if getattr(args, "ssh", None):
             raise LLBookError("--ssh: forwarding an agent to a BuildKit daemon needs the session's sshforward "
                               "service, which llbook does not host yet; build without --buildkit-host")
