@@ -135,3 +135,36 @@ def test_load_without_a_reachable_dockerd_is_one_line(registry_config, tmp_path:
                              "with --output type=docker,dest=FILE"], proc.stderr
     finally:
         sock.close()
+
+
+def test_relative_dockerfile_in_a_removed_directory_and_unreadable_config_home(tmp_path: Path) -> None:
+    """Issue 12's last acceptance point, the cases tests/test_build_cli_errors.py leaves: ``-f Dockerfile``
+    from a removed working directory names the removed directory (was "No such file or directory"), and
+    a user who may not read $HOME/.config gets one line naming it (was a PermissionError traceback)."""
+    import shutil
+    import subprocess
+    import sys
+    from test_build_cli_errors import ROOT, one_line_error
+    ctx, gone = tmp_path / "ctx", tmp_path / "gone"
+    write(ctx / "Dockerfile", "FROM scratch\n")
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "$@"'
+    proc = subprocess.run(["sh", "-c", script, "sh", sys.executable, "-m", "solver.cli", "build", "-f", "Dockerfile",
+                           "--cache-dir", str(tmp_path / "cache"), str(ctx)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    one_line_error(proc, "cannot read Dockerfile Dockerfile", "current directory no longer exists")
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="llbook-nobody-", dir="/tmp") as public:  # pytest's tmp is 0700
+        base = Path(public)
+        base.chmod(0o755)
+        (base / ".config").mkdir(mode=0o700)  # root's; the build runs as nobody
+        write(base / "ctx" / "Dockerfile", "FROM scratch\n")
+        (base / "cache").mkdir()
+        (base / "cache").chmod(0o777)
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                               "solver.cli", "build", "--cache-dir", str(base / "cache"), str(base / "ctx")],
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(base)}, capture_output=True,
+                              text=True, timeout=120)
+        one_line_error(proc, "cannot read registry config", str(base / ".config"), "Permission denied")

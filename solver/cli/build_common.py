@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,11 @@ def build_context(raw: str) -> Path:
 def registry_config(path: str | None) -> Any:
     """The registry mirrors and credentials of ``--config`` (buildkitd.toml form)."""
     from solver.source.registry_config import load_registry_config
-    return load_registry_config(path)
+    try:
+        return load_registry_config(path)
+    except OSError as error:  # e.g. a ~/.config/llbook this user may not enter
+        where = error.filename or path or "the registry config"
+        raise LLBookError(f"cannot read registry config {where}: {error.strerror}") from None
 
 
 def read_dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
@@ -61,7 +66,18 @@ def read_dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
     try:
         return decode_dockerfile(path.read_bytes(), str(path)), str(path)
     except OSError as error:
+        if not path.is_absolute() and not _cwd_exists():
+            raise LLBookError(f"cannot read Dockerfile {path}: the current directory no longer exists "
+                              "(it was removed); give -f as an absolute path") from None
         raise LLBookError(f"cannot read Dockerfile {path}: {error.strerror}") from error
+
+
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
