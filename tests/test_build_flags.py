@@ -168,3 +168,134 @@ def test_relative_dockerfile_in_a_removed_directory_and_unreadable_config_home(t
                               env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(base)}, capture_output=True,
                               text=True, timeout=120)
         one_line_error(proc, "cannot read registry config", str(base / ".config"), "Permission denied")
+
+
+OUTLINE_DOCKERFILE = """\
+# syntax=docker/dockerfile:1
+
+# GO_VERSION sets the Go toolchain version
+ARG GO_VERSION=1.22
+# BASE the base image <alpine>
+ARG BASE=alpine:${GO_VERSION}
+ARG UNUSED=nothing
+
+# base builds the common layer
+FROM ${BASE} AS base
+# VERSION of the release
+ARG VERSION=v1 REV
+RUN --mount=type=secret,id=token,required=true --mount=type=ssh true
+
+FROM base AS build
+# bar is not about FLAVOR
+# FLAVOR picks the flavour
+ARG FLAVOR=plain
+ARG GO_VERSION
+RUN --mount=type=secret,id=aws --mount=type=ssh,id=deploy,required=true \\
+    --mount=type=secret,target=/run/secrets/npmrc true
+
+FROM busybox AS lint
+# LINTER is only for lint
+ARG LINTER=golangci
+RUN --mount=type=ssh,id=lintkey true
+
+# release is the shipped image
+FROM scratch AS release
+COPY --from=build /x /x
+"""
+
+
+def _call(registry_config, ctx: Path, *flags: str):
+    import subprocess
+    return subprocess.run([*LLBOOK, "build", *flags, str(ctx)], env=_env(registry_config), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_call_outline_prints_as_buildx(registry_config, tmp_path: Path) -> None:
+    """--call=outline: the args the target uses (global ones its FROM needs, their defaults' args, its base
+    stage's and the stages it copies from), with the comments above each ARG; secrets and ssh ids."""
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", OUTLINE_DOCKERFILE)
+    proc = _call(registry_config, ctx, "--call=outline")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        "TARGET:      release\n"
+        "DESCRIPTION: is the shipped image\n"
+        "\n"
+        "BUILD ARG    VALUE         DESCRIPTION\n"
+        "GO_VERSION   1.22          sets the Go toolchain version\n"
+        "BASE         alpine:1.22   the base image <alpine>\n"
+        "VERSION      v1            of the release\n"
+        "REV                        \n"
+        "FLAVOR       plain         picks the flavour\n"
+        "\n"
+        "SECRET   REQUIRED\n"
+        "token    true\n"
+        "aws      \n"
+        "npmrc    \n"
+        "\n"
+        "SSH       REQUIRED\n"
+        "default   \n"
+        "deploy    true\n"
+        "\n")
+    # another target and a build arg: lint uses none of the global args
+    proc = _call(registry_config, ctx, "--call", "outline", "--target", "lint", "--build-arg", "LINTER=revive")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ("TARGET: lint\n\n"
+                           "BUILD ARG   VALUE    DESCRIPTION\n"
+                           "LINTER      revive   is only for lint\n\n"
+                           "SSH       REQUIRED\n"
+                           "lintkey   \n\n")
+
+
+def test_call_outline_json(registry_config, tmp_path: Path) -> None:
+    import base64
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", OUTLINE_DOCKERFILE)
+    proc = _call(registry_config, ctx, "--call=outline,format=json", "--target", "base")
+    assert proc.returncode == 0, proc.stderr
+    assert "\\u003calpine\\u003e" in proc.stdout  # Go's HTML-safe escapes
+    assert proc.stdout.startswith('{\n  "name": "base",\n  "description": "builds the common layer",\n')
+    data = json.loads(proc.stdout)
+    assert data["args"] == [
+        {"name": "GO_VERSION", "description": "sets the Go toolchain version", "value": "1.22",
+         "location": {"ranges": [{"start": {"line": 4}, "end": {"line": 4}}]}},
+        {"name": "BASE", "description": "the base image <alpine>", "value": "alpine:1.22",
+         "location": {"ranges": [{"start": {"line": 6}, "end": {"line": 6}}]}},
+        {"name": "VERSION", "description": "of the release", "value": "v1",
+         "location": {"ranges": [{"start": {"line": 12}, "end": {"line": 12}}]}},
+        {"name": "REV", "location": {"ranges": [{"start": {"line": 12}, "end": {"line": 12}}]}}]
+    assert data["secrets"] == [{"name": "token", "required": True,
+                                "location": {"ranges": [{"start": {"line": 13}, "end": {"line": 13}}]}}]
+    assert data["ssh"] == [{"name": "default", "location": {"ranges": [{"start": {"line": 13}, "end": {"line": 13}}]}}]
+    assert base64.b64decode(data["sources"][0]).decode() == OUTLINE_DOCKERFILE
+    assert list(data) == ["name", "description", "args", "secrets", "ssh", "sources"]
+
+
+def test_call_targets_text_and_json(registry_config, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", OUTLINE_DOCKERFILE)
+    proc = _call(registry_config, ctx, "--call=targets")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ("TARGET            DESCRIPTION\n"
+                           "base              builds the common layer\n"
+                           "build             \n"
+                           "lint              \n"
+                           "release (default) is the shipped image\n")
+    proc = _call(registry_config, ctx, "--call=targets,format=json")
+    data = json.loads(proc.stdout)
+    assert data["targets"][0] == {"name": "base", "description": "builds the common layer", "base": "${BASE}",
+                                  "location": {"ranges": [{"start": {"line": 10}, "end": {"line": 10}}]}}
+    assert data["targets"][-1] == {"name": "release", "default": True, "description": "is the shipped image",
+                                   "base": "scratch",
+                                   "location": {"ranges": [{"start": {"line": 29}, "end": {"line": 29}}]}}
+    write(ctx / "Dockerfile", "FROM busybox\nRUN true\n")
+    assert _call(registry_config, ctx, "--call=targets").stdout == "TARGET    DESCRIPTION\n(default) \n"
+    assert _call(registry_config, ctx, "--call=outline").stdout == ""  # no name, no description, nothing used
+
+
+def test_bad_call_values_are_usage_errors(registry_config, tmp_path: Path) -> None:
+    for value, message in (("bogus", "unknown call 'bogus'"), ("outline,x=1", "invalid print field: x=1"),
+                           ("outline,targets", "invalid print value: outline,targets"),
+                           ("outline,format=yaml", "invalid format 'yaml'")):
+        proc = _call(registry_config, tmp_path, f"--call={value}")
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

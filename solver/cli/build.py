@@ -222,9 +222,10 @@ def run_build(args: argparse.Namespace) -> int:
     from solver.cli.build_checks import wants_check
     if getattr(args, "quiet", False):
         args.progress = "quiet"
+    from solver.cli.build_call import run_subrequest, wants_subrequest
     buildkit_host = selected_host(args)
-    if buildkit_host and not wants_check(args):  # --check runs llbook's checks; the daemon builds nothing
-        return run_buildkit_build(args, buildkit_host)
+    if buildkit_host and not wants_check(args) and not wants_subrequest(args):
+        return run_buildkit_build(args, buildkit_host)  # --check/--call run llbook's frontend; the daemon builds nothing
     from solver.cli import cache_flags
     from solver.cli.build_checks import metadata_warnings, print_build_warnings, run_check_call, run_checks
     from solver.cli.progress import close_printer, make_printer
@@ -235,6 +236,8 @@ def run_build(args: argparse.Namespace) -> int:
     from solver.cli import build_load
     try:
         context = build_context(args.context)
+        if wants_subrequest(args):  # --call=outline|targets: the frontend's answer, nothing is built
+            return run_subrequest(args, context)
     except LLBookError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -15,18 +15,18 @@ from solver.errors import DockerfileError
 from solver.frontend.checks import (CheckInputs, CheckResult, check_dockerfile, format_build_warnings,
                                     format_check_report, warnings_metadata)
 
-CALLS = ("build", "check")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="run the build checks only (as --call=check): exit 1 on any warning")
-    parser.add_argument("--call", default="build", choices=CALLS,
-                        help="build (default), or check: evaluate the build checks without building")
+    from solver.cli.build_call import CallFunc, parse_call
+    parser.add_argument("--call", default=CallFunc(), type=parse_call, metavar="build|check|outline|targets[,format=json]",
+                        help="build (default); check: evaluate the build checks without building; outline: the "
+                             "target's build args, secrets and ssh; targets: the stages")
 
 
 def wants_check(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "check", False)) or getattr(args, "call", "build") == "check"
+    from solver.cli.build_call import call_of
+    return bool(getattr(args, "check", False)) or call_of(args).name == "check"
 
 
 def run_checks(args: argparse.Namespace, context: Path, resolver: Any, *, all_stages: bool) -> CheckResult:
