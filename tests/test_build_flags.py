@@ -299,3 +299,15 @@ def test_bad_call_values_are_usage_errors(registry_config, tmp_path: Path) -> No
                            ("outline,format=yaml", "invalid format 'yaml'")):
         proc = _call(registry_config, tmp_path, f"--call={value}")
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_call_check_ignorestatus_and_lint_alias(registry_config, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", "FROM scratch AS Base\nENV A 1\n")  # StageNameCasing, LegacyKeyValueFormat
+    lint = _call(registry_config, ctx, "--call=lint")
+    assert lint.returncode == 1 and "StageNameCasing" in lint.stdout
+    ignored = _call(registry_config, ctx, "--call=check,ignorestatus=true")
+    assert ignored.returncode == 0 and ignored.stdout == lint.stdout  # the same report, exit 0 as buildx
+    as_json = _call(registry_config, ctx, "--call=check,format=json")
+    assert as_json.returncode == 1 and as_json.stderr.strip().splitlines() == [
+        "error: --call=check,format=json: the lint result as JSON is not supported yet; use --call=check"]

@@ -196,3 +196,24 @@ def _image_names(archive: Path) -> set[str]:
             except tarfile.TarError:
                 continue
     return names
+
+
+def test_on_error_shell_gets_the_ssh_mount(registry_config, agent, tmp_path: Path) -> None:
+    """--on-error=shell with --ssh: the shell before the failing RUN has its ssh mount (a real pty)."""
+    from test_debug_shell import PROMPT, PtySession, shell_env
+    sock, listed = agent
+    ctx = tmp_path / "ctx"
+    _ssh_tools(ctx)
+    write(ctx / "Dockerfile", 'FROM busybox\nENV PS1="dbg-prompt# "\n'
+          f"RUN --mount=type=bind,source=tools,target=/t --mount=type=ssh {SSH_ADD} -l && false\n")
+    env = {k: v for k, v in shell_env(registry_config).items() if k != "SSH_AUTH_SOCK"}
+    session = PtySession([*LLBOOK, "build", "--progress", "plain", "--on-error=shell", "--ssh", f"default={sock}",
+                          "--cache-dir", str(tmp_path / "cache"), str(ctx)], env)
+    session.read_until(PROMPT)
+    shown = len(session.output)
+    session.type(f"{SSH_ADD} -l; echo agent-said-$?\r".encode())
+    session.read_until(b"agent-said-", start=shown + 20)
+    session.read_until(PROMPT, start=shown)
+    session.type(b"exit\r")
+    assert session.wait() == 1  # the build still failed
+    assert listed in session.lines() and "agent-said-0" in session.lines()

@@ -202,7 +202,7 @@ def _export_all(solver: Any, result: Any, image_config: dict[str, Any] | None, s
 
 
 def _shell_before(solver: Any, definition: Any, failure: BuildError, context_dirs: dict[str, Path],
-                  secrets: dict[str, Path]) -> None:
+                  secrets: dict[str, Path], ssh: dict[str, str]) -> None:
     """``--on-error=shell``: a shell in the state before the failing RUN (solver.solve.debug)."""
     from solver.llb import pb
     from solver.llb.definition import load
@@ -214,7 +214,7 @@ def _shell_before(solver: Any, definition: Any, failure: BuildError, context_dir
     print(f"error: {failure}\nllbook: a shell in the state before {failure.name}; the failing "
           "command is in its history (press Up); nothing you change is kept", file=sys.stderr)
     open_shell(solver, definition, ShellRequest(failure.vertex, before=True),
-               context_dirs=context_dirs, secrets=secrets)
+               context_dirs=context_dirs, secrets=secrets, ssh=ssh)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -277,18 +277,18 @@ def run_build(args: argparse.Namespace) -> int:
             context_dirs = {"context": context, **named_contexts.context_dirs(contexts)}
             secrets = {s.id: s.src for s in args.secrets}
             imports = cache_flags.import_caches(solver, cache_from, args.platform, args.progress == "quiet")
-            try:
-                with ssh_sockets(args.ssh) as ssh:  # an ssh-agent for key files lives as long as the solve
+            with ssh_sockets(args.ssh) as ssh:  # an ssh-agent for key files lives as long as the solve
+                try:
                     result = solver.solve(
                         definition, locations=locations, context_dirs=context_dirs, secrets=secrets,
                         no_cache=args.no_cache, progress=bus.emit, cancel=cancel, image_config=image_config,
                         place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
                                         else context / "Dockerfile"), cache_imports=imports, ssh=ssh)
-            except BuildError as failure:
-                if args.on_error == "shell":
-                    close_printer(printer)
-                    _shell_before(solver, definition, failure, context_dirs, secrets)
-                raise
+                except BuildError as failure:
+                    if args.on_error == "shell":
+                        close_printer(printer)
+                        _shell_before(solver, definition, failure, context_dirs, secrets, ssh)
+                    raise
             image_config = cache_flags.inline_config(solver, result, image_config, cache_to)
             exports = _export_all(solver, result, image_config, specs, args, load_target)
             cache_flags.export_caches(solver, result, cache_to, args.progress == "quiet")

@@ -141,9 +141,11 @@ def open_shell(solver: object, definition: pb.Definition, request: ShellRequest,
                context_dirs: dict[str, str | Path] | None = None,
                secrets: dict[str, str | Path] | None = None, platform: pb.Platform | None = None,
                progress: Callable[[ProgressEvent], None] | None = None,
-               cancel: threading.Event | None = None, ready: Callable[[], None] | None = None) -> int:
+               cancel: threading.Event | None = None, ready: Callable[[], None] | None = None,
+               ssh: dict[str, str | Path] | None = None) -> int:
     """Solve what the step needs, run the shell on this process's terminal, return its exit
-    code. ``ready`` is called once everything is solved, before the shell starts."""
+    code. ``ready`` is called once everything is solved, before the shell starts; ``ssh``
+    are the agent sockets of the RUN's ssh mounts (``--ssh``)."""
     graph = load(definition)
     vertex = graph.vertices.get(request.vertex)
     if vertex is None:
@@ -151,9 +153,9 @@ def open_shell(solver: object, definition: pb.Definition, request: ShellRequest,
     cancel = cancel or threading.Event()
     solved = _Solved(solver, definition, graph, {"context_dirs": context_dirs, "secrets": secrets,
                                                  "platform": platform, "progress": progress,
-                                                 "cancel": cancel})
+                                                 "cancel": cancel, "ssh": ssh})
     ctx: OpContext = solver.op_context(lambda event: None, cancel, context_dirs, secrets,  # type: ignore[attr-defined]
-                                       platform)
+                                       platform, ssh)
     name = graph.name(vertex.digest)
     op = vertex.op
     if not isinstance(op.op, pb.ExecOp):
