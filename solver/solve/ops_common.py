@@ -9,6 +9,7 @@ a ``with`` block and create fresh snapshot names.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,15 @@ from solver.llb import pb
 from solver.solve.progress import ProgressEvent
 from solver.solve.result import Ref
 from solver.solve.scheduler import Canceled
+
+
+def private_tmp_base() -> str:
+    """A tmpfs we can write to when there is one (secrets, agent sockets), so they never touch a
+    disk; the paths are short, as a unix socket's must be."""
+    for candidate in ("/dev/shm", "/run"):
+        if os.access(candidate, os.W_OK):
+            return candidate
+    return tempfile.gettempdir()
 
 
 def mount_parent(tmp: Path, pid: int) -> Path:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from solver.errors import BuildError
 from solver.llb import pb
-from solver.solve.ops_common import OpContext, OutputResult, VertexInfo, layer_result, new_layer
+from solver.solve.ops_common import (OpContext, OutputResult, VertexInfo, layer_result, new_layer,
+                                     private_tmp_base)
 from solver.solve.progress import LogTail, VertexLogWriter
 from solver.solve.ops_refs import open_ref
 from solver.solve.result import Ref
@@ -75,7 +76,7 @@ def _secret_file(ctx: OpContext, info: VertexInfo, mount: pb.Mount) -> Iterator[
             return
         raise BuildError(f"secret {opt.id} not found (pass --secret id={opt.id},src=FILE)",
                          vertex=info.digest, name=info.name, filename=info.filename, line=info.line)
-    private = Path(tempfile.mkdtemp(prefix="secret-", dir=_secret_base()))
+    private = Path(tempfile.mkdtemp(prefix="secret-", dir=private_tmp_base()))
     try:
         target = private / "secret"
         shutil.copyfile(source, target)
@@ -84,14 +85,6 @@ def _secret_file(ctx: OpContext, info: VertexInfo, mount: pb.Mount) -> Iterator[
         yield target
     finally:
         shutil.rmtree(private, ignore_errors=True)
-
-
-def _secret_base() -> str:
-    """A tmpfs when there is one we can write to, so secrets never touch a disk."""
-    for candidate in ("/dev/shm", "/run"):
-        if os.access(candidate, os.W_OK):
-            return candidate
-    return tempfile.gettempdir()
 
 
 def _cache_dir(ctx: OpContext, stack: ExitStack, mount: pb.Mount, inputs: list[Ref]) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from solver.errors import BuildError
 from solver.llb import pb
-from solver.solve.ops_common import OpContext, VertexInfo
+from solver.solve.ops_common import OpContext, VertexInfo, private_tmp_base
 
 DEFAULT_ID = "default"
 SOCKET_NAME = "ssh_auth_sock"
@@ -63,7 +63,7 @@ class AgentForward:
 
     def __init__(self, upstream: str, uid: int = 0, gid: int = 0, mode: int = 0o600) -> None:
         self.upstream = upstream
-        self.directory = Path(tempfile.mkdtemp(prefix="llbook-ssh-", dir=_socket_base()))
+        self.directory = Path(tempfile.mkdtemp(prefix="llbook-ssh-", dir=private_tmp_base()))  # a short path
         os.chmod(self.directory, 0o711)
         self.path = self.directory / SOCKET_NAME
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -134,14 +134,6 @@ def _set_owner(path: Path, uid: int, gid: int) -> None:
     if os.geteuid() != 0 and (uid, gid) == (0, 0):
         return
     os.chown(path, uid, gid, follow_symlinks=False)
-
-
-def _socket_base() -> str:
-    """A short, private place: a unix socket path has at most 107 bytes."""
-    for candidate in ("/dev/shm", "/run"):
-        if os.access(candidate, os.W_OK):
-            return candidate
-    return tempfile.gettempdir()
 
 
 @contextmanager
