@@ -217,3 +217,32 @@ def test_on_error_shell_gets_the_ssh_mount(registry_config, agent, tmp_path: Pat
     session.type(b"exit\r")
     assert session.wait() == 1  # the build still failed
     assert listed in session.lines() and "agent-said-0" in session.lines()
+
+
+def test_ssh_through_dockerd_buildkit(dockerd, registry_with_busybox, agent, tmp_path: Path) -> None:
+    """--buildkit-host dockerd:// --ssh: the session serves sshforward; dockerd's BuildKit mounts the socket."""
+    import sys
+    import uuid
+    sock, listed = agent
+    base = f"{registry_with_busybox.host}/library/busybox:latest"
+    ctx = tmp_path / "ctx"
+    _ssh_tools(ctx)
+    nonce = uuid.uuid4().hex
+    write(ctx / "Dockerfile", f"FROM {base}\nRUN --mount=type=bind,source=tools,target=/t --mount=type=ssh "
+          f"{SSH_ADD} -l > /keys && echo {nonce} >> /keys && ! {SSH_ADD} -D\n")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("BUILDKIT_HOST", "LLBOOK_BUILDKIT_HOST", "SSH_AUTH_SOCK")}
+    env["LLBOOK_CACHE_DIR"] = str(tmp_path / "cache")
+    done = subprocess.run([sys.executable, "-m", "solver", "build", "--buildkit-host", "dockerd://", "--network=host",
+                           "--allow", "network.host", "--progress", "plain", "--ssh", f"default={sock}",
+                           "--output", f"type=local,dest={out}", str(ctx)], capture_output=True, text=True,
+                          env=env, cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (out / "keys").read_text().splitlines() == [listed, nonce]
+    # a required id the session does not have: the daemon's own error
+    write(ctx / "Dockerfile", f"FROM {base}\nRUN --mount=type=ssh,id=other,required=true true\n")
+    done = subprocess.run([sys.executable, "-m", "solver", "build", "--buildkit-host", "dockerd://", "--network=host",
+                           "--allow", "network.host", "--progress", "plain", "--ssh", f"default={sock}", str(ctx)],
+                          capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert done.returncode == 1 and "unset ssh forward key other" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

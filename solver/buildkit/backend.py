@@ -119,13 +119,14 @@ class BuildKitBackend:
               cancel: threading.Event | None = None,
               locations: dict[str, tuple[str | None, int | None]] | None = None,
               export: Export | None = None, image_config: dict[str, Any] | None = None,
-              place_scope: str = "", **_: Any) -> SolveResult:
+              place_scope: str = "", ssh: dict[str, str | Path] | None = None, **_: Any) -> SolveResult:
         """Solve on the daemon; the vertex records are the daemon's, in llbook's graph order."""
         defn = to_definition(definition_or_state)
         sent = with_ignore_cache(defn) if no_cache else defn
         services = SessionServices(dirs={k: Path(v).absolute() for k, v in (context_dirs or {}).items()},
                                    secrets={k: Path(v).absolute() for k, v in (secrets or {}).items()},
-                                   credentials=self.credentials)
+                                   credentials=self.credentials,
+                                   ssh={k: Path(v) for k, v in (ssh or {}).items()})
         archive = export if export is not None and export.type == "docker" and self.scheme == "dockerd" else None
         if archive is not None:  # dockerd's BuildKit has no docker exporter: its image store, then save
             names = [n for n in archive.attrs.get("name", "").split(",") if n] or [temporary_name()]

@@ -335,6 +335,22 @@ class Packet(Message):
     data: bytes = b""
 
 
+# ------------------------------------------------------------- ssh.proto (sshforward)
+
+
+@_unique
+@message
+class CheckAgentRequest(Message):
+    FIELDS = (_f(1, "ID", S),)
+    id: str = ""
+
+
+@_unique
+@message
+class CheckAgentResponse(Message):
+    FIELDS = ()
+
+
 # ------------------------------------------------------------- secrets.proto, auth.proto
 
 
@@ -400,6 +416,9 @@ FILESYNC_DIFFCOPY = "/moby.filesync.v1.FileSync/DiffCopy"
 FILESYNC_TARSTREAM = "/moby.filesync.v1.FileSync/TarStream"
 FILESEND_DIFFCOPY = "/moby.filesync.v1.FileSend/DiffCopy"
 SECRETS_GETSECRET = "/moby.buildkit.secrets.v1.Secrets/GetSecret"
+SSH_CHECKAGENT = "/moby.sshforward.v1.SSH/CheckAgent"
+SSH_FORWARDAGENT = "/moby.sshforward.v1.SSH/ForwardAgent"
+SSH_ID_KEY = "buildkit.ssh.id"  # ForwardAgent's metadata: which agent
 AUTH_CREDENTIALS = "/moby.filesync.v1.Auth/Credentials"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 

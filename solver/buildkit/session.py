@@ -10,7 +10,8 @@ it with grpcio on a private unix socket and joins that socket to the daemon:
 
 Services: FileSync.DiffCopy (local directories such as the build context), FileSend.DiffCopy
 (outputs written on the client: `type=local` directories, `type=tar|oci|docker` files),
-Secrets.GetSecret, Auth.Credentials, and grpc.health.v1.Health.Check (the daemon closes a
+Secrets.GetSecret, Auth.Credentials, SSH.CheckAgent/ForwardAgent (``--ssh``: agent sockets
+relayed read-only, as buildx's sshprovider) and grpc.health.v1.Health.Check (the daemon closes a
 session whose health check fails).
 """
 
@@ -68,6 +69,7 @@ class SessionServices:
     secrets: dict[str, Path | bytes] = field(default_factory=dict)  # secret id -> file or value
     output: OutputTarget | None = None
     credentials: Callable[[str], tuple[str, str] | None] | None = None  # host -> (username, secret)
+    ssh: dict[str, Path] = field(default_factory=dict)  # --ssh id -> agent socket
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -109,6 +111,11 @@ class _Services:
         if self.s.credentials is not None:
             table[m.AUTH_CREDENTIALS] = grpc.unary_unary_rpc_method_handler(
                 self.credentials, m.CredentialsRequest.from_bytes, ser)
+        if self.s.ssh:  # without it the daemon says 'no SSH key "ID" forwarded from the client'
+            table[m.SSH_CHECKAGENT] = grpc.unary_unary_rpc_method_handler(
+                self.check_agent, m.CheckAgentRequest.from_bytes, ser)
+            table[m.SSH_FORWARDAGENT] = grpc.stream_stream_rpc_method_handler(
+                self.forward_agent, m.BytesMessage.from_bytes, ser)
         if self.s.output is not None:
             deserialize = m.Packet.from_bytes if self.s.output.kind == "dir" else m.BytesMessage.from_bytes
             table[m.FILESEND_DIFFCOPY] = grpc.stream_stream_rpc_method_handler(self.filesend, deserialize, ser)
@@ -141,6 +148,31 @@ class _Services:
             return m.GetSecretResponse(data=Path(value).read_bytes())
         except OSError as error:
             _abort(context, grpc.StatusCode.NOT_FOUND, f"secret {request.id}: cannot read {value}: {error.strerror}")
+
+    def check_agent(self, request: m.CheckAgentRequest, context: grpc.ServicerContext) -> m.CheckAgentResponse:
+        ssh_id = request.id or "default"
+        if ssh_id not in self.s.ssh:
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"unset ssh forward key {ssh_id}")
+        return m.CheckAgentResponse()
+
+    def forward_agent(self, requests: Iterator[m.BytesMessage],
+                      context: grpc.ServicerContext) -> Iterator[m.BytesMessage]:
+        """One connection of a RUN's ssh socket: agent messages in BytesMessages, answered read-only."""
+        from solver.solve.agent_relay import answer, frame, split_frames
+        ssh_id = (_metadata(context).get(m.SSH_ID_KEY) or [""])[0] or "default"
+        path = self.s.ssh.get(ssh_id)
+        if path is None:
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"unset ssh forward key {ssh_id}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as agent:
+            try:
+                agent.connect(str(path))
+            except OSError as error:
+                _abort(context, grpc.StatusCode.UNAVAILABLE, f"failed to connect to {path}: {error.strerror}")
+            buffer = b""
+            for message in requests:
+                bodies, buffer = split_frames(buffer + message.data)
+                for body in bodies:
+                    yield m.BytesMessage(data=frame(answer(body, agent)))
 
     def credentials(self, request: m.CredentialsRequest, context: grpc.ServicerContext) -> m.CredentialsResponse:
         assert self.s.credentials is not None

@@ -4,7 +4,7 @@ The address comes from ``--buildkit-host``, else ``LLBOOK_BUILDKIT_HOST``, else
 ``BUILDKIT_HOST`` (as buildctl reads it): ``unix://PATH``, ``tcp://HOST:PORT`` (with
 ``--tlscacert/--tlscert/--tlskey``), ``docker-container://NAME`` or ``dockerd://[SOCKET]``.
 The Dockerfile is lowered by llbook as for the embedded solver; the daemon solves the
-Definition, pulls the context and secrets from this process's session, and exports:
+Definition, pulls the context, secrets and ssh agents (``--ssh``) from this process's session, and exports:
 ``-t NAME`` into dockerd's image store (``dockerd://``) or the daemon's image store,
 ``--output type=image,name=...,push=true`` to a registry, ``type=local|tar,dest=...`` here.
 """
@@ -82,6 +82,7 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     from solver.cli.progress import close_printer, make_printer
     from solver.solve.progress import ProgressBus
     from solver.solve.solver import Solver
+    from solver.cli.build_ssh import ssh_sockets
     try:
         context = build_context(args.context)
     except LLBookError as error:
@@ -108,9 +109,6 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
         if getattr(args, "load", False) and scheme != "dockerd":
             raise LLBookError("--load with --buildkit-host needs dockerd:// (its -t images are dockerd's); "
                               "or build with the embedded solver")
-        if getattr(args, "ssh", None):
-            raise LLBookError("--ssh: forwarding an agent to a BuildKit daemon needs the session's sshforward "
-                              "service, which llbook does not host yet; build without --buildkit-host")
         export = _export(args, scheme)  # a bad --output fails before anything is built
         with Solver(cache_dir=args.cache_dir, registry_config=registry) as resolver_host:
             resolver = named_contexts.resolver(resolver_host.image_resolver(pull=args.pull), contexts)
@@ -118,11 +116,12 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
         image_config = getattr(lowered, "image_config", None)
         definition, renamed = named_contexts.rewrite(lowered.definition(), contexts)
         locations = {renamed.get(d, d): (r.filename, r.line) for d, r in lowered.vertex_sources().items()}
-        solved = backend.solve(definition,
-                               context_dirs={"context": context, **named_contexts.context_dirs(contexts)},
-                               secrets={s.id: s.src for s in args.secrets}, no_cache=args.no_cache,
-                               progress=bus.emit, cancel=cancel, locations=locations,
-                               export=export, image_config=image_config)
+        with ssh_sockets(getattr(args, "ssh", [])) as ssh:  # the session relays them (sshforward)
+            solved = backend.solve(definition,
+                                   context_dirs={"context": context, **named_contexts.context_dirs(contexts)},
+                                   secrets={s.id: s.src for s in args.secrets}, no_cache=args.no_cache,
+                                   progress=bus.emit, cancel=cancel, locations=locations,
+                                   export=export, image_config=image_config, ssh=ssh)
         records = solved.vertices
     except KeyboardInterrupt as interrupt:
         cancel.set()

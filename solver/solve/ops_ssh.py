@@ -2,8 +2,7 @@
 
 BuildKit makes a socket in a private 0711 directory (``MountSSHSocket``), owned and
 moded as the mount says, and serves each connection with a read-only view of the
-client's agent (``readOnlyAgent``: listing keys and signing work; adding, removing,
-locking and extensions are refused). The exec op binds that socket at the mount's
+client's agent (``readOnlyAgent``, in ``agent_relay.py``). The exec op binds that socket at the mount's
 target. It never enters a cache key (only the mount's id, target and mode are in the
 op) and it is not in the image: the socket's mount point is a file stub the executor
 removes.
@@ -14,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import struct
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -23,39 +21,11 @@ from pathlib import Path
 
 from solver.errors import BuildError
 from solver.llb import pb
+from solver.solve.agent_relay import answer, frame, read_message
 from solver.solve.ops_common import OpContext, VertexInfo, private_tmp_base
 
 DEFAULT_ID = "default"
 SOCKET_NAME = "ssh_auth_sock"
-_FAILURE = 5  # SSH_AGENT_FAILURE
-# SSH_AGENTC_REQUEST_IDENTITIES, SSH_AGENTC_SIGN_REQUEST, SSH_AGENTC_UNLOCK: what readOnlyAgent passes on
-_ALLOWED = frozenset({11, 13, 23})
-_MAX_MESSAGE = 256 * 1024  # the agent protocol's own limit
-
-
-def _read_exact(conn: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def _read_message(conn: socket.socket) -> bytes | None:
-    """One agent protocol message (uint32 length, then type and body), or None at EOF."""
-    head = _read_exact(conn, 4)
-    if head is None:
-        return None
-    (size,) = struct.unpack(">I", head)
-    if size == 0 or size > _MAX_MESSAGE:
-        return None
-    return _read_exact(conn, size)
-
-
-def _send_message(conn: socket.socket, body: bytes) -> None:
-    conn.sendall(struct.pack(">I", len(body)) + body)
 
 
 class AgentForward:
@@ -93,26 +63,15 @@ class AgentForward:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
-        upstream: socket.socket | None = None
         try:
-            while (request := _read_message(conn)) is not None:
-                if request[0] not in _ALLOWED:
-                    _send_message(conn, bytes([_FAILURE]))
-                    continue
-                if upstream is None:
-                    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    upstream.connect(self.upstream)
-                _send_message(upstream, request)
-                reply = _read_message(upstream)
-                if reply is None:
-                    return
-                _send_message(conn, reply)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as agent:
+                agent.connect(self.upstream)
+                while (request := read_message(conn)) is not None:
+                    conn.sendall(frame(answer(request, agent)))
         except OSError:
             return
         finally:
             conn.close()
-            if upstream is not None:
-                upstream.close()
 
     def close(self) -> None:
         with self._lock:
