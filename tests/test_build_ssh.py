@@ -157,7 +157,10 @@ def test_bad_ssh_specs_are_one_line_errors(registry_config, tmp_path: Path) -> N
     env = _env_with(registry_config)
     cases = {("--ssh", "default"): "make sure SSH_AUTH_SOCK is set",
              ("--ssh", f"default={tmp_path / 'nope'}"): "No such file or directory",
-             ("--ssh", f"x={write(tmp_path / 'notakey', 'junk')}"): "cannot load key"}
+             ("--ssh", f"x={write(tmp_path / 'notakey', 'junk')}"): "cannot load key",
+             ("--ssh", f"x={tmp_path / 'locked'}"): "is passphrase-protected"}
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(tmp_path / "locked")],
+                   check=True)
     for flags, message in cases.items():
         done = _run(registry_config, env, "--cache-dir", str(tmp_path / "cache"), *flags, str(ctx))
         assert done.returncode == 1 and message in done.stderr, done.stderr

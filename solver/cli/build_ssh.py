@@ -79,10 +79,13 @@ def _key_agent(ssh_id: str, keys: list[str]) -> Iterator[str]:
         env = {**os.environ, "SSH_AUTH_SOCK": sock, "SSH_ASKPASS_REQUIRE": "never"}
         env.pop("DISPLAY", None)
         for key in keys:
-            added = subprocess.run([add_bin, "-q", key], env=env, stdin=subprocess.DEVNULL,
-                                   capture_output=True, text=True)
+            added = subprocess.run([add_bin, "-q", key], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                   text=True, start_new_session=True)  # no tty: never prompt for a passphrase
             if added.returncode != 0:
                 reason = (added.stderr.strip().splitlines() or ["ssh-add failed"])[-1]
+                if "passphrase" in added.stderr.lower():
+                    reason = ("it is passphrase-protected; ssh-add it to your own agent and forward that "
+                              f"(--ssh {ssh_id}=$SSH_AUTH_SOCK)")
                 raise LLBookError(f"--ssh {ssh_id}: cannot load key {key}: {reason}")
         yield sock
     finally:
