@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def agent(tmp_path: Path) -> Iterator[tuple[str, str]]:
                 break
             proc.poll()
             assert proc.returncode is None, "ssh-agent exited"
-            subprocess.run(["sleep", "0.01"])
+            time.sleep(0.01)
         env = {**os.environ, "SSH_AUTH_SOCK": sock}
         subprocess.run(["ssh-add", "-q", str(_keygen(tmp_path / "id_agent", "agent-key@llbook"))], env=env, check=True)
         listed = subprocess.run(["ssh-add", "-l"], env=env, capture_output=True, text=True, check=True).stdout.strip()
