@@ -152,7 +152,8 @@ def test_socket_is_private_and_another_uid_is_refused(server_env, tmp_path: Path
     python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
     probe = ("import sys; sys.path.insert(0, %r); from solver.server import client, protocol\n"
              "try:\n    s = client.connect(%r)\nexcept PermissionError:\n    print('EACCES'); sys.exit()\n"
-             "protocol.send(s, {'op': 'status'})\nprint(protocol.receive(s)[0])\n") % (str(ROOT), str(sock))
+             "import time; time.sleep(0.5)\n"  # let the server refuse and close first: the send then meets EPIPE
+             "protocol.send_request(s, {'op': 'status'})\nprint(protocol.receive(s)[0])\n") % (str(ROOT), str(sock))
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", probe]
     denied = subprocess.run(nobody, capture_output=True, text=True, timeout=60, cwd="/")
     assert denied.stdout.strip() == "EACCES", denied.stderr

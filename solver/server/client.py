@@ -164,7 +164,7 @@ def run_build(argv: list[str]) -> int:
         try:
             fds, opened = _stdio()
             try:
-                protocol.send(sock, request(argv), fds)
+                protocol.send_request(sock, request(argv), fds)
             finally:
                 for fd in opened:
                     os.close(fd)
@@ -190,7 +190,7 @@ def ask(op: str) -> dict[str, Any] | None:
     except OSError:
         return None
     try:
-        protocol.send(sock, {"op": op})
+        protocol.send_request(sock, {"op": op})
         message, fds = protocol.receive(sock)
         protocol.close_all(fds)
         return message

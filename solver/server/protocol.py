@@ -36,6 +36,16 @@ def send(sock: Any, message: dict[str, Any], fds: list[int] = ()) -> None:
         sock.sendall(frame)
 
 
+def send_request(sock: Any, message: dict[str, Any], fds: list[int] = ()) -> None:
+    """Send a client's first message. A server that answers before reading (a refusal,
+    "stale") may have closed already, so the send fails with EPIPE; its answer is still in
+    our receive queue, for the ``receive`` that follows."""
+    try:
+        send(sock, message, fds)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 def _recv_exactly(sock: Any, size: int) -> bytes:
     chunks, left = [], size
     while left:
