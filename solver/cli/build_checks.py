@@ -13,7 +13,7 @@ from typing import Any
 from solver.cli.build_common import read_dockerfile
 from solver.errors import DockerfileError
 from solver.frontend.checks import (CheckInputs, CheckResult, check_dockerfile, format_build_warnings,
-                                    format_check_report, warnings_metadata)
+                                    format_check_report, source_excerpt, warnings_metadata)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
@@ -47,19 +47,31 @@ def run_check_call(args: argparse.Namespace, context: Path, resolver: Any) -> in
     from solver.cli.build_call import call_of
     from solver.cli.build_common import lower
     call = call_of(args)
-    if call.format == "json":
-        print("error: --call=check,format=json: the lint result as JSON is not supported yet; "
-              "use --call=check", file=sys.stderr)
-        return 1
     result = run_checks(args, context, resolver, all_stages=True)
     if result.error is None:
         try:
             lower(args, context, resolver)
         except DockerfileError as err:
             result.error = err
+    if call.format == "json":
+        return _print_json(result, call.ignore_status)
     sys.stdout.write(format_check_report(result))
     sys.stdout.flush()
     return 1 if result.failed and not call.ignore_status else 0  # ignorestatus=true: buildx exits 0
+
+
+def _print_json(result: CheckResult, ignore_status: bool) -> int:
+    """``format=json``: the lint ``result.json`` on stdout as buildx prints it; a build error
+    then fails (whatever ignorestatus says), with its message and source on stderr."""
+    from solver.frontend.checks.lint_json import lint_json
+    sys.stdout.write(lint_json(result) + "\n")
+    sys.stdout.flush()
+    if result.error is not None:
+        line = result.error.line
+        excerpt = source_excerpt(result.source, result.error.filename, line, line) if line else ""
+        sys.stderr.write(f"error: {result.error.message}\n{excerpt}")
+        return 1
+    return 1 if result.warnings and not ignore_status else 0
 
 
 def print_build_warnings(result: CheckResult | None, progress: str) -> None:
