@@ -489,12 +489,7 @@ class Solver:
             cmap = self._cache_map(ctx, info)
             inputs = [state.outcomes[i.digest] for i in vertex.op.inputs]
             input_refs = _InputRefs(inputs, vertex.op.inputs)
-            try:
-                deps = self._dep_keys(ctx, cmap, inputs, vertex.op, input_refs, with_files=False)
-            except (LLBookError, OSError) as error:  # a content checksum: say which step and line
-                if isinstance(error, (BuildError, Canceled)):
-                    raise
-                raise _located(info, f"failed to compute cache key: {_reason(error)}") from error
+            deps = self._located_dep_keys(ctx, info, cmap, inputs, input_refs, with_files=False)
             outputs = max(1, output_count(vertex.op))
             keys = [cachekey.combine(cmap.digest, out, deps) for out in range(outputs)]
             record.cache_keys = keys
@@ -583,15 +578,25 @@ class Solver:
         state.outcomes[record.digest] = outcome
         return outcome
 
+    def _located_dep_keys(self, ctx: OpContext, info: VertexInfo, cmap: CacheMap, inputs: list[_Outcome],
+                          input_refs: Any, with_files: bool) -> list[DepKey]:
+        """``_dep_keys``; an error of a content checksum (a context that changed while it was
+        read, a path out of it) is a BuildError naming the step and its Dockerfile line."""
+        try:
+            return self._dep_keys(ctx, cmap, inputs, info.op, input_refs, with_files=with_files)
+        except (LLBookError, OSError) as error:
+            if isinstance(error, (BuildError, Canceled)):
+                raise
+            raise _located(info, f"failed to compute cache key: {_reason(error)}") from error
+
     def _execute(self, state: _SolveState, info: VertexInfo, record: VertexRecord, cmap: CacheMap,
                  keys: list[str], inputs: list[_Outcome], input_refs: Any, started: float,
                  no_cache: bool, ignore: bool, matches: list[remote.RemoteMatch]) -> _Outcome:
         ctx = state.ctx
         record.started = started
         ctx.emit(VertexStarted(info.digest, info.name, started))
-        deps = self._dep_keys(ctx, cmap, inputs, info.op, input_refs, with_files=True) \
-            if any(d.content_based for d in cmap.deps) else \
-            self._dep_keys(ctx, cmap, inputs, info.op, input_refs, with_files=False)
+        deps = self._located_dep_keys(ctx, info, cmap, inputs, input_refs,
+                                      with_files=any(d.content_based for d in cmap.deps))
         key_inputs = KeyInputs(cmap.digest, 0, tuple(deps), cmap.plaintext, cmap.compat)
         record.key_inputs = [key_inputs.to_json()]
         input_names = [state.records[i.digest].name if i.digest in state.records else ""
