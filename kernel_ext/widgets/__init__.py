@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from kernel_ext.widgets.dag import DagWidget
 from kernel_ext.widgets.dag_model import DagModel, DagVertex, RunHistory, build_dag
-from kernel_ext.widgets.efficiency import Efficiency, compute_efficiency
+from solver.layers.efficiency import Efficiency, compute_efficiency
 from kernel_ext.widgets.export_controls import ExportControls, ExportRequest
 from kernel_ext.widgets.layers import LayersWidget
 from kernel_ext.widgets.layers_model import LayersModel, build_layers

@@ -38,6 +38,7 @@ COMMAND_MODULES: dict[str, str] = {
     "check": "solver.cli.check",
     "server": "solver.cli.server_cmd",
     "history": "solver.cli.history",
+    "layers": "solver.cli.layers",
 }
 
 
