@@ -268,8 +268,14 @@ def cmd_config(state: KernelState, argv: list[str]) -> Any:
     p.add_argument("--buildkit-host", metavar="ADDR",
                    help="solve on this BuildKit daemon (dockerd://, unix://, tcp://, docker-container://); "
                         "'embedded' goes back to the embedded solver")
+    from kernel_ext.cell_flags import BuildFlags, add_arguments, from_args
+    add_arguments(p)  # docker build's flags for every cell: --network, --add-host, --secret, --ssh, ...
+    p.add_argument("--reset-flags", action="store_true", help="forget the docker build flags set here before")
     args = p.parse_args(argv)
     session = state.session
+    if args.reset_flags:
+        session.flags = BuildFlags()
+    session.flags = from_args(args).over(session.flags)
     if args.buildkit_host is not None:
         session.buildkit_host = None if args.buildkit_host in ("", "embedded", "none") else args.buildkit_host
     changed = args.cache_dir or args.executor or args.allow
@@ -285,6 +291,7 @@ def cmd_config(state: KernelState, argv: list[str]) -> Any:
     rows = [["cache dir", str(solver.paths.root)], ["executor", type(solver.executor()).__name__],
             ["snapshotter", type(solver.snapshotter).__name__], ["context", str(session.context)],
             ["entitlements", ", ".join(session.entitlements) or "none"], ["registries", mirrors or "defaults"]]
+    rows += [[f"--{name}", value] for name, value in session.flags.describe()]
     backend = session.backend()
     if backend is not None:
         workers = backend.workers()  # unreachable daemons fail here, naming the address

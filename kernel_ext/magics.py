@@ -45,6 +45,8 @@ def dockerfile_parser() -> MagicParser:
     p.add_argument("--id", dest="cell_id", metavar="NAME",
                    help="name this cell's snippet; a later cell with the same --id replaces it, as "
                         "re-running the same cell does")
+    from kernel_ext.cell_flags import add_arguments
+    add_arguments(p)  # docker build's --network, --add-host, --shm-size, --ulimit, --label, --no-cache-filter, --secret, --ssh
     return p
 
 
@@ -85,12 +87,16 @@ class LLBookMagics(Magics):
     @cell_magic
     def dockerfile(self, line: str, cell: str) -> None:
         """%%dockerfile [--stage NAME] [--context DIR] [--build-arg K=V]... [--no-cache] [--target T]
-        [--platform P] [--quiet]: build this cell's Dockerfile snippet."""
+        [--platform P] [--quiet] [--network MODE] [--add-host H:IP]... [--shm-size N] [--ulimit U]...
+        [--label K=V]... [--no-cache-filter STAGE]... [--secret id=ID,src=PATH]... [--ssh ID[=PATH]]...:
+        build this cell's Dockerfile snippet."""
+        from kernel_ext.cell_flags import from_args
         try:
             args = dockerfile_parser().parse_args(shlex.split(line))
             options = CellOptions(stage=args.stage, context=args.context,
                                   build_args=parse_build_args(args.build_arg), no_cache=args.no_cache,
-                                  target=args.target, platform=args.platform, quiet=args.quiet)
+                                  target=args.target, platform=args.platform, quiet=args.quiet,
+                                  flags=from_args(args))
         except HelpShown:
             return
         except UsageError as err:
@@ -159,7 +165,7 @@ class LLBookMagics(Magics):
     # -- %llb -----------------------------------------------------------------------------
     @line_magic
     def llb(self, line: str) -> Any:
-        """%llb graph|layers|export|dump|dockerfile|exec|history|why|status|reset|du|prune|config|check
+        """%llb graph|layers|export|dump|dockerfile|exec|debug|history|why|status|reset|du|prune|config|check|cache
         [--help]: inspect and use the notebook's build session."""
         try:
             return commands.run(self.state, shlex.split(line))

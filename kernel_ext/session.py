@@ -15,13 +15,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kernel_ext.cell_flags import BuildFlags
 from solver.errors import BuildError, DockerfileError, LLBookError
 from solver.frontend import InstructionRecord, Lowering, LoweringOptions
 from solver.llb.state import State
+from solver.solve.entitlements import EntitlementError
 from solver.solve.progress import ProgressEvent
 from solver.solve.result import SolveResult
 from solver.solve.solver import Solver
@@ -44,6 +46,7 @@ class CellOptions:
     target: str | None = None
     platform: str | None = None
     quiet: bool = False
+    flags: BuildFlags = field(default_factory=BuildFlags)  # docker build's flags (kernel_ext.cell_flags)
 
 
 @dataclass
@@ -171,6 +174,7 @@ class NotebookSession:
         self.registry_config = registry_config
         self.entitlements = tuple(entitlements)
         self.platform = platform
+        self.flags = BuildFlags()  # %llb config's docker build flags, under every cell's own
         # a BuildKit daemon that solves every cell instead of the embedded solver
         self.buildkit_host = buildkit_host or os.environ.get("LLBOOK_BUILDKIT_HOST") or None
         self.cells: list[Cell] = []
@@ -280,27 +284,46 @@ class NotebookSession:
             args.update(cell.options.build_args)
         return args
 
-    def lower(self, upto: Cell | None = None) -> SessionLowering:
-        """Lower every cell (or those up to ``upto``) in first-run order.
+    def lower(self, upto: Cell | None = None, running: Cell | None = None) -> SessionLowering:
+        """Lower every cell (or those up to ``upto``) in first-run order, each cell's RUNs
+        with its own docker build flags on the session's; the ``--no-cache-filter`` of the
+        ``running`` cell (and the session's) marks the stages it names for the whole build.
 
         The result is kept for the next call while nothing it depends on changed (the
-        cells' ids, numbers, texts and stages, the build args, the platform): re-running an
-        unchanged cell then costs no lowering. Lowerings are only read, never changed."""
+        cells' ids, numbers, texts, stages and flags, the build args, the platform): re-running
+        an unchanged cell then costs no lowering. Lowerings are only read, never changed."""
         args = self.effective_build_args()
-        key = (tuple((c.cell_id, c.number, c.text, c.options.stage) for c in self.cells),
-               upto.cell_id if upto is not None else None, tuple(sorted(args.items())), self.platform)
+        no_cache = self.cell_flags(running).run.no_cache_stages
+        key = (tuple((c.cell_id, c.number, c.text, c.options.stage, c.options.flags) for c in self.cells),
+               upto.cell_id if upto is not None else None, tuple(sorted(args.items())), self.platform,
+               self.flags, no_cache)
         if self._lowered is not None and self._lowered[0] == key:
             return self._lowered[1]
-        result = self._lower(args, upto)
+        result = self._lower(args, upto, no_cache)
         self._lowered = (key, result)
         return result
 
-    def _lower(self, args: dict[str, str], upto: Cell | None) -> SessionLowering:
+    def cell_flags(self, cell: Cell | None) -> BuildFlags:
+        """A cell's docker build flags on top of the session's (``%llb config``)."""
+        return cell.options.flags.over(self.flags) if cell is not None else self.flags
+
+    def build_flags(self, running: Cell | None = None) -> BuildFlags:
+        """The flags a build serves: every cell's secrets and ssh ids (an earlier cell's RUN
+        may need its own again) on the session's, the running cell's last."""
+        flags = self.flags
+        for cell in [c for c in self.cells if c is not running] + ([running] if running is not None else []):
+            flags = cell.options.flags.over(flags)
+        return flags
+
+    def _lower(self, args: dict[str, str], upto: Cell | None, no_cache: tuple[str, ...] | None) -> SessionLowering:
         options = LoweringOptions(build_args=args, resolver=self._resolver,
                                   platform=self._platform(), session_id="llbook-notebook")
         lowering = Lowering(options=options)
         lowered: list[LoweredCell] = []
         for cell in self.cells:
+            flags = self.cell_flags(cell)
+            lowering.build.options = replace(flags.lowering(options), no_cache_stages=(
+                None if no_cache is None else list(no_cache)))
             records = lowering.add_snippet(cell.text, cell.filename, stage=cell.options.stage)
             stage = lowering.current
             state = lowering.stage_state(stage) if stage is not None else None
@@ -357,7 +380,7 @@ class NotebookSession:
                   cancel: threading.Event | None) -> CellRun:
         cell.warnings = []
         try:
-            session = self.lower()
+            session = self.lower(running=cell)
             lowered = session.of(cell)
             state, stage = self._target_state(session, lowered, options)
             self._cell_checks(cell)
@@ -369,7 +392,7 @@ class NotebookSession:
         if state is not None:
             try:
                 result = self.solve_state(state, options, progress=progress, cancel=cancel,
-                                          scope=stage or "")
+                                          scope=stage or "", flags=self.build_flags(cell))
             except BuildError as err:
                 cell.status = FAILED
                 _locate(err, session)
@@ -397,18 +420,26 @@ class NotebookSession:
 
     def solve_state(self, state: State, options: CellOptions | None = None, *,
                     progress: Callable[[ProgressEvent], None] | None = None,
-                    cancel: threading.Event | None = None, scope: str = "") -> SolveResult:
+                    cancel: threading.Event | None = None, scope: str = "",
+                    flags: BuildFlags | None = None) -> SolveResult:
+        """Solve ``state``; ``flags`` (default: every cell's) give the secrets and ssh agents it is served."""
+        from solver.cli.build_ssh import ssh_sockets
         options = options or CellOptions()
+        flags = flags if flags is not None else self.build_flags()
         context = Path(options.context) if options.context else self.context
+        secrets = {s.id: s.src for s in flags.secrets}
         backend = self.backend()
-        if backend is not None:
-            with self._lock:
+        with ssh_sockets(list(flags.ssh)) as ssh, self._lock:  # key files: an ssh-agent for the solve
+            if backend is not None:
                 return backend.solve(state, context_dirs={"context": context}, no_cache=options.no_cache,
-                                     progress=progress, cancel=cancel)
-        with self._lock:
-            return self.solver.solve(self.definition(state), context_dirs={"context": context}, no_cache=options.no_cache,
-                                     progress=progress, cancel=cancel, place_scope=f"notebook/{scope}",
-                                     cache_imports=self.cache_imports)
+                                     progress=progress, cancel=cancel, secrets=secrets, ssh=ssh)
+            try:
+                return self.solver.solve(self.definition(state), context_dirs={"context": context},
+                                         no_cache=options.no_cache, progress=progress, cancel=cancel,
+                                         place_scope=f"notebook/{scope}", cache_imports=self.cache_imports,
+                                         secrets=secrets, ssh=ssh)
+            except EntitlementError as err:
+                raise _notebook_hint(err) from None
 
     def definition(self, state: State) -> Any:
         """``state.marshal()``, once per state: lowerings are only read and kept while their
@@ -492,7 +523,17 @@ class NotebookSession:
         if key is None or key not in lowering.stages:
             known = ", ".join(lowering.stage_order) or "none yet: run a %%dockerfile cell with FROM"
             raise LLBookError(f"no stage {key!r}; stages: {known}")
-        return key, lowering.stages[key].state, lowering.stages[key].image.to_dict()
+        return key, lowering.stages[key].state, self._labelled(lowering.stages[key].image.to_dict())
+
+    def _labelled(self, image: dict[str, Any]) -> dict[str, Any]:
+        """The image config with the session's and every cell's ``--label`` (as docker build's
+        on its result image); cells in first-run order, a later cell's value winning."""
+        labels = dict(self.build_flags().run.labels)
+        if not labels:
+            return image
+        config = dict(image.get("config") or {})
+        config["Labels"] = {**(config.get("Labels") or {}), **labels}
+        return {**image, "config": config}
 
     def vertex_status(self) -> dict[str, str]:
         """Vertex digest → cached | built | failed, from the cells' last runs."""
@@ -581,6 +622,17 @@ class NotebookSession:
         self._lowered = None
         self._checked = None
         self._definitions.clear()
+
+
+def _notebook_hint(err: BuildError) -> BuildError:
+    """An entitlement refusal says how a notebook grants it (``%llb config --allow``)."""
+    from solver.solve.entitlements import KNOWN
+    needed = next((name for name in KNOWN if name in err.message), "")
+    if needed:
+        err.message = (f"entitlement {needed} is not allowed (as docker build without --allow {needed}); "
+                       f"grant it to the session with %llb config --allow {needed}")
+        err.args = (str(err),)
+    return err
 
 
 def _locate(err: BuildError, session: SessionLowering) -> None:

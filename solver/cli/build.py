@@ -64,6 +64,12 @@ def parse_secret(text: str) -> SecretSpec:
     return SecretSpec(secret_id, Path(src).expanduser().absolute())
 
 
+def add_secret_argument(parser: argparse.ArgumentParser) -> None:
+    """``--secret id=ID,src=PATH`` (repeatable); ``%%dockerfile`` and ``%llb config`` take it too."""
+    parser.add_argument("--secret", dest="secrets", action="append", default=[], type=parse_secret,
+                        metavar="id=ID,src=PATH", help="a secret file for RUN --mount=type=secret")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("context", metavar="CONTEXT", help="build context directory")
     parser.add_argument("-f", "--file", dest="file", help="Dockerfile (default CONTEXT/Dockerfile)")
@@ -71,8 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None, help="build stage to build")
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[],
                         type=lambda t: parse_key_value(t, "--build-arg"), metavar="KEY=VALUE")
-    parser.add_argument("--secret", dest="secrets", action="append", default=[], type=parse_secret,
-                        metavar="id=ID,src=PATH")
+    add_secret_argument(parser)
     parser.add_argument("--build-context", dest="build_contexts", action="append", default=[],
                         type=lambda t: parse_key_value(t, "--build-context"), metavar="NAME=PATH")
     parser.add_argument("--no-cache", action="store_true", help="do not use the cache")
@@ -87,12 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow", dest="allow", action="append", default=[],
                         help="grant an entitlement: network.host, security.insecure")
     parser.add_argument("--platform", default=None, help="target platform, e.g. linux/amd64")
-    parser.add_argument("--network", choices=["default", "host", "none"], default=None,
-                        help="network of every RUN that names none (host also grants network.host)")
     parser.add_argument("--progress", default="auto", choices=["auto", "tty", "plain", "quiet"])
     parser.add_argument("--metadata-file", default=None, help="write build metadata JSON here")
     from solver.cli.build_flags import add_arguments as add_flag_arguments
-    add_flag_arguments(parser)  # --label, --add-host, --shm-size, --ulimit, --no-cache-filter, --iidfile, -q
+    add_flag_arguments(parser)  # --network (host grants network.host), --label, --add-host, --shm-size, --ulimit,
+    # --no-cache-filter, --iidfile, -q
     from solver.cli.build_checks import add_arguments as add_check_arguments
     add_check_arguments(parser)  # --check, --call=check: the build checks without a build
     parser.add_argument("--on-error", choices=["fail", "shell"], default="fail",

@@ -1,4 +1,4 @@
-"""docker build's --label, --add-host, --shm-size, --ulimit, --no-cache-filter, --iidfile and -q, parsed as buildx parses them."""
+"""docker build's --network, --label, --add-host, --shm-size, --ulimit, --no-cache-filter, --iidfile and -q, parsed as buildx parses them."""
 
 from __future__ import annotations
 
@@ -56,7 +56,11 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--network, --label, --add-host, --shm-size, --ulimit and --no-cache-filter: the flags
+    ``%%dockerfile`` and ``%llb config`` take too (kernel_ext), parsed by the same code."""
+    parser.add_argument("--network", choices=["default", "host", "none"], default=None,
+                        help="network of every RUN that names none (host needs the network.host entitlement)")
     parser.add_argument("--label", dest="labels", action="append", default=[], type=_label,
                         metavar="KEY=VALUE", help="set a label on the image")
     parser.add_argument("--add-host", dest="add_hosts", action="append", default=[], type=parse_add_host,
@@ -66,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="NAME=SOFT[:HARD]", help="a resource limit of every RUN")
     parser.add_argument("--no-cache-filter", dest="no_cache_filter", action="append", default=None,
                         metavar="STAGE", help="do not use the cache for these stages")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
     parser.add_argument("--iidfile", default=None, help="write the image ID to this file")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
 

@@ -33,6 +33,12 @@ class RunOptions:
     ulimits: tuple[tuple[str, int, int], ...] = ()  # --ulimit: (name, soft, hard) of every RUN
     no_cache_stages: tuple[str, ...] | None = None  # --no-cache-filter: () every stage
 
+    def lowering_fields(self, network: str | None = None) -> dict[str, Any]:
+        """The LoweringOptions fields of these flags and ``--network`` (the notebook sets them per cell)."""
+        return {"force_network": network or "", "labels": dict(self.labels), "extra_hosts": list(self.extra_hosts),
+                "shm_size": self.shm_size, "ulimits": list(self.ulimits),
+                "no_cache_stages": None if self.no_cache_stages is None else list(self.no_cache_stages)}
+
 
 @dataclass
 class Lowered:
@@ -93,9 +99,7 @@ def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: s
     options = LoweringOptions(build_args=dict(build_args or {}),
                               platform=Platform.parse(platform) if isinstance(platform, str) else platform,
                               resolver=resolver, session_id=session_id, exclude_patterns=excludes,
-                              force_network=network or "", labels=dict(run.labels),
-                              extra_hosts=list(run.extra_hosts), shm_size=run.shm_size, ulimits=list(run.ulimits),
-                              no_cache_stages=None if run.no_cache_stages is None else list(run.no_cache_stages))
+                              **run.lowering_fields(network))
     conversion = convert_dockerfile(text, filename=filename, target=target, options=options)
     lowered = _lowered(conversion)
     lowered.sources = {filename: text}
