@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,15 +214,18 @@ class RuncExecutor(Executor):
                                 else subprocess.DEVNULL, stdout=None if terminal else subprocess.PIPE,
                                 stderr=None if terminal else subprocess.PIPE,
                                 start_new_session=True, cwd=bundle)
-        started = identity(proc.pid)
-        REAPER.started(Watched(container_id, self._runc(), str(bundle), proc.pid,
-                               started[1] if started is not None else 0))
-        pipes = Pipes.start(proc, stdout, stderr, None if terminal else stdin)
-        restore = [saved_modes(), forward_resizes(proc.pid)] if terminal else []
         cancelled = False
         killed: list[tuple[int, int]] = []
+        restore: list[Callable[[], object]] = []
+        pipes = Pipes()
         exited = _ExitWatch(proc)
-        try:
+        try:  # from here on, an interrupt (SIGINT, SIGHUP, SIGTERM) kills the container
+            started = identity(proc.pid)
+            REAPER.started(Watched(container_id, self._runc(), str(bundle), proc.pid,
+                                   started[1] if started is not None else 0))
+            pipes = Pipes.start(proc, stdout, stderr, None if terminal else stdin)
+            if terminal:
+                restore += [saved_modes(), forward_resizes(proc.pid)]
             while True:
                 code = exited.wait(POLL)
                 if code is not None:
