@@ -584,13 +584,20 @@ class NotebookSession:
         if backend is not None:
             _, state, image_config = self.stage_state(stage)
             return self._export_on_daemon(backend, output, tags, state, image_config)
+        from kernel_ext.cell_record import CellRecording
+        from solver.source.registry import RegistryClient
         spec = parse_output(output, tags=tags)
         key, state, image_config = self.stage_state(stage)
-        result = self.solve_state(state, scope=key)
-        source = export_source(self.solver, result, image_config)
-        from solver.source.registry import RegistryClient
-        done = export(source, spec, epoch=epoch_from_env(spec, self.effective_build_args()), progress=progress,
-                      registry_client=RegistryClient(self.solver.registry_config))
+        recording = CellRecording.begin(self, f"%llb export {key}", target=key)  # a build in the history
+        try:
+            result = self.solve_state(state, scope=key, progress=recording.tee(None))
+            source = export_source(self.solver, result, image_config)
+            done = export(source, spec, epoch=epoch_from_env(spec, self.effective_build_args()), progress=progress,
+                          registry_client=RegistryClient(self.solver.registry_config))
+        except BaseException as error:
+            recording.finish(None, error)
+            raise
+        recording.finish(result, None, done)
         out = {"type": done.type, "destination": done.dest or ",".join(spec.names)}
         if done.manifest_digest:
             out["digest"] = done.manifest_digest

@@ -89,6 +89,16 @@ def run_options(args: argparse.Namespace) -> Any:
                       no_cache_stages=stages)
 
 
+def history_config(network: str | None, run: Any) -> dict[str, str]:
+    """The build config ``docker buildx history inspect`` prints (its names; only the flags set)."""
+    config = {"Network": network or "",
+              "Extra Hosts": ", ".join(f"{host}={ip}" for host, ip in run.extra_hosts),
+              "No Cache Filter": "" if run.no_cache_stages is None else ", ".join(run.no_cache_stages) or "(all)",
+              "Shm Size": str(run.shm_size) if run.shm_size else "",
+              "Resource Limits": ", ".join(f"{name}={soft}:{hard}" for name, soft, hard in run.ulimits)}
+    return {name: value for name, value in config.items() if value}
+
+
 def image_id(exports: list[Any], config_digest: str | None) -> str:
     """The image ID docker build prints with -q and writes to --iidfile: its config's digest."""
     for export in exports:

@@ -11,7 +11,8 @@ from solver.errors import LLBookError
 
 
 def start(args: argparse.Namespace, context: Path, cache_dir: str | None) -> Any:
-    """A Recorder for this build (subscribe it to the progress bus); secrets by id only."""
+    """A Recorder for this build (subscribe it to the progress bus); secrets and ssh by id only."""
+    from solver.cli.build_flags import history_config, run_options
     from solver.history import Recorder
     try:
         text, filename = read_dockerfile(args, context)
@@ -20,7 +21,9 @@ def start(args: argparse.Namespace, context: Path, cache_dir: str | None) -> Any
         sources = {}
     return Recorder.start(cache_dir, "dockerfile", str(context), sources=sources,
                           args=dict(args.build_args), target=args.target, platform=args.platform,
-                          context=str(context), secrets=[s.id for s in args.secrets])
+                          context=str(context), secrets=list(dict.fromkeys(s.id for s in args.secrets)),
+                          ssh=list(dict.fromkeys(s.id for s in getattr(args, "ssh", []))),
+                          config=history_config(getattr(args, "network", None), run_options(args)))
 
 
 def finish(recorder: Any, result: Any, error: BaseException | None, exports: list[Any],

@@ -54,7 +54,9 @@ class BuildRecord:
     platform: str | None = None
     context: str | None = None
     session: str = ""  # the notebook session (kernel) whose cell this build was
-    secrets: list[str] = field(default_factory=list)  # ids only
+    secrets: list[str] = field(default_factory=list)  # ids only, never the values
+    ssh: list[str] = field(default_factory=list)  # --ssh ids only, never the keys or agent sockets
+    config: dict[str, str] = field(default_factory=dict)  # buildx inspect's build config: Network, Extra Hosts, ...
     steps: list[StepRecord] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)  # snapshot, cache_key, config/image digest
     exports: list[dict[str, Any]] = field(default_factory=list)

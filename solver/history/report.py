@@ -48,6 +48,7 @@ def inspect_lines(record: BuildRecord) -> list[str]:
              f"Target:         {record.target or '-'}", f"Platform:       {record.platform or 'default'}",
              f"Started:        {when(record.started)}", f"Duration:       {secs(record.duration)}",
              f"Status:         {record.status}", f"Build Steps:    {cached}/{len(steps)} ({pct}% cached)"]
+    lines += [f"{name + ':':15} {value}" for name, value in record.config.items() if value]
     if record.result_digest:
         lines.append(f"Result:         {record.result_digest}")
     if record.error:
@@ -56,6 +57,8 @@ def inspect_lines(record: BuildRecord) -> list[str]:
         lines += ["", "Build Args:"] + [f"  {k}={v}" for k, v in sorted(record.args.items())]
     if record.secrets:
         lines += ["", "Secrets (ids only):"] + [f"  {s}" for s in record.secrets]
+    if record.ssh:
+        lines += ["", "SSH (ids only):"] + [f"  {s}" for s in record.ssh]
     materials = sorted({s.key_inputs.get("plaintext", {}).get("source", "") for s in record.steps} - {""})
     lines += ["", "Materials:"] + [f"  {m}" for m in materials]
     if record.exports:
