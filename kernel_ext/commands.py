@@ -345,11 +345,19 @@ def cmd_layers(state: KernelState, argv: list[str]) -> Any:
     p = _parser("layers", "The layers of a stage's result, with their file changes (as dive shows).")
     p.add_argument("stage", nargs="?")
     p.add_argument("--files", action="store_true", help="list every changed path")
+    p.add_argument("--sort", choices=["name", "size"], default="name", help="order of the layers and the tree")
+    p.add_argument("--diff", metavar="OTHER", help="files added, removed and changed from OTHER (a stage, "
+                   "history:REF, or an image: registry ref, docker-archive://PATH, oci-layout://PATH) to this result")
+    p.add_argument("--platform", default="", help="the platform of a multi-platform OTHER image")
+    p.add_argument("--export", metavar="FILE", help="write the stage's file tree to FILE.csv or FILE.json")
     args = p.parse_args(argv)
     state.session.require_local_result("%llb layers")
+    if args.diff or args.export:
+        from kernel_ext.widgets.layers_requests import layers_command
+        return Text(layers_command(state.session, args.stage, args.diff, args.platform, args.export, args.sort))
     if state.rich_display and not args.files:
         from kernel_ext.widgets import views
-        return views.layers_view(state, args.stage)
+        return views.layers_view(state, args.stage, sort=args.sort)
     from solver.export.result_source import layer_chain
     session = state.session
     key, stage_state, image_config = session.stage_state(args.stage)

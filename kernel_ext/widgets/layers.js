@@ -65,12 +65,27 @@ function render({ model, el }) {
     });
     toggles.append(h("label", { class: `llbook-toggle-label llbook-${k}` }, box, k));
   }
-  const toolbar = h("div", { class: "llbook-toolbar" }, modeSel, toggles, filter,
+  const sortSel = h("select", { class: "llbook-sort", title: "order of the tree and the layer list" },
+    h("option", { value: "name", text: "sort by name" }),
+    h("option", { value: "size", text: "sort by size" }));
+  const toolbar = h("div", { class: "llbook-toolbar" }, modeSel, sortSel, toggles, filter,
     h("button", { class: "llbook-btn llbook-expand-all", text: "expand all", onclick: () => expandAll() }),
-    h("button", { class: "llbook-btn llbook-collapse-all", text: "collapse all", onclick: () => collapseAll() }));
+    h("button", { class: "llbook-btn llbook-collapse-all", text: "collapse all", onclick: () => collapseAll() }),
+    h("button", { class: "llbook-btn llbook-export-csv", text: "CSV", title: "export the tree as CSV", onclick: () => exportTree("csv") }),
+    h("button", { class: "llbook-btn llbook-export-json", text: "JSON", title: "export the tree as JSON", onclick: () => exportTree("json") }));
+  const compareOther = h("input", { class: "llbook-compare-other", type: "text",
+    placeholder: "compare with: a stage, history:^1, an image (registry, docker-archive://, oci-layout://)" });
+  const comparePlatform = h("input", { class: "llbook-compare-platform", type: "text", placeholder: "platform (e.g. linux/arm64)" });
+  const compareResult = h("div", { class: "llbook-compare-result" });
+  const compareBox = h("div", { class: "llbook-compare" }, compareOther, comparePlatform,
+    h("button", { class: "llbook-btn llbook-compare-button", text: "compare", onclick: () => compareWith() }), compareResult);
+  compareOther.addEventListener("keydown", (e) => { if (e.key === "Enter") compareWith(); });
+  const previewBox = h("div", { class: "llbook-preview-box" });
+  const diffBox = h("div", { class: "llbook-diff-box" });
+  diffPane.append(previewBox, diffBox);
   el.append(totals, h("div", { class: "llbook-layers-body" },
     h("div", { class: "llbook-layer-list" }, layerTable),
-    h("div", { class: "llbook-tree-box" }, toolbar, treeHead, tree, status)), diffPane);
+    h("div", { class: "llbook-tree-box" }, toolbar, treeHead, tree, status)), diffPane, compareBox);
 
   // -- layer list and totals ----------------------------------------------------------
   function drawTotals() {
@@ -94,7 +109,9 @@ function render({ model, el }) {
 
   function drawLayers() {
     layerTable.replaceChildren(h("tr", {}, ...["#", "size", "changes", "instruction", "digest"].map((x) => h("th", { text: x }))));
-    for (const l of model.get("layers")) {
+    const rows = [...model.get("layers")];
+    if (model.get("sort") === "size") rows.sort((a, b) => b.size - a.size || a.index - b.index);
+    for (const l of rows) {
       const tr = h("tr", { class: "llbook-layer-row" + (l.index === model.get("layer") ? " llbook-selected" : ""),
         "data-index": l.index,
         onclick: () => { model.set("layer", l.index); model.save_changes(); } },
@@ -110,7 +127,7 @@ function render({ model, el }) {
   // -- tree -------------------------------------------------------------------------------
   function query(path) {
     return ask({ type: "children", layer: model.get("layer"), mode: model.get("mode"), path,
-      pattern: model.get("pattern"), kinds: model.get("kinds") });
+      pattern: model.get("pattern"), kinds: model.get("kinds"), sort: model.get("sort") });
   }
 
   function rowFor(entry, depth) {
@@ -120,13 +137,13 @@ function render({ model, el }) {
       role: "treeitem", "data-path": entry.path, "data-kind": entry.kind },
       h("span", { class: "llbook-col-mode", text: entry.mode }),
       h("span", { class: "llbook-col-owner", text: entry.owner }),
-      h("span", { class: "llbook-col-size", text: entry.dir ? "" : human(entry.size) }),
+      h("span", { class: "llbook-col-size", text: human(entry.size) }),
       h("span", { class: "llbook-col-name", style: `padding-left:${depth * 14}px` }, twist, h("span", { class: "llbook-name", text: name })));
     const node = h("div", { class: "llbook-tree-node" }, row);
     node._entry = entry; node._depth = depth; node._open = false;
     row.addEventListener("click", () => {
       if (entry.has_children) toggle(node);
-      else if (!entry.dir) showDiff(entry.path);
+      else if (!entry.dir) showFile(entry);
     });
     return node;
   }
@@ -180,6 +197,7 @@ function render({ model, el }) {
     if (model.get("pattern")) await expandAll();  // show what the filter found
     if (mine === drawing) {  // the latest redraw says which layer the tree shows
       tree.dataset.layer = String(model.get("layer"));
+      tree.dataset.sort = model.get("sort");
       tree.setAttribute("aria-busy", "false");
     }
   }
@@ -207,12 +225,64 @@ function render({ model, el }) {
         : line.startsWith("@@") ? "llbook-diff-hunk" : "";
       body.append(h("div", { class: cls, text: line }));
     }
-    diffPane.replaceChildren(h("div", { class: "llbook-section-title" }, `diff of ${path}: `, a, " → ", b,
-      h("button", { class: "llbook-btn", text: "close", onclick: () => diffPane.replaceChildren() })), body);
+    diffBox.replaceChildren(h("div", { class: "llbook-section-title" }, `diff of ${path}: `, a, " → ", b,
+      h("button", { class: "llbook-btn", text: "close", onclick: () => diffBox.replaceChildren() })), body);
+  }
+
+  // -- a file's contents as of the selected layer: text (capped), hex, a symlink's target ------
+  async function showFile(entry) {
+    const layer = model.get("layer");
+    const reply = await ask({ type: "preview", layer, path: entry.path });
+    const body = h("pre", { class: `llbook-preview llbook-preview-${reply.kind || "error"}` });
+    if (reply.error || reply.note) body.append(h("div", { class: "llbook-preview-note", text: reply.error || reply.note }));
+    if (reply.kind === "text") body.append(document.createTextNode(reply.text));
+    else if (reply.kind === "binary") body.append(document.createTextNode(reply.lines.join("\n")));
+    else if (reply.kind === "symlink") body.append(h("span", { class: "llbook-preview-link", text: `${reply.path} → ${reply.link}` }));
+    if (reply.truncated) body.append(h("div", { class: "llbook-preview-note", text: `… ${human(reply.size)} in all, the start shown` }));
+    previewBox.replaceChildren(h("div", { class: "llbook-section-title" }, `${entry.path} in layer ${layer} (${reply.kind}, ${human(reply.size)})`,
+      h("button", { class: "llbook-btn", text: "close", onclick: () => previewBox.replaceChildren() })), body);
+    if (entry.kind === "modified") await showDiff(entry.path);
+    else diffBox.replaceChildren();
+  }
+
+  // -- the difference from another result or image to this one --------------------------------
+  async function compareWith() {
+    const other = compareOther.value.trim();
+    if (!other) return;
+    compareResult.replaceChildren(h("div", { class: "llbook-compare-note", text: `comparing with ${other} …` }));
+    compareBox.setAttribute("aria-busy", "true");
+    const reply = await ask({ type: "compare", other, platform: comparePlatform.value.trim() });
+    compareBox.setAttribute("aria-busy", "false");
+    if (reply.error) { compareResult.replaceChildren(h("div", { class: "llbook-error", text: reply.error })); return; }
+    const table = h("table", { class: "llbook-compare-table" },
+      h("tr", {}, ...["change", "path", "before", "after", "what"].map((x) => h("th", { text: x }))));
+    for (const c of reply.changes) {
+      table.append(h("tr", { class: `llbook-compare-row llbook-compare-${c.kind}`, "data-path": c.path, "data-kind": c.kind },
+        h("td", { text: c.kind }), h("td", { class: "llbook-compare-path", text: c.path }),
+        h("td", { text: c.old_size < 0 ? "" : human(c.old_size) }), h("td", { text: c.new_size < 0 ? "" : human(c.new_size) }),
+        h("td", { text: c.what })));
+    }
+    const delta = reply.size_delta;
+    compareResult.replaceChildren(h("div", { class: "llbook-section-title llbook-compare-summary",
+      text: `${reply.old}${reply.platform ? " (" + reply.platform + ")" : ""} → ${reply.new}: ${reply.added} added, ${reply.removed} removed, ${reply.changed} changed (${delta < 0 ? "-" : "+"}${human(Math.abs(delta))})` }), table);
+  }
+
+  // -- export of the tree shown (the selected layer, its mode and order) -------------------------
+  async function exportTree(format) {
+    const reply = await ask({ type: "export", format, layer: model.get("layer"), mode: model.get("mode"), sort: model.get("sort") });
+    if (reply.error) { status.textContent = reply.error; return; }
+    const url = URL.createObjectURL(new Blob([reply.text], { type: format === "csv" ? "text/csv" : "application/json" }));
+    const link = h("a", { href: url, download: reply.filename, class: "llbook-export-link", text: `download ${reply.filename}` });
+    status.replaceChildren(link);
+    link.click();
   }
 
   // -- wiring ---------------------------------------------------------------------------------
   modeSel.value = model.get("mode");
+  sortSel.value = model.get("sort");
+  sortSel.addEventListener("change", () => { model.set("sort", sortSel.value); model.save_changes(); });
+  const onSort = () => { sortSel.value = model.get("sort"); drawLayers(); redrawTree(); };
+  model.on("change:sort", onSort);
   modeSel.addEventListener("change", () => { model.set("mode", modeSel.value); model.save_changes(); });
   let timer = null;
   filter.value = model.get("pattern");
@@ -234,6 +304,7 @@ function render({ model, el }) {
     model.off("msg:custom", onMsg);
     model.off("change:layer", onLayer);
     model.off("change:mode", redrawTree);
+    model.off("change:sort", onSort);
     model.off("change:kinds", redrawTree);
     model.off("change:pattern", redrawTree);
     model.off("change:totals", drawTotals);

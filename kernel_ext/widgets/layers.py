@@ -5,7 +5,8 @@ Messages from the front end (``{"type": ..., "req": n}``), each answered with th
 ``type`` and ``req``:
 - ``children``: ``layer``, ``path``, ``mode`` (layer | aggregated), ``pattern``, ``kinds``
   → ``entries`` (one directory's rows), ``more`` (rows over the cap), or ``error``;
-- ``diff``: ``path``, ``old``, ``new`` (layer indexes) → a unified diff of the file.
+- ``diff``: ``path``, ``old``, ``new`` (layer indexes) → a unified diff of the file;
+- ``preview``, ``compare``, ``export``: see ``layers_requests``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 import anywidget
 import traitlets
 
+from solver.errors import LLBookError
+
 from kernel_ext.widgets.layers_model import KINDS, LayersModel, summary_html, summary_text
+from kernel_ext.widgets.layers_requests import EXTRA_REQUESTS, answer_extra
 
 HERE = Path(__file__).parent
 
@@ -33,9 +37,11 @@ class LayersWidget(anywidget.AnyWidget):
     mode = traitlets.Unicode("layer").tag(sync=True)  # layer | aggregated
     kinds = traitlets.List(list(KINDS)).tag(sync=True)
     pattern = traitlets.Unicode("").tag(sync=True)
+    sort = traitlets.Unicode("name").tag(sync=True)  # name | size: the tree's and the layer list's order
 
-    def __init__(self, model: LayersModel, **kwargs: Any) -> None:
+    def __init__(self, model: LayersModel, session: Any = None, **kwargs: Any) -> None:
         self.model = model
+        self.session = session  # to compare with the session's other stages and builds
         super().__init__(stage=model.stage, layers=[l.to_json() for l in model.layers],
                          totals=model.totals(), layer=max(0, len(model.layers) - 1), **kwargs)
         self.on_msg(self._on_message)
@@ -50,7 +56,9 @@ class LayersWidget(anywidget.AnyWidget):
                 reply.update(self.model.children(
                     int(content.get("layer", self.layer)), str(content.get("path", "/")),
                     str(content.get("mode", self.mode)), str(content.get("pattern", "")),
-                    list(content.get("kinds", KINDS))))
+                    list(content.get("kinds", KINDS)), str(content.get("sort", self.sort))))
+            elif kind in EXTRA_REQUESTS:
+                reply.update(answer_extra(self.model, self.session, content))
             elif kind == "diff":
                 reply.update(self.model.file_diff(str(content["path"]), int(content["old"]), int(content["new"])))
             else:
@@ -59,10 +67,12 @@ class LayersWidget(anywidget.AnyWidget):
             reply["error"] = f"bad filter: {err}"
         except (IndexError, KeyError, ValueError, OSError) as err:
             reply["error"] = f"{type(err).__name__}: {err}"
+        except LLBookError as err:
+            reply["error"] = str(err)
         return reply
 
     def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("type") in ("children", "diff"):
+        if isinstance(content, dict) and content.get("type") in ("children", "diff", *EXTRA_REQUESTS):
             self.send(self.answer(content))
 
     # -- static forms ---------------------------------------------------------------------

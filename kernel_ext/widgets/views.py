@@ -37,8 +37,8 @@ def why_view(state: Any, target: str | None = None) -> WithFallback:
     return WithFallback(DagWidget(model, [why_cell(cell.solved())]))
 
 
-def layers_view(state: Any, stage: str | None = None) -> WithFallback:
-    return WithFallback(LayersWidget(build_layers(state.session, stage)))
+def layers_view(state: Any, stage: str | None = None, sort: str = "name") -> WithFallback:
+    return WithFallback(LayersWidget(build_layers(state.session, stage), session=state.session, sort=sort))
 
 
 def export_view(state: Any, stage: str | None = None) -> WithFallback:
