@@ -61,10 +61,12 @@ def images(registry_config, registry_with_busybox, tmp_path_factory) -> dict[str
         outputs = ["--output", f"type=docker,dest={base / name}.tar,name=llbook/{name}:1"]
         if name == "wasteful":
             outputs += ["--output", f"type=oci,dest={base / 'layout'},tar=false",
+                        "--output", f"type=oci,dest={base / 'wasteful-oci.tar'}",
                         "--output", f"type=image,name={registry_with_busybox.host}/llbook/wasteful:1,push=true"]
         llbook(registry_config, "build", "--progress", "plain", "--cache-dir", str(cache), *outputs, str(ctx))
         out[name] = f"docker-archive://{base / name}.tar"
     out["layout"] = f"oci-layout://{base / 'layout'}"
+    out["oci-tar"] = f"oci-layout://{base / 'wasteful-oci.tar'}"
     out["registry"] = f"{registry_with_busybox.host}/llbook/wasteful:1"
     out["busybox"] = f"{registry_with_busybox.host}/library/busybox:latest"
     out["cache"] = str(cache)
@@ -156,8 +158,9 @@ def test_diff_of_two_images(registry_config, images):
     assert any(l.split() == ["added", "-", "→", "9", "B", "/bin.dat"] for l in lines), out
     assert any(l.split()[:1] == ["added"] and l.endswith("/greeting-link") for l in lines), out
     assert any(l.split() == ["changed", "11", "B", "→", "13", "B", "/etc/greeting", "(size)"] for l in lines), out
-    same = llbook(registry_config, "layers", images["wasteful"], "--diff", images["registry"]).stdout
-    assert same.splitlines()[0].endswith("0 added, 0 removed, 0 changed")
+    for other in ("registry", "oci-tar"):
+        same = llbook(registry_config, "layers", images["wasteful"], "--diff", images[other]).stdout
+        assert same.splitlines()[0].endswith("0 added, 0 removed, 0 changed"), same
 
 
 def test_platform_of_a_multi_platform_image(registry_config, images):
