@@ -2,10 +2,11 @@
 Playwright, as tests/test_widgets_browser.py): two cells build stages ``one`` and ``two``;
 ``%llb layers two`` shows the view, where the test sorts the tree by size, previews a text
 file, compares the result with stage ``one`` (a changed and two added files, with sizes)
-and exports the tree. Screenshots go to ``test-artifacts/layers-*.png``."""
+and exports the tree; ``%llb layers two --diff one`` and ``--export`` do the same as text. Screenshots go to ``test-artifacts/layers-*.png``."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -51,7 +52,7 @@ def test_layers_view_sorts_previews_and_compares(browser_executable: str, lab, t
             console: list[str] = []
             page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
             try:
-                drive(page, lab.page_url(FIXTURE.name))
+                drive(page, lab.page_url(FIXTURE.name), tmp_path / "notebooks")
             except Exception:
                 shot(page, "failure")
                 (ARTIFACTS / "layers-failure-console.txt").write_text("\n".join(console))
@@ -66,7 +67,7 @@ def root_paths(tree) -> list[str]:
         "rows => rows.map(r => r.dataset.path)")
 
 
-def drive(page, page_url: str) -> None:
+def drive(page, page_url: str, notebooks: Path) -> None:
     from playwright.sync_api import expect
     page.goto(page_url)
     page.locator(".jp-Notebook").first.wait_for()
@@ -123,3 +124,13 @@ def drive(page, page_url: str) -> None:
     assert lines[0] == "path,kind,type,size,mode,uid,gid,link"
     assert lines[1].startswith("/zdata,added,dir,200000,")
     assert "/greeting.txt,added,file,23,-rw-r--r--,0,0," in lines
+
+    # the same from cells: %llb layers two --diff one, --export tree.json
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    expect(cells.nth(5).locator(".jp-OutputArea-output")).to_contain_text(
+        "one → two: 2 added, 0 removed, 1 changed")
+    expect(cells.nth(5).locator(".jp-OutputArea-output")).to_contain_text("/zdata/big")
+    expect(cells.nth(6).locator(".jp-OutputArea-output")).to_contain_text("wrote the tree of stage two")
+    exported = json.loads((notebooks / "tree.json").read_text())
+    assert exported["files"][0]["path"] == "/bin" and exported["mode"] == "aggregated"  # the largest folder first
+    shot(page, "commands")
