@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from solver.errors import DockerfileError
+from solver.errors import DockerfileError, shorten
 from solver.frontend.flags import FlagError, FlagType, ParsedFlags, parse_flags
 from solver.frontend.gofmt import parse_go_duration
 from solver.frontend.heredoc import Heredoc, chomp_content, parse_heredoc
@@ -186,7 +186,7 @@ def parse_instruction(node: Node) -> Instruction:
     """Turn a parser node into a typed instruction; raises ``DockerfileError``."""
     parser = _PARSERS.get(node.keyword)
     if parser is None:
-        raise DockerfileError(f"unknown instruction: {node.keyword}", node.start_line, node.filename)
+        raise DockerfileError(f"unknown instruction: {shorten(node.keyword)}", node.start_line, node.filename)
     try:
         return parser(node)
     except (FlagError, MountError, ValueError) as err:

@@ -10,6 +10,7 @@ forms (``line_parsers.go``).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -376,6 +377,19 @@ def _health_args(node: Node) -> None:
     node.args = [rest[:sep], *cmd]
 
 
+# Go's unicode.IsSpace (textutil.go_isspace) as a character class: Latin-1 spaces, Zs, U+2028/9.
+_GO_SPACES = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+@functools.lru_cache(maxsize=16)
+def _word_run(escape: str, quote: str) -> re.Pattern[str]:
+    """Characters ``parse_words`` appends one by one unchanged: outside quotes no space,
+    quote or escape; inside quotes neither the closing quote nor the escape."""
+    if quote:
+        return re.compile("[^" + re.escape(quote + escape) + "]+")
+    return re.compile("[^" + _GO_SPACES + "'\"" + re.escape(escape) + "]+")
+
+
 def parse_words(rest: str, escape: str) -> list[str]:
     """Quote-aware word split that keeps quotes and escapes (``parseWords``)."""
     words: list[str] = []
@@ -392,6 +406,11 @@ def parse_words(rest: str, escape: str) -> list[str]:
                 i += 1
                 continue
             in_word = True
+        run = _word_run(escape, quote).match(rest, i)
+        if run is not None:  # a long plain stretch in one step
+            buf.append(run.group())
+            i = run.end()
+            continue
         if quote:
             if ch == quote:
                 quote = ""

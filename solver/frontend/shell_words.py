@@ -7,6 +7,7 @@ for instructions that have no exec form.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -18,6 +19,13 @@ _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 # Nested ${...} levels one word may hold. Each level costs a few Python frames; the bound
 # keeps a hostile word (thousands of levels) an error instead of a RecursionError.
 MAX_NESTING = 100
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_run(escape_token: str, stop: str) -> re.Pattern[str]:
+    """A run of characters the main loop copies as they are: no whitespace, no ``$``,
+    ``<``, quote, escape token or stop character (a hostile megabyte word in one step)."""
+    return re.compile("[^\\s$<'\"" + re.escape(escape_token) + re.escape(stop) + "]+")
 
 
 class WordError(ValueError):
@@ -145,7 +153,14 @@ class _ShellWord:
         words = _Words()
         handlers = self._handlers()
         sc = self.scanner
+        plain = _plain_run(self.lex.escape_token, stop)
         while sc.peek() != _EOF:
+            run = plain.match(sc.text, sc.pos)
+            if run is not None:
+                sc.pos = run.end()
+                result.append(run.group())
+                words.add_raw_string(run.group())
+                continue
             ch = sc.peek()
             if stop and ch == stop:
                 sc.next()

@@ -16,6 +16,7 @@ a `Definition`; a parsed Definition then re-encodes byte for byte.
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from dataclasses import dataclass, field, fields
@@ -46,6 +47,7 @@ _VARINT_KINDS = {Kind.BOOL, Kind.INT32, Kind.INT64, Kind.UINT32, Kind.UINT64, Ki
 _REGISTRY: dict[str, type] = {}
 
 
+@functools.lru_cache(maxsize=None)
 def snake_case(proto_name: str) -> str:
     """Python attribute name of a proto field: `secondaryInput` → `secondary_input`, `def` → `def_`."""
     name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", proto_name).lower()
