@@ -48,10 +48,12 @@ class Comparison:
 
 
 def _differences(a: Change, b: Change) -> list[str]:
+    """Which attributes differ, bytes aside (a symlink's size is its target's length in a
+    snapshot and 0 in a tar: the target is compared instead)."""
     out = []
     if a.type is not b.type:
         return ["type"]
-    if a.size != b.size:
+    if a.type is not FileType.FILE and a.type is not FileType.SYMLINK and a.size != b.size:
         out.append("size")
     if a.mode != b.mode:
         out.append("mode")
@@ -62,9 +64,18 @@ def _differences(a: Change, b: Change) -> list[str]:
     return out
 
 
+def _content(old: Layers, new: Layers, path: str, a: Change, b: Change) -> list[str]:
+    """``content`` (and ``size``) when two regular files' bytes differ. The digests decide
+    where both are known: a hard link's tar header says 0 bytes, its snapshot the file's size."""
+    da, db = old.content_digest(old.top, path), new.content_digest(new.top, path)
+    if da is not None and db is not None:
+        return [] if da == db else ["content"] + (["size"] if a.size != b.size else [])
+    return ["size"] if a.size != b.size else []
+
+
 def compare(old: Layers, new: Layers) -> Comparison:
-    """Files added, removed and changed from ``old``'s top layer to ``new``'s (contents are
-    compared for regular files of equal size)."""
+    """Files added, removed and changed from ``old``'s top layer to ``new``'s (regular files
+    by the digest of their bytes)."""
     a, b = final_state(old.diffs), final_state(new.diffs)
     changes: list[FileChange] = []
     for path in sorted(a.keys() | b.keys()):
@@ -75,9 +86,8 @@ def compare(old: Layers, new: Layers) -> Comparison:
             changes.append(FileChange(path, REMOVED, before.type.value, before.size, -1))
         elif before is not None and after is not None:
             what = _differences(before, after)
-            if not what and before.type is FileType.FILE and (
-                    old.content_digest(old.top, path) != new.content_digest(new.top, path)):
-                what = ["content"]
+            if before.type is FileType.FILE and after.type is FileType.FILE:
+                what = _content(old, new, path, before, after) + what
             if what:
                 changes.append(FileChange(path, CHANGED, after.type.value, before.size, after.size, ",".join(what)))
     return Comparison(old.name, new.name, changes)
