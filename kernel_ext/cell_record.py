@@ -63,20 +63,18 @@ class CellRecording:
                 progress(event)
         return emit
 
-    def finish(self, result: Any, error: BaseException | None, export: Any = None) -> None:
+    def finish(self, result: Any, error: BaseException | None, export: dict[str, Any] | None = None) -> None:
         """Save the record (the result's steps, or the events' when the build failed); an
         interrupt (the solve's ``Canceled`` in the worker thread) is recorded as canceled;
-        ``export`` (solver.export's result) as the record's export and result digests."""
+        ``export`` (type, dest, manifest, config, size) as the record's export and result digests."""
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return
         from solver.solve.scheduler import Canceled
         if isinstance(error, Canceled):
             error = KeyboardInterrupt(str(error) or "build interrupted")
-        done = {} if export is None else {
-            "exports": [{"type": export.type, "dest": export.dest, "manifest": export.manifest_digest,
-                         "config": export.config_digest, "size": export.size}],
-            "config_digest": export.config_digest or None, "image_digest": export.manifest_digest or None}
+        done = {} if export is None else {"exports": [export], "config_digest": export.get("config") or None,
+                                          "image_digest": export.get("manifest") or None}
         try:
             recorder.finish(result, error, **done)
         except Exception:  # noqa: BLE001

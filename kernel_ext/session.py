@@ -580,14 +580,13 @@ class NotebookSession:
         docker build's ``--output`` syntax."""
         from solver.export import epoch_from_env, export, parse_output
         from solver.export.result_source import export_source
-        backend = self.backend()
-        if backend is not None:
-            _, state, image_config = self.stage_state(stage)
-            return self._export_on_daemon(backend, output, tags, state, image_config)
         from kernel_ext.cell_record import CellRecording
-        from solver.source.registry import RegistryClient
-        spec = parse_output(output, tags=tags)
+        backend = self.backend()
         key, state, image_config = self.stage_state(stage)
+        if backend is not None:
+            return self._export_on_daemon(backend, output, tags, key, state, image_config)
+        from solver.source.registry import RegistryClient
+        spec = parse_output(output, tags=tags)  # a bad --output is no build: nothing is recorded
         recording = CellRecording.begin(self, f"%llb export {key}", target=key)  # a build in the history
         try:
             result = self.solve_state(state, scope=key, progress=recording.tee(None))
@@ -597,7 +596,9 @@ class NotebookSession:
         except BaseException as error:
             recording.finish(None, error)
             raise
-        recording.finish(result, None, done)
+        recording.finish(result, None, {"type": done.type, "dest": done.dest or ",".join(spec.names),
+                                        "manifest": done.manifest_digest, "config": done.config_digest,
+                                        "size": done.size})
         out = {"type": done.type, "destination": done.dest or ",".join(spec.names)}
         if done.manifest_digest:
             out["digest"] = done.manifest_digest
@@ -606,19 +607,33 @@ class NotebookSession:
             out["use"] = f"docker load -i {done.dest} && docker run --rm {spec.names[0] if spec.names else '<image>'}"
         return out
 
-    def _export_on_daemon(self, backend: Any, output: str, tags: tuple[str, ...], state: State,
+    def _export_on_daemon(self, backend: Any, output: str, tags: tuple[str, ...], key: str, state: State,
                           image_config: dict[str, Any]) -> dict[str, str]:
-        """The export done by the BuildKit daemon (its exporters; local/tar land here)."""
+        """The export done by the BuildKit daemon (its exporters; local/tar land here), recorded
+        in the history with the daemon's digests."""
+        from kernel_ext.cell_record import CellRecording
         from solver.buildkit.address import parse_address
         from solver.buildkit.backend import export_for, parse_daemon_output
+        from solver.cli.build_ssh import ssh_sockets
+        flags = self.build_flags()
         target = export_for(parse_daemon_output(output), tags, parse_address(backend.address).scheme)
         assert target is not None
-        with self._lock:
-            backend.solve(state, context_dirs={"context": self.context}, export=target, image_config=image_config)
+        recording = CellRecording.begin(self, f"%llb export {key}", target=key)
+        try:
+            with ssh_sockets(list(flags.ssh)) as ssh, self._lock:
+                result = backend.solve(state, context_dirs={"context": self.context}, export=target,
+                                       image_config=image_config, progress=recording.tee(None),
+                                       secrets={s.id: s.src for s in flags.secrets}, ssh=ssh)
+        except BaseException as error:
+            recording.finish(None, error)
+            raise
         response = backend.last.exporter_response if backend.last else {}
         out = {"type": target.type, "destination": target.dest or target.attrs.get("name", "")}
         if response.get("containerimage.digest"):
             out["digest"] = response["containerimage.digest"]
+        recording.finish(result, None, {"type": target.type, "dest": out["destination"],
+                                        "manifest": response.get("containerimage.digest", ""),
+                                        "config": response.get("containerimage.config.digest", ""), "size": 0})
         return out
 
     def reset(self) -> None:

@@ -172,3 +172,32 @@ def test_labels_on_the_session_image_and_no_cache_filter(kernel, tmp_path: Path)
     assert state_of(filtered, "RUN echo made > /f") == "DONE"  # the stage's RUN ignores the cache
     other = run(kernel, "%%dockerfile --no-cache-filter other\nFROM busybox AS base\nRUN echo made > /f\n", "c1")
     assert state_of(other, "RUN echo made > /f") == "CACHED"
+
+
+def test_session_network_host_on_dockerd_and_its_export_in_the_history(kernel_env, dockerd, registry_with_busybox,
+                                                                       tmp_path: Path) -> None:
+    """dockerd runs here without a bridge: `%llb config --network host --allow network.host` lets a
+    RUN that names no network build on its BuildKit, as `llbook build --network=host` does; the
+    daemon's export is a build in the history."""
+    import uuid
+    base = f"{registry_with_busybox.host}/library/busybox:latest"
+    nonce = uuid.uuid4().hex[:12]
+    k = start(kernel_env, tmp_path)
+    name = f"llbook-nb-flags-{nonce}:latest"
+    try:
+        run(k, "%llb config --buildkit-host dockerd:// --allow network.host", "cfg0")
+        bridged = failed(k, f"%%dockerfile\nFROM {base}\nRUN echo default-network-{nonce}\n", "c0")
+        assert "network bridge not found" in bridged, bridged  # BuildKit's default network needs dockerd's bridge
+        run(k, "%llb reset", "rs")
+        run(k, "%llb config --network host", "cfg")
+        text = run(k, f"%%dockerfile\nFROM {base}\nRUN echo no-flag-needed-{nonce} | tee /f\n", "c1")
+        assert f"no-flag-needed-{nonce}" in text
+        exported = run(k, f"%llb export --output type=image,name={name}", "ex")
+        digest = re.search(r"digest\s+(sha256:[0-9a-f]{64})", exported).group(1)
+        record = run(k, "%llb history inspect ^0", "h")
+        assert "Name:           %llb export stage-0" in record and "Network:        host" in record, record
+        assert f"Result:         {digest}" in record
+        assert dockerd.docker("run", "--rm", "--network=host", name, "cat", "/f").stdout == f"no-flag-needed-{nonce}\n"
+    finally:
+        k.shutdown()
+        dockerd.docker("rmi", "-f", name, check=False)
