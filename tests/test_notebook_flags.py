@@ -192,6 +192,10 @@ def test_session_network_host_on_dockerd_and_its_export_in_the_history(kernel_en
         run(k, "%llb config --network host", "cfg")
         text = run(k, f"%%dockerfile\nFROM {base}\nRUN echo no-flag-needed-{nonce} | tee /f\n", "c1")
         assert f"no-flag-needed-{nonce}" in text
+        (tmp_path / "token.txt").write_text(f"daemon-secret-{nonce}")
+        served = run(k, f"%%dockerfile --secret id=tok,src={tmp_path / 'token.txt'}\n"
+                        "RUN --mount=type=secret,id=tok,required=true cat /run/secrets/tok\n", "c2")
+        assert f"daemon-secret-{nonce}" in served  # the client session serves the cell's secret to the daemon
         exported = run(k, f"%llb export --output type=image,name={name}", "ex")
         digest = re.search(r"digest\s+(sha256:[0-9a-f]{64})", exported).group(1)
         record = run(k, "%llb history inspect ^0", "h")
