@@ -65,3 +65,21 @@ def private_tmp_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def make_debian_rootfs(dest: str | Path) -> Path:
+    """A Debian minbase rootfs (benchmarks/debian_rootfs.py: debootstrap from the machine's
+    own apt source once, cached as a tarball under /var/tmp) unpacked into ``dest``."""
+    import importlib.util
+    import sys
+
+    module_path = Path(__file__).resolve().parents[1] / "benchmarks" / "debian_rootfs.py"
+    spec = importlib.util.spec_from_file_location("debian_rootfs", module_path)
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.setdefault("debian_rootfs", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    tarball = module.debian_rootfs_tarball()
+    root = Path(dest)
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "--numeric-owner", "-xzf", str(tarball), "-C", str(root)], check=True)
+    return root
