@@ -2,7 +2,7 @@
 Playwright, as tests/test_widgets_browser.py): two cells build stages ``one`` and ``two``;
 ``%llb layers two`` shows the view, where the test sorts the tree by size, previews a text
 file, compares the result with stage ``one`` (a changed and two added files, with sizes)
-and exports the tree; ``%llb layers two --diff one`` and ``--export`` do the same as text. Screenshots go to ``test-artifacts/layers-*.png``."""
+and with the registry's busybox for a platform picked from its index, and exports the tree; ``%llb layers two --diff one`` and ``--export`` do the same as text. Screenshots go to ``test-artifacts/layers-*.png``."""
 
 from __future__ import annotations
 
@@ -115,6 +115,18 @@ def drive(page, page_url: str, notebooks: Path) -> None:
     colour = big.evaluate("el => getComputedStyle(el).color")
     assert colour == "rgb(26, 127, 55)", colour
     shot(page, "compare")
+
+    # against an image of a registry, for a platform picked from its index
+    view.locator(".llbook-compare-other").fill("busybox")
+    view.locator(".llbook-compare-other").press("Tab")  # change: the index's platforms are listed
+    platform = view.locator(".llbook-compare-platform")
+    expect(platform).to_have_attribute("data-count", "2")
+    platform.select_option("linux/arm64")
+    view.locator(".llbook-compare-button").click()
+    expect(summary).to_contain_text("busybox:latest (linux/arm64) → two:", timeout=BUILD_TIMEOUT_MS)
+    expect(view.locator(".llbook-compare-row[data-path='/zdata/big']")).to_have_attribute("data-kind", "added")
+    expect(view.locator(".llbook-compare-row[data-path='/bin/busybox']")).to_have_count(0)  # the same bytes
+    shot(page, "compare-image-platform")
 
     # export the tree (sorted by size) as CSV: the browser downloads it
     with page.expect_download() as download:

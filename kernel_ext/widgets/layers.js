@@ -75,11 +75,26 @@ function render({ model, el }) {
     h("button", { class: "llbook-btn llbook-export-json", text: "JSON", title: "export the tree as JSON", onclick: () => exportTree("json") }));
   const compareOther = h("input", { class: "llbook-compare-other", type: "text",
     placeholder: "compare with: a stage, history:^1, an image (registry, docker-archive://, oci-layout://)" });
-  const comparePlatform = h("input", { class: "llbook-compare-platform", type: "text", placeholder: "platform (e.g. linux/arm64)" });
+  const comparePlatform = h("select", { class: "llbook-compare-platform", title: "the platform of a multi-platform image" },
+    h("option", { value: "", text: "default platform" }));
   const compareResult = h("div", { class: "llbook-compare-result" });
   const compareBox = h("div", { class: "llbook-compare" }, compareOther, comparePlatform,
     h("button", { class: "llbook-btn llbook-compare-button", text: "compare", onclick: () => compareWith() }), compareResult);
   compareOther.addEventListener("keydown", (e) => { if (e.key === "Enter") compareWith(); });
+  compareOther.addEventListener("change", () => listPlatforms());
+
+  // the platforms a multi-platform image offers, to pick one
+  async function listPlatforms() {
+    const other = compareOther.value.trim();
+    comparePlatform.setAttribute("aria-busy", "true");
+    const reply = other ? await ask({ type: "platforms", other }) : { platforms: [] };
+    const keep = comparePlatform.value;
+    comparePlatform.replaceChildren(h("option", { value: "", text: "default platform" }),
+      ...(reply.platforms || []).map((p) => h("option", { value: p, text: p })));
+    if ((reply.platforms || []).includes(keep)) comparePlatform.value = keep;
+    comparePlatform.dataset.count = String((reply.platforms || []).length);
+    comparePlatform.setAttribute("aria-busy", "false");
+  }
   const previewBox = h("div", { class: "llbook-preview-box" });
   const diffBox = h("div", { class: "llbook-diff-box" });
   diffPane.append(previewBox, diffBox);
@@ -251,7 +266,7 @@ function render({ model, el }) {
     if (!other) return;
     compareResult.replaceChildren(h("div", { class: "llbook-compare-note", text: `comparing with ${other} …` }));
     compareBox.setAttribute("aria-busy", "true");
-    const reply = await ask({ type: "compare", other, platform: comparePlatform.value.trim() });
+    const reply = await ask({ type: "compare", other, platform: comparePlatform.value });
     compareBox.setAttribute("aria-busy", "false");
     if (reply.error) { compareResult.replaceChildren(h("div", { class: "llbook-error", text: reply.error })); return; }
     const table = h("table", { class: "llbook-compare-table" },

@@ -66,6 +66,8 @@ def answer_extra(model: Layers, session: Any, content: dict[str, Any]) -> dict[s
         return model.preview(layer, str(content["path"]), int(content.get("cap", PREVIEW_CAP))).to_json()
     if kind == "compare":
         return compare_reply(model, session, str(content["other"]), str(content.get("platform", "")))
+    if kind == "platforms":
+        return {"platforms": platforms_for(session, str(content.get("other", "")))}
     if kind == "export":
         fmt = str(content.get("format", "json"))
         layer = int(content.get("layer", model.top))
@@ -75,7 +77,22 @@ def answer_extra(model: Layers, session: Any, content: dict[str, Any]) -> dict[s
     return {"error": f"unknown request {kind!r}"}
 
 
-EXTRA_REQUESTS = ("preview", "compare", "export")
+EXTRA_REQUESTS = ("preview", "compare", "export", "platforms")
+
+
+def platforms_for(session: Any, text: str) -> list[str]:
+    """The platforms of a multi-platform registry image (none for a stage, a build or a file)."""
+    text = text.strip()
+    if not text or text.startswith((HISTORY_PREFIX, "docker-archive://", "oci-layout://")):
+        return []
+    if session is not None and "/" not in text and ":" not in text:
+        try:
+            if text in session.lower().lowering.stages:
+                return []
+        except Exception:  # noqa: BLE001 - no cells yet: not a stage then
+            pass
+    from solver.layers.image import platforms_of
+    return platforms_of(text)
 
 
 def layers_command(session: Any, stage: str | None, other: str | None, platform: str, export: str | None,
