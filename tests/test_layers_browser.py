@@ -116,6 +116,13 @@ def drive(page, page_url: str, notebooks: Path) -> None:
     assert colour == "rgb(26, 127, 55)", colour
     shot(page, "compare")
 
+    # two builds from the history: the cell that built stage one is the build before the last
+    view.locator(".llbook-compare-other").fill("history:^1")
+    view.locator(".llbook-compare-button").click()
+    expect(summary).to_contain_text("→ two: 2 added, 0 removed, 1 changed", timeout=BUILD_TIMEOUT_MS)
+    expect(summary).to_contain_text("build ")
+    shot(page, "compare-history")
+
     # against an image of a registry, for a platform picked from its index
     view.locator(".llbook-compare-other").fill("busybox")
     view.locator(".llbook-compare-other").press("Tab")  # change: the index's platforms are listed
