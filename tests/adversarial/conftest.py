@@ -8,13 +8,20 @@ sentinel directory outside every root, and the run's tally printed at the end.
   TMPDIR = `.tmp` so bundle directories of this test's builds are countable), `.cache`,
   `.sentinel` (a directory with files no build may change; `.sentinel_changes()` counts
   entries added, removed or changed since the test began), `.base` the test's tmp dir.
+
+At the end of the run the tally of adv_helpers.report (what each test tried and measured)
+is printed and written as JSON to $LLBOOK_ADV_SUMMARY (default: the temp dir's
+llbook-adversarial-summary.json); README's reliability figures are read from it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +77,22 @@ def small_tmpfs(tmp_path: Path):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+def summary_path() -> Path:
+    """Where the run's tally is written as JSON: $LLBOOK_ADV_SUMMARY, else the temp dir."""
+    return Path(os.environ.get("LLBOOK_ADV_SUMMARY") or Path(tempfile.gettempdir(), "llbook-adversarial-summary.json"))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if TALLY.areas:
         terminalreporter.section("adversarial suite: what was tried and measured")
         for line in TALLY.lines():
             terminalreporter.write_line(line)
+        outcomes = {key: len(terminalreporter.stats.get(key, [])) for key in ("passed", "failed", "skipped", "error")}
+        data = {"areas": {area: dict(counts) for area, counts in sorted(TALLY.areas.items())},
+                "totals": {key: TALLY.total(key) for key in ("hostile_inputs", "writes_outside", "corrupt_entries",
+                                                             "orphans", "secret_hits")},
+                "tests": outcomes, "machine": os.uname().machine, "kernel": os.uname().release,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        path = summary_path()
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        terminalreporter.write_line(f"summary written to {path}")
