@@ -71,15 +71,45 @@ class DebugTarget:
 
 
 def debug_command(dockerfile: Path, cache_dir: Path, context: Path, target: DebugTarget,
-                  kernel_pid: int) -> list[str]:
-    """The ``llbook debug`` command line for ``target``."""
+                  kernel_pid: int, flags: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The ``llbook debug`` command line for ``target``; ``flags``: the session's (``session_flags``)."""
     command = [sys.executable, "-m", "solver.cli", "debug", "--progress", "plain", "-f", str(dockerfile),
-               "--cache-dir", str(cache_dir), "--exit-with", str(kernel_pid), "--step", str(target.step)]
+               "--cache-dir", str(cache_dir), "--exit-with", str(kernel_pid), "--step", str(target.step),
+               *flags]
     if target.stage:
         command += ["--target", target.stage]
     if target.before:
         command.append("--before")
     return [*command, str(context)]
+
+
+def session_flags(session: Any) -> list[str]:
+    """The session's build args, platform, entitlements and docker build flags (every cell's secrets
+    and ssh ids) as ``llbook debug`` arguments, so its steps are the cells' steps. A cell with RUN
+    flags of its own cannot be said in one command line: that is refused, naming the cells."""
+    own = [c.filename for c in session.cells if _run_flags(c.options.flags)]
+    if own:
+        raise LLBookError(f"the debug shell lowers the session Dockerfile with one set of flags, and "
+                          f"{', '.join(own)} set --network/--add-host/--shm-size/--ulimit of its own; "
+                          "set them for every cell with %llb config instead")
+    flags, served = session.flags, session.build_flags()
+    out = [word for key, value in session.effective_build_args().items() for word in ("--build-arg", f"{key}={value}")]
+    out += ["--platform", session.platform] if session.platform else []
+    out += [word for name in session.entitlements for word in ("--allow", name)]
+    out += ["--network", flags.network] if flags.network else []
+    out += [word for host, ip in flags.run.extra_hosts for word in ("--add-host", f"{host}={ip}")]
+    out += ["--shm-size", str(flags.run.shm_size)] if flags.run.shm_size else []
+    out += [word for name, soft, hard in flags.run.ulimits for word in ("--ulimit", f"{name}={soft}:{hard}")]
+    out += [word for s in served.secrets for word in ("--secret", f"id={s.id},src={s.src}")]
+    for spec in served.ssh:  # the kernel's agent: the terminal's shell may have another SSH_AUTH_SOCK
+        paths = spec.paths or ((os.environ["SSH_AUTH_SOCK"],) if os.environ.get("SSH_AUTH_SOCK") else ())
+        out += ["--ssh", spec.id + ("=" + ",".join(paths) if paths else "")]
+    return out
+
+
+def _run_flags(flags: Any) -> bool:
+    run = flags.run
+    return bool(flags.network or run.extra_hosts or run.shm_size or run.ulimits)
 
 
 def write_session_dockerfile(text: str, cache_dir: Path) -> Path:
@@ -147,8 +177,9 @@ def label(target: DebugTarget) -> str:
 def opener(session: Any, target: DebugTarget) -> Any:
     """A call that opens a terminal with ``llbook debug`` at ``target`` of the session (its name)."""
     def open_now() -> str:
+        flags = session_flags(session)  # refused before anything is written
         cache_dir = Path(session.solver.paths.root)
         dockerfile = write_session_dockerfile(session.dockerfile(), cache_dir)
-        command = debug_command(dockerfile, cache_dir, Path(session.context).absolute(), target, os.getpid())
+        command = debug_command(dockerfile, cache_dir, Path(session.context).absolute(), target, os.getpid(), flags)
         return open_terminal(this_server(), command)
     return open_now

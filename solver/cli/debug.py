@@ -3,7 +3,11 @@
     llbook debug [-f FILE] [--target STAGE] [--cache-dir DIR] (--step N | --vertex DIGEST)
                  [--shell CMD] [--build-arg K=V]... [--secret id=ID,src=PATH]...
                  [--build-context NAME=PATH]... [--config FILE] [--executor runc|proot]
-                 [--allow ENTITLEMENT]... [--platform OS/ARCH] [--progress MODE] CONTEXT
+                 [--allow ENTITLEMENT]... [--platform OS/ARCH] [--progress MODE]
+                 [--ssh ID[=PATH]]... [--network MODE] [--add-host H:IP]... [--shm-size N]
+                 [--ulimit U]... [--label K=V]... [--no-cache-filter STAGE]... CONTEXT
+
+docker build's flags are taken as ``llbook build`` takes them, so the steps are those of the build.
 
 ``--step N`` is N of the ``[N/M]`` progress names of the target stage. The shell opens in
 the state after that step, with the env, workdir and user in force there; after a RUN with
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solver.cli.build import parse_key_value, parse_secret
+from solver.cli.build import add_secret_argument, parse_key_value
 from solver.cli.build_common import lower, registry_config
 from solver.errors import LLBookError
 
@@ -52,8 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shell", default="/bin/sh", help="the shell command (default /bin/sh)")
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[],
                         type=lambda t: parse_key_value(t, "--build-arg"), metavar="KEY=VALUE")
-    parser.add_argument("--secret", dest="secrets", action="append", default=[], type=parse_secret,
-                        metavar="id=ID,src=PATH")
+    from solver.cli.build_flags import add_run_arguments
+    from solver.cli.build_ssh import add_arguments as add_ssh_argument
+    add_secret_argument(parser)
+    add_ssh_argument(parser)
+    add_run_arguments(parser)  # --network, --add-host, ...: the build's flags, so its steps are the build's
     parser.add_argument("--build-context", dest="build_contexts", action="append", default=[],
                         type=lambda t: parse_key_value(t, "--build-context"), metavar="NAME=PATH")
     parser.add_argument("--cache-dir", default=None, help="cache directory")
@@ -146,8 +153,10 @@ def run_debug(args: argparse.Namespace) -> int:
     context = Path(args.context).expanduser().absolute()
     if not context.is_dir():
         raise LLBookError(f"build context {context} is not a directory")
+    from solver.cli.build_ssh import ssh_sockets
+    entitlements = [*args.allow, *(["network.host"] if args.network == "host" else [])]  # as llbook build
     with Solver(cache_dir=args.cache_dir, registry_config=registry_config(args.config),
-                entitlements=args.allow, executor_name=args.executor) as solver:
+                entitlements=entitlements, executor_name=args.executor) as solver, ssh_sockets(args.ssh) as ssh:
         contexts = named_contexts.parse(args.build_contexts)
         lowered = lower(args, context, named_contexts.resolver(solver.image_resolver(), contexts))
         definition, _ = named_contexts.rewrite(lowered.definition(), contexts)
@@ -160,7 +169,7 @@ def run_debug(args: argparse.Namespace) -> int:
         try:
             return open_shell(solver, definition, request, progress=printer, ready=closed,
                               context_dirs={"context": context, **named_contexts.context_dirs(contexts)},
-                              secrets={s.id: s.src for s in args.secrets})
+                              secrets={s.id: s.src for s in args.secrets}, ssh=ssh)
         finally:
             closed()
 
