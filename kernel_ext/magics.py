@@ -46,7 +46,8 @@ def dockerfile_parser() -> MagicParser:
                    help="name this cell's snippet; a later cell with the same --id replaces it, as "
                         "re-running the same cell does")
     from kernel_ext.cell_flags import add_arguments
-    add_arguments(p)  # docker build's --network, --add-host, --shm-size, --ulimit, --label, --no-cache-filter, --secret, --ssh
+    add_arguments(p)  # docker build's --network, --add-host, --shm-size, --ulimit, --label, --no-cache-filter,
+    # --secret, --ssh (kernel_ext.cell_flags)
     return p
 
 

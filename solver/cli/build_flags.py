@@ -1,4 +1,5 @@
-"""docker build's --network, --label, --add-host, --shm-size, --ulimit, --no-cache-filter, --iidfile and -q, parsed as buildx parses them."""
+"""docker build's --network, --label, --add-host, --shm-size, --ulimit, --no-cache-filter, --iidfile and -q,
+parsed as buildx parses them."""
 
 from __future__ import annotations
 
