@@ -149,7 +149,8 @@ class RuncExecutor(Executor):
                 stubs.cleanup()
             finally:
                 shutil.rmtree(bundle, ignore_errors=True)
-                REAPER.done(container_id)
+                if not self._state_exists(container_id):  # else the watcher ends it when we exit
+                    REAPER.done(container_id)
                 network.close()
 
     def _sandbox_network(self, network: SandboxNetwork, process: ProcessSpec, stderr: Output) -> str:
@@ -297,4 +298,9 @@ class RuncExecutor(Executor):
         return (self.state_root / container_id).exists()
 
     def _delete(self, container_id: str) -> None:
-        self._runc_quiet("delete", "--force", container_id)
+        """``runc delete --force``, once more when the state is still there (a timeout on a
+        loaded machine)."""
+        for _ in range(2):
+            self._runc_quiet("delete", "--force", container_id)
+            if not self._state_exists(container_id):
+                return
