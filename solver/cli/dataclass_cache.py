@@ -30,6 +30,7 @@ from types import CodeType
 from typing import Any
 
 _SUPPORTED = ((3, 11), (3, 12))
+_STDLIB_CREATE_FN = getattr(dataclasses, "_create_fn", None)  # what install() replaces
 _MAX_ENTRIES = 4000  # a cache that grew past this (other programs' classes) starts over
 _lock = threading.Lock()
 _codes: dict[str, CodeType] = {}  # compiled or unmarshalled in this process
