@@ -34,26 +34,22 @@ class DagWidget(anywidget.AnyWidget):
                  svg: str | None = None, **kwargs: Any) -> None:
         self.model = model
         self.why_cells = why or []
-        super().__init__(
-            svg=svg if svg is not None else (model.to_svg() if model.vertices else ""),
-            stage=model.stage,
-            vertices={v.digest: v.to_json() for v in model.vertices},
-            legend=[{"status": s, "label": STATUS_LABEL[s], "fill": STATUS_FILL[s]} for s in STATUSES],
-            why=[c.to_json() for c in self.why_cells], compact=compact, **kwargs)
+        super().__init__(legend=[{"status": s, "label": STATUS_LABEL[s], "fill": STATUS_FILL[s]} for s in STATUSES],
+                         compact=compact, **_synced(model, self.why_cells, svg), **kwargs)
+
+    def show(self, model: DagModel, why: list[WhyCell] | None = None, *, svg: str | None = None) -> None:
+        """Draw another state of the graph in this widget (only changed traits are sent)."""
+        self.model, self.why_cells = model, why or []
+        with self.hold_sync():
+            for name, value in _synced(model, self.why_cells, svg).items():
+                if getattr(self, name) != value:
+                    setattr(self, name, value)
 
     def static_html(self) -> str:
-        title = f"<b>DAG of stage {html.escape(self.stage)}</b>" if self.stage else "<b>DAG</b>"
-        return (f"<div class='llbook-dag-static'>{title}{legend_html()}{self.svg}"
-                f"{why_html(self.why_cells)}</div>")
+        return dag_static_html(self.model, self.svg, self.why_cells)
 
     def static_text(self) -> str:
-        lines = [f"DAG of stage {self.stage}: {len(self.model.vertices)} vertices"]
-        for v in self.model.vertices:
-            lines.append(f"  {v.status:<8} {v.label}")
-            lines += [f"           warning: {text}" for text in v.warnings]
-        if self.why_cells:
-            lines += ["why rebuilt:", why_text(self.why_cells)]
-        return "\n".join(lines)
+        return dag_static_text(self.model, self.why_cells)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         data = super()._repr_mimebundle_(**kwargs)
@@ -62,3 +58,26 @@ class DagWidget(anywidget.AnyWidget):
         bundle["text/plain"] = self.static_text()
         bundle["text/html"] = self.static_html()
         return bundle
+
+
+def _synced(model: DagModel, why: list[WhyCell], svg: str | None) -> dict[str, Any]:
+    """The traits that carry ``model`` and ``why`` to the front end."""
+    return {"svg": svg if svg is not None else (model.to_svg() if model.vertices else ""),
+            "stage": model.stage, "vertices": {v.digest: v.to_json() for v in model.vertices},
+            "why": [c.to_json() for c in why]}
+
+
+def dag_static_html(model: DagModel, svg: str, why: list[WhyCell]) -> str:
+    """Legend, SVG and reasons as HTML, for viewers without widgets."""
+    title = f"<b>DAG of stage {html.escape(model.stage)}</b>" if model.stage else "<b>DAG</b>"
+    return f"<div class='llbook-dag-static'>{title}{legend_html()}{svg}{why_html(why)}</div>"
+
+
+def dag_static_text(model: DagModel, why: list[WhyCell]) -> str:
+    lines = [f"DAG of stage {model.stage}: {len(model.vertices)} vertices"]
+    for v in model.vertices:
+        lines.append(f"  {v.status:<8} {v.label}")
+        lines += [f"           warning: {text}" for text in v.warnings]
+    if why:
+        lines += ["why rebuilt:", why_text(why)]
+    return "\n".join(lines)

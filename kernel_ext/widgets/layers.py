@@ -26,6 +26,11 @@ from kernel_ext.widgets.layers_requests import EXTRA_REQUESTS, answer_extra
 HERE = Path(__file__).parent
 
 
+def layers_static_html(model: LayersModel) -> str:
+    """The layer table and totals as HTML, for viewers without widgets."""
+    return f"<div class='llbook-layers-static'><b>Layers of stage {model.stage}</b>{summary_html(model)}</div>"
+
+
 class LayersWidget(anywidget.AnyWidget):
     _esm = HERE / "layers.js"
     _css = HERE / "llbook.css"
@@ -77,7 +82,7 @@ class LayersWidget(anywidget.AnyWidget):
 
     # -- static forms ---------------------------------------------------------------------
     def static_html(self) -> str:
-        return f"<div class='llbook-layers-static'><b>Layers of stage {self.stage}</b>{summary_html(self.model)}</div>"
+        return layers_static_html(self.model)
 
     def static_text(self) -> str:
         return summary_text(self.model)

@@ -5,20 +5,21 @@ HTML forms (progress, DAG SVG, layer summary) are what nbconvert and terminals s
 from __future__ import annotations
 
 import html
+import json
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import ipywidgets as w
 
 from kernel_ext.widgets.check_view import warnings_html, warnings_text
-from kernel_ext.widgets.dag import DagWidget
-from kernel_ext.widgets.dag_model import BUILT, CACHED, FAILED, RunHistory, build_dag
+from kernel_ext.widgets.dag import DagWidget, dag_static_html, dag_static_text
+from kernel_ext.widgets.dag_model import BUILT, CACHED, FAILED, DagCache, DagModel, RunHistory, build_dag
 from kernel_ext.widgets.export_controls import ExportControls
 from kernel_ext.widgets.fallback import StaticFallback
-from kernel_ext.widgets.layers import LayersWidget
-from kernel_ext.widgets.layers_model import build_layers
-from kernel_ext.widgets.why_model import why_cell
+from kernel_ext.widgets.layers import LayersWidget, layers_static_html
+from kernel_ext.widgets.layers_model import LayersModel, build_layers, summary_text
+from kernel_ext.widgets.why_model import WhyCell, why_cell
 
 log = logging.getLogger(__name__)
 TAB_TITLES = ("Progress", "DAG", "Layers", "Export")
@@ -26,12 +27,13 @@ TAB_TITLES = ("Progress", "DAG", "Layers", "Export")
 
 @dataclass
 class WidgetState:
-    """What the widgets keep per kernel: the run history, and the result view each cell
-    shows now (re-running a cell replaces its output, so the old view's widgets are closed
-    instead of living as long as the kernel)."""
+    """What the widgets keep per kernel: the run history, the DAG drawings already made,
+    and the result view each cell shows now (re-running a cell replaces its output, so the
+    old view's widgets are closed instead of living as long as the kernel)."""
 
     history: RunHistory = field(default_factory=RunHistory)
     views: dict[str, "ResultView"] = field(default_factory=dict)  # cell id -> its current view
+    dag_cache: DagCache = field(default_factory=DagCache)
 
     def replace_view(self, cell_id: str, view: "ResultView") -> None:
         old = self.views.get(cell_id)
@@ -46,40 +48,131 @@ def widget_state(kernel_state: Any) -> WidgetState:
     return kernel_state.views
 
 
-class ResultView(w.Tab):
-    """The tabs of one cell's result, with static fallbacks for non-widget front ends."""
+@dataclass
+class ViewContent:
+    """Everything one result view shows, computed without creating a widget: the tabs'
+    widgets are made from it when a tab is first opened, the static fallback at once."""
 
-    def __init__(self, progress_text: str, progress_html: str, dag: DagWidget | None,
-                 layers: LayersWidget | None, export: ExportControls | None, note: str = "") -> None:
-        self.progress_text, self.progress_html = progress_text, progress_html
-        self.dag, self.layers, self.export = dag, layers, export
-        placeholder = lambda text: w.HTML(f"<div class='llbook-hint'>{html.escape(text)}</div>")  # noqa: E731
-        children = [w.HTML(progress_html),
-                    dag if dag is not None else placeholder(note or "no graph"),
-                    layers if layers is not None else placeholder(note or "no layers: the build did not finish"),
-                    export if export is not None else placeholder(note or "nothing to export yet")]
+    progress_text: str
+    progress_html: str
+    dag: DagModel | None = None
+    dag_svg: str = ""
+    why: list[WhyCell] = field(default_factory=list)
+    layers: LayersModel | None = None
+    export: Callable[[], ExportControls] | None = None
+    note: str = ""
+    result_key: tuple[Any, ...] | None = None  # what the Layers and Export tabs depend on
+
+
+class ResultView(w.Tab):
+    """The tabs of one cell's result, with static fallbacks for non-widget front ends.
+
+    Only the Progress tab is a widget from the start; DAG, Layers and Export are created
+    when first selected (or read as attributes), so a cell run marshals only what is shown.
+    Re-running a cell whose result is unchanged refreshes this view in place (``refresh``)."""
+
+    def __init__(self, content: ViewContent) -> None:
+        self.content = content
+        self._built: dict[int, Any] = {}
+        self._closed = False
+        self._progress = w.HTML(content.progress_html)
+        children = [self._progress] + [_placeholder(self._hint(i)) for i in (1, 2, 3)]
         super().__init__(children=children, titles=list(TAB_TITLES))
         self.add_class("llbook-result")
+        self.observe(self._on_select, names="selected_index")
+
+    # -- the tabs, built on first use ---------------------------------------------------------
+    @property
+    def progress_text(self) -> str:
+        return self.content.progress_text
+
+    @property
+    def progress_html(self) -> str:
+        return self.content.progress_html
+
+    @property
+    def dag(self) -> DagWidget | None:
+        return self._tab(1)
+
+    @property
+    def layers(self) -> LayersWidget | None:
+        return self._tab(2)
+
+    @property
+    def export(self) -> ExportControls | None:
+        return self._tab(3)
+
+    def _hint(self, index: int) -> str:
+        note = self.content.note
+        if index == 1:
+            return note or "no graph" if self.content.dag is None else "loading the graph…"
+        if index == 2:
+            return note or "no layers: the build did not finish" if self.content.layers is None else "loading…"
+        return note or "nothing to export yet" if self.content.export is None else "loading…"
+
+    def _make(self, index: int) -> Any:
+        c = self.content
+        if index == 1 and c.dag is not None:
+            return DagWidget(c.dag, c.why, compact=True, svg=c.dag_svg)
+        if index == 2 and c.layers is not None:
+            return LayersWidget(c.layers)
+        if index == 3 and c.export is not None:
+            return c.export()
+        return None
+
+    def _tab(self, index: int) -> Any:
+        if index not in self._built and not self._closed:
+            widget = self._make(index)
+            self._built[index] = widget
+            if widget is not None:
+                children = list(self.children)
+                old, children[index] = children[index], widget
+                self.children = children
+                old.close()
+        return self._built.get(index)  # a closed view makes no new widget
+
+    def _on_select(self, change: dict[str, Any]) -> None:
+        index = change.get("new")
+        if isinstance(index, int) and 0 < index < len(TAB_TITLES):
+            try:
+                self._tab(index)
+            except Exception:  # a tab that cannot be drawn keeps its hint; the cell is done
+                log.debug("result tab %d failed", index, exc_info=True)
+
+    # -- a re-run with the same result ----------------------------------------------------------
+    def refresh(self, content: ViewContent) -> None:
+        """Show a re-run whose result is this view's: new progress, DAG statuses and reasons;
+        the Layers and Export tabs (same result) stay as they are."""
+        old, self.content = self.content, replace(content, layers=self.content.layers, export=self.content.export)
+        if self._progress.value != content.progress_html:
+            self._progress.value = content.progress_html
+        dag = self._built.get(1)
+        if dag is not None and content.dag is not None and (content.dag, content.why) != (old.dag, old.why):
+            dag.show(content.dag, content.why, svg=content.dag_svg)
 
     def close_all(self) -> None:
         """Close this view and every widget inside it (their comms and front-end models)."""
+        self._closed = True
         _close_tree(self)
 
+    # -- static forms ---------------------------------------------------------------------------
     def static_html(self) -> str:
         """Progress, DAG SVG and layer summary: what viewers without widgets show."""
-        parts = [self.progress_html]
-        if self.dag is not None:
-            parts.append(self.dag.static_html())
-        if self.layers is not None:
-            parts.append(self.layers.static_html())
+        c = self.content
+        parts = [c.progress_html]
+        if c.dag is not None:
+            parts.append(dag_static_html(c.dag, c.dag_svg, c.why))
+        if c.layers is not None:
+            parts.append(layers_static_html(c.layers))
         return "<div class='llbook-result-static'>" + "".join(parts) + "</div>"
 
     def static_text(self) -> str:
+        c = self.content
         parts = []
-        if self.dag is not None:
-            parts.append(self.dag.static_text())
-        if self.layers is not None:
-            parts.append(self.layers.static_text())
+        if c.dag is not None:
+            parts.append(dag_static_text(c.dag, c.why))
+        if c.layers is not None:
+            parts.append(summary_text(c.layers))
         return "\n".join(parts)
 
     def fallback(self) -> StaticFallback:
@@ -93,38 +186,51 @@ class ResultView(w.Tab):
         return bundle
 
 
+def _placeholder(text: str) -> w.HTML:
+    return w.HTML(f"<div class='llbook-hint'>{html.escape(text)}</div>")
+
+
 def _close_tree(widget: Any) -> None:
     for child in list(getattr(widget, "children", ())):
         _close_tree(child)
     widget.close()
 
 
-def build_result_view(kernel_state: Any, live: Any, run: Any = None, error: BaseException | None = None,
-                      summary: str = "") -> ResultView:
-    """The result view of the cell that just ran (``run``) or failed (``error``)."""
+def view_content(kernel_state: Any, live: Any, run: Any = None, error: BaseException | None = None,
+                 summary: str = "") -> ViewContent:
+    """What the result view of the cell that just ran (``run``) or failed (``error``) shows."""
     session = kernel_state.session
     views = widget_state(kernel_state)
     _remember(views.history, live, error)
     cell = run.cell if run is not None else _failed_cell(session, error)
     stage = cell.stage if cell is not None else None
-    dag = layers = export = None
-    note = ""
+    warnings = cell.warnings if cell is not None else []
+    content = ViewContent(live.model.to_text(summary) + ("\n" + warnings_text(warnings) if warnings else ""),
+                          live.model.to_html(summary) + warnings_html(warnings))
     try:
-        model = build_dag(session.dag_input(cell), stage, history=views.history)
-        dag = DagWidget(model, [why_cell(cell.solved())] if cell is not None and cell.last_result else [], compact=True)
+        content.dag = build_dag(session.dag_input(cell), stage, history=views.history, cache=views.dag_cache)
+        content.dag_svg = content.dag.to_svg(views.dag_cache) if content.dag.vertices else ""
+        content.why = [why_cell(cell.solved())] if cell is not None and cell.last_result else []
     except Exception as err:  # a view that cannot be drawn must not fail the cell
         log.debug("DAG view failed", exc_info=True)
-        note = f"DAG unavailable: {err}"
+        content.dag, content.note = None, f"DAG unavailable: {err}"
     if run is not None and run.result is not None and run.result.snapshot:
         try:
-            layers = LayersWidget(build_layers(session, stage, run.result))
-            export = ExportControls(session, stage, directory=str(session.context))
+            key, _state, image_config = session.stage_state(stage)
+            content.layers = build_layers(session, stage, run.result)
+            content.export = lambda: ExportControls(session, stage, directory=str(session.context))
+            content.result_key = (key, run.result.head, run.result.output, run.result.snapshot,
+                                  json.dumps(image_config, sort_keys=True))
         except Exception as err:
             log.debug("layers view failed", exc_info=True)
-            note = f"layers unavailable: {err}"
-    warnings = cell.warnings if cell is not None else []
-    text = live.model.to_text(summary) + ("\n" + warnings_text(warnings) if warnings else "")
-    return ResultView(text, live.model.to_html(summary) + warnings_html(warnings), dag, layers, export, note)
+            content.layers, content.export, content.note = None, None, f"layers unavailable: {err}"
+    return content
+
+
+def build_result_view(kernel_state: Any, live: Any, run: Any = None, error: BaseException | None = None,
+                      summary: str = "") -> ResultView:
+    """The result view of the cell that just ran (``run``) or failed (``error``)."""
+    return ResultView(view_content(kernel_state, live, run, error, summary))
 
 
 _OUTCOMES = {"CACHED": CACHED, "done": BUILT, "error": FAILED}
@@ -156,15 +262,22 @@ def show_result(kernel_state: Any, live: Any, run: Any = None, error: BaseExcept
     fallback (rich front ends only; the widgets' CSS hides the fallback where they render)."""
     if not kernel_state.rich_display or live.quiet:
         return None
+    views = widget_state(kernel_state)
+    cell = run.cell if run is not None else _failed_cell(kernel_state.session, error)
     try:
-        view = build_result_view(kernel_state, live, run, error, summary)
+        content = view_content(kernel_state, live, run, error, summary)
+        shown = views.views.get(cell.cell_id) if cell is not None else None
+        if shown is not None and content.result_key is not None and shown.content.result_key == content.result_key:
+            shown.refresh(content)  # the same result: no new widgets
+            view = shown
+        else:
+            view = ResultView(content)
     except Exception:
         log.debug("result view failed", exc_info=True)
         return None
     from IPython.display import display
-    cell = run.cell if run is not None else _failed_cell(kernel_state.session, error)
     if cell is not None:
-        widget_state(kernel_state).replace_view(cell.cell_id, view)
+        views.replace_view(cell.cell_id, view)
     handle = getattr(live, "_handle", None)
     if handle is not None:
         handle.update(view)
