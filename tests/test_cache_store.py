@@ -449,24 +449,25 @@ def test_file_lock_conflicts_in_process_and_times_out(tmp_path: Path) -> None:
     s2.release()
 
 
-def _hold_lock(path: str, seconds: float, started) -> None:
+def _hold_lock(path: str, seconds: float, started, releasing=None) -> None:
     lock = FileLock(Path(path))
     lock.acquire()
     started.set()
     time.sleep(seconds)
+    if releasing is not None:
+        releasing.set()
     lock.release(unlink=True)
 
 
 def test_lock_waiter_survives_holder_unlinking_file(tmp_path: Path) -> None:
     path = tmp_path / "k.lock"
-    started = SPAWN.Event()
-    holder = SPAWN.Process(target=_hold_lock, args=(str(path), 0.5, started))
+    started, releasing = SPAWN.Event(), SPAWN.Event()
+    holder = SPAWN.Process(target=_hold_lock, args=(str(path), 0.5, started, releasing))
     holder.start()
     assert started.wait(30)
     waiter = FileLock(path)
-    t0 = time.monotonic()
     assert waiter.acquire(timeout=30)
-    assert time.monotonic() - t0 > 0.2
+    assert releasing.is_set()  # the waiter got the lock only after the holder let it go
     assert path.exists()  # re-created: a third party would now conflict with us
     assert not FileLock(path).acquire(blocking=False)
     waiter.release()
