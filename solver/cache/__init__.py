@@ -1,0 +1,1 @@
+"""The persistent store: the SQLite cache index, the content store, and content hashes."""
