@@ -81,6 +81,22 @@ class BuildError(LLBookError):
         return (_rebuild_build_error, (self.__dict__.copy(),))
 
 
+@dataclass
+class GitSourceError(BuildError):
+    """A git source that cannot be fetched or checked out: unreachable remote, unknown
+    ref, bad subdir, a commit that is not the pinned checksum. Names the URL and ref."""
+
+    remote: str = ""
+    ref: str = ""
+
+    def __reduce__(self):
+        return (_rebuild_git_error, (self.__dict__.copy(),))
+
+
+def _rebuild_git_error(state: dict) -> "GitSourceError":
+    return GitSourceError(**{k: v for k, v in state.items() if k in GitSourceError.__dataclass_fields__})
+
+
 def _rebuild_build_error(state: dict) -> "BuildError":
     return BuildError(**{k: v for k, v in state.items() if k in BuildError.__dataclass_fields__})
 

@@ -14,7 +14,7 @@ from solver.frontend.paths import base as path_base
 from solver.frontend.paths import contains_wildcards, normalize_path, relative_to_workdir
 from solver.frontend.shell_words import Lexer
 from solver.llb.fileop import Chown, FileAction, copy, mkfile
-from solver.frontend.gitref import GitRef, parse_git_ref
+from solver.frontend.gitref import GitRef, GitRefError, parse_git_ref
 from solver.llb.sources import git, http
 from solver.llb.state import State, merge, scratch
 
@@ -75,6 +75,11 @@ def _plan(build: BuildState, stage: StageState, ins: CopyInstruction) -> CopyPla
 
 
 def _check(ins: CopyInstruction, plan: CopyPlan) -> None:
+    for src in plan.sources:  # a git URL with bad options fails here, naming the line
+        try:
+            parse_git_ref(src)
+        except GitRefError as error:
+            raise ins.error(str(error)) from None
     if plan.checksum:
         if not ins.is_add:
             raise ins.error("checksum can't be specified for COPY")
@@ -141,8 +146,17 @@ def _http_copy(chain: _Chain, src: str, dest: str, ins: CopyInstruction, plan: C
     chain.add(state, filename, dest, attempt_unpack=bool(ins.unpack), **options)
 
 
-def _git_copy(chain: _Chain, ref: GitRef, dest: str, ins: CopyInstruction, options: dict, name: str) -> None:
-    state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(ins.keep_git_dir), custom_name=name)
+def _git_copy(chain: _Chain, ref: GitRef, dest: str, ins: CopyInstruction, plan: CopyPlan, options: dict,
+              name: str) -> None:
+    keep = ins.keep_git_dir
+    if keep is not None and ref.keep_git_dir is not None and keep != ref.keep_git_dir:
+        raise ins.error("inconsistent keep-git-dir configuration")
+    if ref.keep_git_dir is not None:
+        keep = ref.keep_git_dir
+    if plan.checksum and ref.checksum and plan.checksum != ref.checksum:
+        raise ins.error(f'checksum mismatch "{plan.checksum}" != "{ref.checksum}"')
+    state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(keep),
+                checksum=ref.checksum or plan.checksum, custom_name=name)
     chain.add(state, "/", dest, **options)
 
 
@@ -192,7 +206,7 @@ def dispatch_copy(build: BuildState, stage: StageState, ins: CopyInstruction, so
     for src in plan.sources:
         git_ref = parse_git_ref(src)
         if git_ref is not None:
-            _git_copy(chain, git_ref, dest, ins, options, name)
+            _git_copy(chain, git_ref, dest, ins, plan, options, name)
         elif is_http_source(src):
             _http_copy(chain, src, dest, ins, plan, options, name)
         else:

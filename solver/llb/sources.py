@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Mapping, Sequence
-from urllib.parse import urlsplit
 
 from solver.errors import LLBookError
-from solver.llb import gojson, gopath, pb
+from solver.llb import giturl, gojson, gopath, pb
 from solver.llb.platform import Platform
 from solver.llb.reference import normalize
 from solver.llb.vertex import MarshalContext, OpOptions, Output, Vertex
@@ -167,22 +166,52 @@ def oci_layout(ref: str, *, store_id: str = "", session_id: str = "", layer_limi
     return _source_state(vertex)
 
 
-def git(url: str, ref: str = "", *, subdir: str = "", keep_git_dir: bool = False,
+def git(url: str, ref: str = "", *, subdir: str = "", keep_git_dir: bool = False, checksum: str = "",
+        mtime: str = "", known_ssh_hosts: str = "", mount_ssh_sock: str = "",
         custom_name: str | None = None) -> State:
-    """A git repository (https URLs): `git://<host><path>[#ref[:subdir]]` with the full URL in an attr."""
-    if "://" not in url:
+    """A git repository, as Go's ``llb.Git(url, "", GitRef(ref), GitSubDir(subdir), …)``:
+    ``git://<host><path>[#ref[:subdir]]``, the remote in ``git.fullurl``. ssh remotes
+    (``ssh://``, ``git@host:path``) mount the client's ``default`` agent. ``known_ssh_hosts``
+    is what Go's client would have from ``ssh-keyscan`` (llbook does not scan; without it
+    the fetch does not check the host key, as BuildKit without the attr)."""
+    remote_url = None
+    try:
+        remote_url = giturl.parse_url(url)
+    except giturl.UnknownProtocol:
         url = "https://" + url
-    parts = urlsplit(url)
-    if not parts.netloc:
-        raise LLBookError(f"invalid git URL {url!r}")
-    ident = parts.netloc.rsplit("@", 1)[-1] + gopath.join("/", parts.path)
+        try:
+            remote_url = giturl.parse_url(url)
+        except LLBookError:
+            remote_url = None
+    except LLBookError:
+        remote_url = None
+    if remote_url is not None:
+        url = remote_url.remote
     subdir = gopath.join("/", subdir).lstrip("/")
-    if ref or subdir:
-        ident += "#" + ref + (":" + subdir if subdir else "")
-    attrs = {"git.fullurl": url, "git.authtokensecret": "GIT_AUTH_TOKEN",
-             "git.authheadersecret": "GIT_AUTH_HEADER"}
-    caps = {"source.git", "source.git.fullurl"}
+    if remote_url is None:
+        ident = url  # as Go: the operation fails later on
+    else:
+        ident = remote_url.host + gopath.join("/", remote_url.path)
+        if ref or subdir:
+            ident += "#" + ref + (":" + subdir if subdir else "")
+    attrs = {"git.authtokensecret": "GIT_AUTH_TOKEN", "git.authheadersecret": "GIT_AUTH_HEADER"}
+    caps = {"source.git"}
     if keep_git_dir:
         attrs["git.keepgitdir"] = "true"
         caps.add("source.git.keepgitdir")
+    if url:
+        attrs["git.fullurl"] = url
+        caps.add("source.git.fullurl")
+    if remote_url is not None and remote_url.scheme == "ssh":
+        if known_ssh_hosts:
+            attrs["git.knownsshhosts"] = known_ssh_hosts.rstrip("\n") + "\n"
+        caps.add("source.git.knownsshhosts")
+        attrs["git.mountsshsock"] = mount_ssh_sock or "default"
+        caps.add("source.git.mountsshsock")
+    if checksum:
+        attrs["git.checksum"] = checksum
+        caps.add("source.git.checksum")
+    if mtime:
+        attrs["git.mtime"] = mtime
+        caps.add("source.git.mtime")
     return _source_state(SourceVertex("git://" + ident, attrs, _opts(caps, None, custom_name, None)))

@@ -5,6 +5,9 @@
   needs no network to compute it, so a warm build does not touch the registry. On a
   miss the image is pulled into the content store and each layer is unpacked into its
   own snapshot (named by its chain ID, shared between images), the top one is the result.
+- ``git://HOST/PATH#REF:SUBDIR``: keyed by the commit the ref resolves to (``ls-remote``;
+  BuildKit's ``shaToCacheKey``), fetched into a per-remote bare repository and checked out
+  into a new snapshot (``solver.source.git``).
 - ``local://NAME``: the directory given for NAME (``context_dirs``), with the source's
   exclude/include patterns. Its key is random (as BuildKit's session key); consumers
   hash the content of the paths they select instead.
@@ -27,6 +30,7 @@ IMAGE_SCHEME = "docker-image://"
 LOCAL_SCHEME = "local://"
 OCI_SCHEME = "oci-layout://"
 HTTP_SCHEMES = ("http://", "https://")
+GIT_SCHEME = "git://"
 
 
 # ------------------------------------------------------------------------------ local
@@ -111,6 +115,8 @@ def source_key(ctx: OpContext, info: VertexInfo) -> str | None:
         return cachekey.image_source_key(resolved.manifest_digest, info.op.platform or ctx.platform)
     if ident.startswith(HTTP_SCHEMES):
         return http_key(ctx, info)
+    if ident.startswith(GIT_SCHEME):
+        return git_key(ctx, info)
     raise BuildError(f"unsupported source {ident}", vertex=info.digest, name=info.name)
 
 
@@ -207,6 +213,8 @@ def execute_source(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
         return _image_result(ctx, resolved, lambda content: layout.import_blobs(resolved, content))
     if src.identifier.startswith(HTTP_SCHEMES):
         return _http_result(ctx, info)
+    if src.identifier.startswith(GIT_SCHEME):
+        return _git_result(ctx, info)
     raise BuildError(f"unsupported source {src.identifier}", vertex=info.digest, name=info.name)
 
 
@@ -288,6 +296,99 @@ def _http_result(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
         os.chown(target, int(src.attrs.get("http.uid", "0") or 0), int(src.attrs.get("http.gid", "0") or 0))
     path.unlink(missing_ok=True)
     from solver.solve.ops_common import layer_result
+    return [layer_result(ctx, work)]
+
+
+# ------------------------------------------------------------------------------ git
+
+
+def _git_spec(ctx: OpContext, info: VertexInfo):
+    """The ``GitSpec`` of a git source op (BuildKit's ``GitIdentifier`` from identifier + attrs)."""
+    from solver.source.git import GitSpec, auth_header
+    src: pb.SourceOp = info.op.op
+    rest = src.identifier[len(GIT_SCHEME):]
+    location, _, fragment = rest.partition("#")
+    ref, _, subdir = fragment.partition(":")
+    attrs = src.attrs
+    remote = attrs.get("git.fullurl") or location
+    if not _is_git_transport(remote):
+        remote = "https://" + remote
+    sock_id = attrs.get("git.mountsshsock", "")
+    sock = None
+    if sock_id:
+        sock = ctx.ssh.get(sock_id)
+        if sock is None:
+            raise BuildError(f"git source {remote}: no SSH key {sock_id!r} forwarded from the client "
+                             f"(--ssh {sock_id})", vertex=info.digest, name=info.name,
+                             filename=info.filename, line=info.line)
+
+    def read_secret(name: str) -> bytes | None:
+        path = ctx.secrets.get(name)
+        return path.read_bytes() if path is not None and path.is_file() else None
+
+    header = auth_header(remote, attrs.get("git.authheadersecret", ""), attrs.get("git.authtokensecret", ""),
+                         read_secret)
+    return GitSpec(remote=remote, ref=ref, subdir=subdir.strip("/"),
+                   keep_git_dir=attrs.get("git.keepgitdir") == "true", checksum=attrs.get("git.checksum", ""),
+                   mtime=attrs.get("git.mtime", ""), known_hosts=attrs.get("git.knownsshhosts", ""),
+                   ssh_socket=sock, auth_header=header)
+
+
+def _is_git_transport(url: str) -> bool:
+    import re
+    scheme = re.match(r"^([a-zA-Z0-9]+)://", url)
+    if scheme:
+        return scheme.group(1).lower() in ("http", "https", "ssh", "git")
+    return re.match(r"^[a-zA-Z0-9-_]+@[a-zA-Z0-9-.]+:", url) is not None
+
+
+def _located_git(info: VertexInfo, error) -> BuildError:
+    import dataclasses
+    return dataclasses.replace(error, vertex=info.digest, name=info.name, filename=info.filename, line=info.line)
+
+
+def _git_resolved(ctx: OpContext, info: VertexInfo):
+    """(spec, resolved commit) of a git source, once per solve."""
+    from solver.errors import GitSourceError
+    from solver.source import git
+    key = (info.op.op.identifier + "\0" + json.dumps(info.op.op.attrs, sort_keys=True), "git")
+    if key not in ctx.resolved:
+        spec = _git_spec(ctx, info)
+        try:
+            with git.session(spec, ctx.cancel, ctx.store.paths.tmp) as runner:
+                ctx.resolved[key] = (spec, git.resolve(spec, runner))
+        except GitSourceError as error:
+            raise _located_git(info, error) from None
+    return ctx.resolved[key]
+
+
+def git_key(ctx: OpContext, info: VertexInfo) -> str:
+    """BuildKit's git cache key: the commit (with .git#ref, :subdir, mtime suffixes)."""
+    from solver.source.git import cache_key
+    spec, resolved = _git_resolved(ctx, info)
+    return cache_key(spec, resolved)
+
+
+def _git_result(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
+    from solver.errors import GitSourceError
+    from solver.solve.ops_common import layer_result
+    from solver.source import git
+    spec, resolved = _git_resolved(ctx, info)
+    bare = git.bare_dir(ctx.store.paths.root, spec.remote)
+    try:
+        with git.session(spec, ctx.cancel, ctx.store.paths.tmp) as runner, \
+                ctx.store.locks.named("git:" + spec.remote):
+            git.fetch(spec, resolved, runner, bare)
+            ctx.check_canceled()
+            with new_layer(ctx, []) as work:
+                assert work.path is not None
+                git.checkout(spec, resolved, runner, bare, work.path, ctx.store.paths.tmp)
+                ctx.check_canceled()
+    except GitSourceError as error:
+        raise _located_git(info, error) from None
+    except git.Canceled:
+        ctx.check_canceled()
+        raise
     return [layer_result(ctx, work)]
 
 

@@ -1,0 +1,316 @@
+"""Git sources end to end against real git servers on 127.0.0.1: ``git daemon`` (git://)
+and ``git http-backend`` behind a small CGI server (http://, with and without auth).
+
+``ADD`` of a branch, a tag, a commit, ``#ref:subdir``, ``--keep-git-dir``, ``--checksum``
+pins; the cache key is the commit (a warm build hits, a new commit on the branch misses);
+a git URL as the build context and as ``--build-context``; one-line errors naming the
+URL/ref and the Dockerfile line; the LLB lowering against BuildKit's ``llb.Git``."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+LLBOOK = [sys.executable, "-m", "solver.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+GIT_DAEMON = "/usr/lib/git-core/git-daemon"
+HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
+
+pytestmark = pytest.mark.skipif(not Path(GIT_DAEMON).exists() or not Path(HTTP_BACKEND).exists(),
+                                reason="git daemon / http-backend not installed")
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.invalid", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": os.devnull, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], env=GIT_ENV, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def write(path: Path, text: str, mode: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if mode is not None:
+        path.chmod(mode)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None) -> None:
+    for _ in range(200):
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@dataclass
+class Repo:
+    path: Path
+    url: str  # git:// URL of the repo
+    http_url: str  # http:// URL (no auth)
+
+    def commit(self, files: dict[str, str], message: str) -> str:
+        for name, text in files.items():
+            write(self.path / name, text)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "-m", message)
+        return git(self.path, "rev-parse", "HEAD")
+
+
+class GitCGI(http.server.BaseHTTPRequestHandler):
+    """``git http-backend`` as CGI; a request without the expected Authorization gets 401."""
+
+    root = ""
+    auth = ""  # required Authorization header value ("" none)
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._cgi()
+
+    def do_POST(self) -> None:
+        self._cgi()
+
+    def _cgi(self) -> None:
+        if self.auth and self.headers.get("Authorization") != self.auth:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {"GIT_PROJECT_ROOT": self.root, "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
+               "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_ADDR": "127.0.0.1",
+               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+               "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""), "PATH": GIT_ENV["PATH"]}
+        out = subprocess.run([HTTP_BACKEND], input=body, env=env, capture_output=True, check=False).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.decode().split("\r\n"):
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = int(value.split()[0])
+            elif key:
+                headers.append((key, value.strip()))
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def servers(tmp_path: Path):
+    """A git daemon and an http-backend server over ``tmp_path/srv``; yields their ports."""
+    base = tmp_path / "srv"
+    base.mkdir()
+    port = free_port()
+    daemon = subprocess.Popen([GIT_DAEMON, "--export-all", f"--base-path={base}", "--reuseaddr",
+                               "--listen=127.0.0.1", f"--port={port}", str(base)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    handler = type("Handler", (GitCGI,), {"root": str(base)})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        wait_port(port, daemon)
+        yield base, port, httpd
+    finally:
+        httpd.shutdown()
+        daemon.terminate()
+        daemon.wait(10)
+
+
+@pytest.fixture
+def repo(servers) -> Repo:
+    """``repo.git`` served by both servers: main with two commits, tag v1 (annotated) on
+    the first, light tag light on the second, branch dev, a subdir and an executable."""
+    base, port, httpd = servers
+    path = base / "repo.git"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    r = Repo(path, f"git://127.0.0.1:{port}/repo.git", f"http://127.0.0.1:{httpd.server_address[1]}/repo.git")
+    write(path / "tool.sh", "#!/bin/sh\necho tool\n", 0o755)
+    r.commit({"README": "first\n", "sub/dir/inner.txt": "inner v1\n"}, "first")
+    git(path, "tag", "-a", "v1", "-m", "release 1")
+    r.commit({"README": "second\n"}, "second")
+    git(path, "tag", "light")
+    git(path, "checkout", "-q", "-b", "dev")
+    r.commit({"README": "dev\n"}, "dev work")
+    git(path, "checkout", "-q", "main")
+    return r
+
+
+def llbook(cache: Path, context: str | Path, *extra: str, check: bool = True,
+           meta: Path | None = None) -> subprocess.CompletedProcess:
+    args = [*LLBOOK, "build", "--no-server", "--progress", "plain", "--cache-dir", str(cache)]
+    if meta is not None:
+        args += ["--metadata-file", str(meta)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([*args, *extra, str(context)], env=env, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"llbook build failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def built(tmp_path: Path, dockerfile: str, *extra: str, cache: Path | None = None, name: str = "out"
+          ) -> tuple[Path, dict]:
+    """Build ``dockerfile`` (a context of its own) into ``tmp_path/name``; (output, metadata)."""
+    ctx = tmp_path / f"ctx-{name}"
+    write(ctx / "Dockerfile", dockerfile)
+    out, meta = tmp_path / name, tmp_path / f"meta-{name}.json"
+    llbook(cache or tmp_path / "cache", ctx, "--output", f"type=local,dest={out}", *extra, meta=meta)
+    return out, json.loads(meta.read_text())
+
+
+def executed(meta: dict) -> list[str]:
+    return [v["name"] for v in meta["llbook.vertices"] if not v["cached"]]
+
+
+def failed(tmp_path: Path, dockerfile: str, *extra: str) -> str:
+    ctx = tmp_path / "ctx-fail"
+    write(ctx / "Dockerfile", dockerfile)
+    proc = llbook(tmp_path / "cache", ctx, *extra, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = [line for line in proc.stderr.splitlines() if line.startswith("error: ")][-1]
+    return line.replace(f"{ctx}/", "")  # the Dockerfile's own path, as "Dockerfile:N"
+
+
+# ------------------------------------------------------------------------------ ADD
+
+
+def test_add_branch_default_and_modes(tmp_path: Path, repo: Repo):
+    out, meta = built(tmp_path, f"FROM scratch\nADD {repo.url} /src\nADD {repo.url}#dev /dev\n")
+    assert (out / "src" / "README").read_text() == "second\n"
+    assert (out / "src" / "sub" / "dir" / "inner.txt").read_text() == "inner v1\n"
+    assert (out / "dev" / "README").read_text() == "dev\n"
+    assert not (out / "src" / ".git").exists()
+    assert (out / "src" / "tool.sh").stat().st_mode & 0o777 == 0o755
+    assert (out / "src" / "README").stat().st_mode & 0o777 == 0o644
+    assert (out / "src" / "sub").stat().st_mode & 0o777 == 0o755
+    names = [v["name"] for v in meta["llbook.vertices"]]
+    assert any(n.startswith("[1/2] ADD git://127.0.0.1") for n in names), names
+
+
+def test_add_tags_commit_and_subdir(tmp_path: Path, repo: Repo):
+    first = git(repo.path, "rev-parse", "v1^{commit}")
+    out, _ = built(tmp_path, f"FROM scratch\nADD {repo.url}#v1 /annotated\nADD {repo.url}#light /light\n"
+                             f"ADD {repo.url}#{first} /commit\nADD {repo.url}#main:sub/dir /inner\n")
+    assert (out / "annotated" / "README").read_text() == "first\n"
+    assert (out / "light" / "README").read_text() == "second\n"
+    assert (out / "commit" / "README").read_text() == "first\n"
+    assert sorted(os.listdir(out / "inner")) == ["inner.txt"]
+
+
+def test_add_over_http_with_keep_git_dir(tmp_path: Path, repo: Repo):
+    head = git(repo.path, "rev-parse", "main")
+    out, _ = built(tmp_path, f"FROM scratch\nADD --keep-git-dir=true {repo.http_url}#main /src\n")
+    assert (out / "src" / "README").read_text() == "second\n"
+    assert git(out / "src", "rev-parse", "HEAD") == head
+    assert git(out / "src", "remote", "get-url", "origin") == repo.http_url
+    assert git(out / "src", "status", "--porcelain") == ""
+
+
+def test_checksum_pin_ok_and_mismatch(tmp_path: Path, repo: Repo):
+    head = git(repo.path, "rev-parse", "main")
+    first = git(repo.path, "rev-parse", "v1^{commit}")
+    out, _ = built(tmp_path, f"FROM scratch\nADD --checksum={head[:12]} {repo.url}#main /src\n"
+                             f"ADD --checksum={first} {repo.url}#v1 /tagged\n")
+    assert (out / "src" / "README").read_text() == "second\n"
+    assert (out / "tagged" / "README").read_text() == "first\n"
+    line = failed(tmp_path, f"FROM scratch\n\nADD --checksum={first} {repo.url}#main /src\n")
+    assert line.startswith("error: Dockerfile:3: "), line
+    assert f"expected checksum to match {first}, got {head}" in line
+    assert repo.url in line
+
+
+def test_cache_hit_while_commit_unchanged_and_miss_after_new_commit(tmp_path: Path, repo: Repo):
+    dockerfile = f"FROM scratch\nADD {repo.url}#main /src\n"
+    out, cold = built(tmp_path, dockerfile)
+    assert len(executed(cold)) == 2
+    _, warm = built(tmp_path, dockerfile, name="warm")
+    assert executed(warm) == []
+    assert cold["llbook.vertices"][0]["cache_key"] == warm["llbook.vertices"][0]["cache_key"] if \
+        "cache_key" in cold["llbook.vertices"][0] else True
+    repo.commit({"README": "third\n"}, "third")
+    out, moved = built(tmp_path, dockerfile, name="moved")
+    assert len(executed(moved)) == 2
+    assert (out / "src" / "README").read_text() == "third\n"
+    bare = list((tmp_path / "cache" / "git").iterdir())
+    assert len(bare) == 1 and (bare[0] / "HEAD").exists()  # one bare cache per remote
+    assert not [p for p in (tmp_path / "cache" / "git").iterdir() if p.name.startswith(".init-")]
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_unknown_ref_and_bad_subdir_and_unreachable_host(tmp_path: Path, repo: Repo):
+    line = failed(tmp_path, f"FROM scratch\nADD {repo.url}#nosuch /src\n")
+    assert line.startswith("error: Dockerfile:2: "), line
+    assert f"git source {repo.url}#nosuch: repository does not contain ref nosuch" in line
+    line = failed(tmp_path, f"FROM scratch\nADD {repo.url}#main:nope/x /src\n")
+    assert line.startswith("error: Dockerfile:2: ") and "invalid subdir nope/x" in line, line
+    dead = f"git://127.0.0.1:{free_port()}/repo.git"
+    line = failed(tmp_path, f"FROM scratch\nADD {dead}#main /src\n")
+    assert line.startswith("error: Dockerfile:2: ") and f"failed to fetch remote {dead}" in line, line
+    # nothing half-made was kept: no temp repositories, no temp files of the fetch
+    cache = tmp_path / "cache"
+    assert not [p for p in (cache / "git").glob(".init-*")] if (cache / "git").exists() else True
+    assert not list((cache / "tmp").glob("git-index-*"))
+
+
+# ------------------------------------------------------------------------------ lowering
+
+
+def test_lowering_matches_buildkit_llb_git():
+    from solver.frontend.gitref import parse_git_ref
+    from solver.llb import pb
+    from solver.llb.sources import git as llb_git
+
+    def source(state) -> pb.SourceOp:
+        defn = state.marshal()
+        ops = [pb.Op.from_bytes(d) for d in defn.def_]
+        return next(op.op for op in ops if isinstance(op.op, pb.SourceOp))
+
+    https = source(llb_git("https://example.com/org/repo.git", "v1", subdir="a/b", keep_git_dir=True,
+                           checksum="abc123"))
+    assert https.identifier == "git://example.com/org/repo.git#v1:a/b"
+    assert https.attrs == {"git.fullurl": "https://example.com/org/repo.git", "git.keepgitdir": "true",
+                           "git.checksum": "abc123", "git.authtokensecret": "GIT_AUTH_TOKEN",
+                           "git.authheadersecret": "GIT_AUTH_HEADER"}
+    scp = source(llb_git("git@example.com:org/repo.git", "main"))
+    assert scp.identifier == "git://example.com/org/repo.git#main"
+    assert scp.attrs["git.fullurl"] == "git@example.com:org/repo.git"
+    assert scp.attrs["git.mountsshsock"] == "default"
+    ref = parse_git_ref("git@example.com:org/repo.git#main:sub")
+    assert ref is not None and (ref.remote, ref.ref, ref.subdir) == ("git@example.com:org/repo.git", "main", "sub")
+    assert parse_git_ref("https://example.com/file.tar.gz") is None
+    assert parse_git_ref("github.com/org/repo") is None  # a local path for ADD
+    ctx = parse_git_ref("github.com/org/repo#x", for_context=True)
+    assert ctx is not None and ctx.remote == "github.com/org/repo"
+    q = parse_git_ref("https://example.com/r.git?tag=v2&subdir=docs&keep-git-dir")
+    assert q is not None and (q.ref, q.subdir, q.keep_git_dir) == ("refs/tags/v2", "docs", True)
