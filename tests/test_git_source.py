@@ -265,6 +265,26 @@ def test_cache_hit_while_commit_unchanged_and_miss_after_new_commit(tmp_path: Pa
     assert not [p for p in (tmp_path / "cache" / "git").iterdir() if p.name.startswith(".init-")]
 
 
+# ------------------------------------------------------------------------------ contexts
+
+
+def test_git_url_as_build_context(tmp_path: Path, repo: Repo):
+    repo.commit({"app/Dockerfile": "FROM scratch\nCOPY hello.txt /hello\n", "app/hello.txt": "from git\n"},
+                "app")
+    out, meta = tmp_path / "out", tmp_path / "meta.json"
+    llbook(tmp_path / "cache", f"{repo.http_url}#main:app", "--output", f"type=local,dest={out}", meta=meta)
+    assert (out / "hello").read_text() == "from git\n"
+    names = [v["name"] for v in json.loads(meta.read_text())["llbook.vertices"]]
+    assert f"[internal] load git source {repo.http_url}#main:app" in names
+
+
+def test_build_context_git(tmp_path: Path, repo: Repo):
+    out, _ = built(tmp_path, "FROM scratch\nCOPY --from=src /README /readme\nCOPY --from=dev README /dev\n",
+                   "--build-context", f"src={repo.url}#v1", "--build-context", f"dev={repo.http_url}#dev")
+    assert (out / "readme").read_text() == "first\n"
+    assert (out / "dev").read_text() == "dev\n"
+
+
 # ------------------------------------------------------------------------------ errors
 
 

@@ -71,7 +71,7 @@ def add_secret_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("context", metavar="CONTEXT", help="build context directory")
+    parser.add_argument("context", metavar="CONTEXT", help="build context directory or git URL")
     parser.add_argument("-f", "--file", dest="file", help="Dockerfile (default CONTEXT/Dockerfile)")
     parser.add_argument("-t", "--tag", dest="tags", action="append", default=[], help="image name")
     parser.add_argument("--target", default=None, help="build stage to build")
@@ -238,8 +238,13 @@ def run_build(args: argparse.Namespace) -> int:
     from solver.cli.solver_pool import open_solver
     from solver.cli.build_ssh import ssh_sockets
     from solver.cli import build_load
+    from solver.cli import build_git
     try:
-        context = build_context(args.context)
+        if build_git.is_git_context(args.context):  # a git URL: its checkout is the context
+            args.git_context = args.context
+            context = build_git.prepare(args)
+        else:
+            context = build_context(args.context)
         if wants_subrequest(args):  # --call=outline|targets: the frontend's answer, nothing is built
             return run_subrequest(args, context)
     except LLBookError as error:

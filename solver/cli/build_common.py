@@ -63,6 +63,13 @@ def read_dockerfile(args: argparse.Namespace, context: Path) -> tuple[str, str]:
             args.stdin_dockerfile = decode_dockerfile(sys.stdin.buffer.read(), "Dockerfile (stdin)")
         return args.stdin_dockerfile, "Dockerfile"
     path = Path(args.file) if args.file else context / "Dockerfile"
+    if getattr(args, "git_context", "") and not (args.file and path.exists()):
+        path = context / (args.file or "Dockerfile")  # in the git context (buildx: unless -f is local)
+        try:
+            return decode_dockerfile(path.read_bytes(), args.file or "Dockerfile"), args.file or "Dockerfile"
+        except OSError as error:
+            raise LLBookError(f"cannot read Dockerfile {args.file or 'Dockerfile'} of the git context "
+                              f"{args.git_context}: {error.strerror}") from None
     try:
         return decode_dockerfile(path.read_bytes(), str(path)), str(path)
     except OSError as error:
@@ -88,7 +95,7 @@ def lower(args: argparse.Namespace, context: Path, resolver: Any) -> Any:
     return dockerfile_to_llb(text, filename=filename, context_dir=str(context), target=args.target,
                              build_args=dict(args.build_args), platform=args.platform,
                              resolver=resolver, network=getattr(args, "network", None),
-                             run_options=run_options(args))
+                             run_options=run_options(args), context_git=getattr(args, "git_context", ""))
 
 
 def failure_exit_code(error: BaseException | None) -> int | None:

@@ -84,7 +84,8 @@ def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: s
                       target: str | None = None, build_args: dict[str, str] | None = None,
                       platform: Platform | str | None = None, resolver: Resolver | None = None,
                       session_id: str | None = None, exclude_patterns: list[str] | None = None,
-                      network: str | None = None, run_options: RunOptions | None = None) -> Lowered:
+                      network: str | None = None, run_options: RunOptions | None = None,
+                      context_git: str = "") -> Lowered:
     """Lower Dockerfile ``text`` to LLB for ``target`` with BuildKit's semantics.
 
     ``context_dir``: read ``.dockerignore`` (or ``<filename>.dockerignore``) from it for the
@@ -92,6 +93,7 @@ def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: s
     pins FROM images and returns their config; without it nothing is fetched. ``network``
     (docker build's ``--network``) is the network of every RUN that names none. ``run_options``:
     docker build's --label, --add-host, --shm-size, --ulimit and --no-cache-filter.
+    ``context_git``: the build context is this git URL (``https://…/r.git#ref:subdir``).
     """
     run = run_options or RunOptions()
     excludes = (list(exclude_patterns) if exclude_patterns is not None
@@ -99,7 +101,7 @@ def dockerfile_to_llb(text: str, *, filename: str = "Dockerfile", context_dir: s
     options = LoweringOptions(build_args=dict(build_args or {}),
                               platform=Platform.parse(platform) if isinstance(platform, str) else platform,
                               resolver=resolver, session_id=session_id, exclude_patterns=excludes,
-                              **run.lowering_fields(network))
+                              context_git=context_git, **run.lowering_fields(network))
     conversion = convert_dockerfile(text, filename=filename, target=target, options=options)
     lowered = _lowered(conversion)
     lowered.sources = {filename: text}

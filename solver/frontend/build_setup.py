@@ -1,5 +1,5 @@
 """Build-wide settings derived from the options and global args: target platform, the
-automatic ARGs, proxy env, SOURCE_DATE_EPOCH and the build context source."""
+automatic ARGs, proxy env, SOURCE_DATE_EPOCH and the build context source (a directory, or a git URL)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from solver.frontend.instructions import ArgInstruction
 from solver.frontend.shell_words import Lexer, WordError
 from solver.llb import pb
 from solver.llb.platform import Platform
+from solver.llb.sources import git as llb_git
 from solver.llb.sources import local as llb_local
 from solver.llb.state import State
 
@@ -85,8 +86,29 @@ def source_date_epoch(build_args: dict[str, str], global_args: dict[str, str], f
         raise DockerfileError(f"invalid SOURCE_DATE_EPOCH: {value}", None, filename) from None
 
 
+def git_context_state(url: str, build_args: dict[str, str]) -> State:
+    """A git URL as the build context, as dockerui's ``DetectGitContext``: its ref, subdir,
+    keep-git-dir (or ``BUILDKIT_CONTEXT_KEEP_GIT_DIR``), checksum and mtime; with
+    SOURCE_DATE_EPOCH the files get the commit's time."""
+    from solver.frontend.gitref import parse_git_ref
+    ref = parse_git_ref(url, for_context=True)
+    if ref is None:
+        raise DockerfileError(f"build context {url} is not a git URL", None, "")
+    keep = bool(ref.keep_git_dir) or _parse_bool(build_args.get("BUILDKIT_CONTEXT_KEEP_GIT_DIR", ""))
+    mtime = ref.mtime or ("commit" if build_args.get("SOURCE_DATE_EPOCH") else "")
+    return llb_git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=keep, checksum=ref.checksum,
+                   mtime=mtime, custom_name="[internal] load git source " + url)
+
+
+def _parse_bool(text: str) -> bool:
+    return text.lower() in ("1", "t", "true")
+
+
 def context_state(options: LoweringOptions, follow_paths: Iterable[str] = ()) -> State:
-    """The build context: ``local://context`` with session, excludes and followpaths."""
+    """The build context: ``local://context`` with session, excludes and followpaths (or
+    the git source of a git URL context, which takes neither)."""
+    if options.context_git:
+        return git_context_state(options.context_git, options.build_args)
     paths = sorted(follow_paths)
     return llb_local(options.context_name, session=options.session_id,
                      exclude_patterns=options.exclude_patterns or None, follow_paths=paths or None,

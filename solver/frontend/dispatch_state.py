@@ -34,6 +34,7 @@ class LoweringOptions:
     platform: Platform | None = None  # target platform; host when None
     resolver: Resolver | Callable[[str, Platform], tuple[str, dict[str, Any]]] | None = None
     context_name: str = "context"
+    context_git: str = ""  # a git URL given as the build context: the context is that git source
     session_id: str | None = None
     exclude_patterns: list[str] = field(default_factory=list)
     cache_id_namespace: str = ""

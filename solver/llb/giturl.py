@@ -1,5 +1,14 @@
-"""Git remote URLs as BuildKit's ``util/gitutil.ParseURL`` reads them: ``http``, ``https``,
-``ssh`` and ``git`` URLs, and scp-like ``user@host:path`` (an ssh remote)."""
+"""Git remote URLs as BuildKit's ``util/gitutil.ParseURL`` reads them (``http``, ``https``,
+``ssh`` and ``git`` URLs, and scp-like ``user@host:path``, an ssh remote), and git refs as
+``dfgitutil.ParseGitRef`` (``parse_git_ref``).
+
+Git refs: ``https://host/path.git`` and ``http://…/x.git`` (the ``.git`` suffix is what
+tells them from an HTTP download), ``git://…`` and ``ssh://…`` URLs and scp-like
+``git@host:path``, each with an optional ``#ref[:subdir]`` fragment and BuildKit's query
+options (``?ref=``, ``tag=``, ``branch=``, ``subdir=``, ``checksum=``/``commit=``,
+``keep-git-dir``, ``mtime``). ``github.com/org/repo`` (no scheme) is one only for build
+contexts.
+"""
 
 from __future__ import annotations
 
@@ -82,3 +91,96 @@ def is_git_transport(text: str) -> bool:
     if proto:
         return proto.group(1).lower() in SUPPORTED
     return _SCP.match(text) is not None
+
+
+class GitRefError(LLBookError):
+    """A git URL whose options cannot be read (a conflicting or unknown query)."""
+
+
+@dataclass(frozen=True)
+class GitRef:
+    remote: str
+    ref: str = ""
+    subdir: str = ""
+    checksum: str = ""
+    keep_git_dir: bool | None = None
+    indistinguishable_from_local: bool = False  # github.com/org/repo (deprecated, contexts only)
+    mtime: str = ""  # "checkout" or "commit" (build contexts)
+
+
+def parse_git_ref(src: str, *, for_context: bool = False) -> GitRef | None:
+    """The git source ``src`` names, or None when it is not a git URL (for ADD, a bare
+    ``github.com/…`` is a local path; ``for_context`` accepts it as docker build does).
+    Raises ``GitRefError`` for a git URL with bad query options."""
+    if src.startswith("./") or src.startswith("../"):
+        return None
+    bare_github = src.startswith("github.com/")
+    try:
+        url = parse_url("https://" + src if bare_github else src)
+    except UnknownProtocol:
+        return None
+    except LLBookError:
+        return None
+    if url.scheme in ("http", "https") and not url.path.endswith(".git") and not bare_github:
+        return None
+    if bare_github and not for_context:
+        return None
+    remote = url.remote.split("://", 1)[1] if bare_github else url.remote
+    ref = _apply_query(GitRef(remote, url.ref, url.subdir, indistinguishable_from_local=bare_github), url.query)
+    return ref
+
+
+def _bool(key: str, values: tuple[str, ...]) -> bool:
+    if not values or values[0] == "":
+        return True
+    lowered = values[0].lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise GitRefError(f"invalid {key} value: {values[0]!r}")
+
+
+def _apply_query(ref: GitRef, query: tuple[tuple[str, tuple[str, ...]], ...]) -> GitRef:
+    """BuildKit's ``loadQuery``: the URL's query options over its fragment."""
+    fields = {"ref": ref.ref, "subdir": ref.subdir, "checksum": ref.checksum, "keep_git_dir": ref.keep_git_dir,
+              "mtime": ""}
+    tag = branch = ""
+    for key, values in query:
+        if len(values) > 1:
+            raise GitRefError(f"query {key!r} has multiple values")
+        if (not values or values[0] == "") and key not in ("submodules", "keep-git-dir", "fetch-by-commit"):
+            raise GitRefError(f"query {key!r} has no value")
+        value = values[0] if values else ""
+        if key in ("ref", "subdir"):
+            if fields[key] and fields[key] != value:
+                raise GitRefError(f"{key} conflicts: {fields[key]!r} vs {value!r}")
+            fields[key] = value
+        elif key in ("checksum", "commit"):
+            fields["checksum"] = value
+        elif key == "tag":
+            tag = value
+        elif key == "branch":
+            branch = value
+        elif key == "keep-git-dir":
+            fields["keep_git_dir"] = _bool(key, values)
+        elif key in ("submodules", "fetch-by-commit"):
+            _bool(key, values)
+        elif key == "mtime":
+            if value not in ("checkout", "commit"):
+                raise GitRefError(f'invalid mtime value: {value!r} (must be "checkout" or "commit")')
+            fields["mtime"] = value
+        else:
+            raise GitRefError(f"unexpected query {key!r}")
+    for value, prefix in ((tag, "refs/tags/"), (branch, "refs/heads/")):
+        if not value:
+            continue
+        if prefix == "refs/heads/" and tag:
+            raise GitRefError("branch conflicts with tag")
+        full = value if value.startswith(prefix) else prefix + value
+        if fields["ref"] and fields["ref"] != full:
+            raise GitRefError(f"ref conflicts: {fields['ref']!r} vs {full!r}")
+        fields["ref"] = full
+    return GitRef(ref.remote, str(fields["ref"]), str(fields["subdir"]), str(fields["checksum"]),
+                  fields["keep_git_dir"], ref.indistinguishable_from_local,  # type: ignore[arg-type]
+                  str(fields["mtime"]))

@@ -304,6 +304,7 @@ def _http_result(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
 
 def _git_spec(ctx: OpContext, info: VertexInfo):
     """The ``GitSpec`` of a git source op (BuildKit's ``GitIdentifier`` from identifier + attrs)."""
+    from solver.llb.giturl import is_git_transport
     from solver.source.git import GitSpec, auth_header
     src: pb.SourceOp = info.op.op
     rest = src.identifier[len(GIT_SCHEME):]
@@ -311,7 +312,7 @@ def _git_spec(ctx: OpContext, info: VertexInfo):
     ref, _, subdir = fragment.partition(":")
     attrs = src.attrs
     remote = attrs.get("git.fullurl") or location
-    if not _is_git_transport(remote):
+    if not is_git_transport(remote):
         remote = "https://" + remote
     sock_id = attrs.get("git.mountsshsock", "")
     sock = None
@@ -332,14 +333,6 @@ def _git_spec(ctx: OpContext, info: VertexInfo):
                    keep_git_dir=attrs.get("git.keepgitdir") == "true", checksum=attrs.get("git.checksum", ""),
                    mtime=attrs.get("git.mtime", ""), known_hosts=attrs.get("git.knownsshhosts", ""),
                    ssh_socket=sock, auth_header=header)
-
-
-def _is_git_transport(url: str) -> bool:
-    import re
-    scheme = re.match(r"^([a-zA-Z0-9]+)://", url)
-    if scheme:
-        return scheme.group(1).lower() in ("http", "https", "ssh", "git")
-    return re.match(r"^[a-zA-Z0-9-_]+@[a-zA-Z0-9-.]+:", url) is not None
 
 
 def _located_git(info: VertexInfo, error) -> BuildError:
