@@ -190,6 +190,12 @@ def executed(meta: dict) -> list[str]:
     return [v["name"] for v in meta["llbook.vertices"] if not v["cached"]]
 
 
+def git_keys(meta: dict) -> list[list[str]]:
+    """The cache keys of the build's git source vertices."""
+    return [v.get("cache_keys", []) for v in meta["llbook.vertices"]
+            if " ADD git://" in v["name"] and not v.get("inputs")]  # the source, not its copy
+
+
 def failed(tmp_path: Path, dockerfile: str, *extra: str) -> str:
     ctx = tmp_path / "ctx-fail"
     write(ctx / "Dockerfile", dockerfile)
@@ -254,12 +260,16 @@ def test_cache_hit_while_commit_unchanged_and_miss_after_new_commit(tmp_path: Pa
     assert len(executed(cold)) == 2
     _, warm = built(tmp_path, dockerfile, name="warm")
     assert executed(warm) == []
-    assert cold["llbook.vertices"][0]["cache_key"] == warm["llbook.vertices"][0]["cache_key"] if \
-        "cache_key" in cold["llbook.vertices"][0] else True
+    assert git_keys(cold) == git_keys(warm) and len(git_keys(cold)) == 1
     repo.commit({"README": "third\n"}, "third")
     out, moved = built(tmp_path, dockerfile, name="moved")
     assert len(executed(moved)) == 2
+    assert git_keys(moved) != git_keys(cold)
     assert (out / "src" / "README").read_text() == "third\n"
+    _, pinned = built(tmp_path, f"FROM scratch\nADD {repo.url}#{git(repo.path, 'rev-parse', 'main')} /src\n",
+                      name="pinned")
+    assert executed(pinned) == []  # the same commit named by its SHA: the same key (the commit)
+    assert git_keys(pinned) == git_keys(moved)
     bare = list((tmp_path / "cache" / "git").iterdir())
     assert len(bare) == 1 and (bare[0] / "HEAD").exists()  # one bare cache per remote
     assert not [p for p in (tmp_path / "cache" / "git").iterdir() if p.name.startswith(".init-")]
@@ -283,6 +293,47 @@ def test_build_context_git(tmp_path: Path, repo: Repo):
                    "--build-context", f"src={repo.url}#v1", "--build-context", f"dev={repo.http_url}#dev")
     assert (out / "readme").read_text() == "first\n"
     assert (out / "dev").read_text() == "dev\n"
+
+
+def test_mtimes_checkout_by_default_commit_time_on_request(tmp_path: Path, repo: Repo):
+    env = {**GIT_ENV, "GIT_COMMITTER_DATE": "2001-01-01T00:00:00Z"}
+    write(repo.path / "old.txt", "old\n")
+    subprocess.run(["git", "-C", str(repo.path), "add", "old.txt"], env=env, check=True)
+    subprocess.run(["git", "-C", str(repo.path), "commit", "-q", "-m", "old"], env=env, check=True)
+    dockerfile = "FROM scratch\nCOPY --from=src /old.txt /old.txt\n"
+    out, _ = built(tmp_path, dockerfile, "--build-context", f"src={repo.url}?mtime=commit#main", name="commit")
+    assert (out / "old.txt").stat().st_mtime == 978307200  # the committer time
+    out, _ = built(tmp_path, dockerfile, "--build-context", f"src={repo.url}#main", name="checkout",
+                   cache=tmp_path / "cache2")  # (one cache: COPY's key is the content, and it hits)
+    assert (out / "old.txt").stat().st_mtime > 978307200  # the checkout's time, as BuildKit's default
+
+
+@pytest.fixture
+def auth_server(servers):
+    """The repositories behind http-backend that asks for the token ``s3cret``."""
+    import base64
+    base, _, _ = servers
+    expected = "basic " + base64.b64encode(b"x-access-token:s3cret").decode()
+    handler = type("AuthHandler", (GitCGI,), {"root": str(base), "auth": expected})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_http_auth_from_the_git_auth_secrets(tmp_path: Path, repo: Repo, auth_server: str):
+    url = f"http://{auth_server}/repo.git"
+    dockerfile = f"FROM scratch\nADD {url}#main /src\n"
+    line = failed(tmp_path, dockerfile)
+    assert line.startswith("error: Dockerfile:2: ") and f"failed to fetch remote {url}" in line, line
+    token = write(tmp_path / "token", "s3cret")
+    out, _ = built(tmp_path, dockerfile, "--secret", f"id=GIT_AUTH_TOKEN,src={token}")
+    assert (out / "src" / "README").read_text() == "second\n"
+    import base64
+    header = write(tmp_path / "header", "basic " + base64.b64encode(b"x-access-token:s3cret").decode())
+    out, _ = built(tmp_path, dockerfile, "--secret", f"id=GIT_AUTH_HEADER.{auth_server},src={header}",
+                   cache=tmp_path / "cache2", name="scoped")
+    assert (out / "src" / "README").read_text() == "second\n"
 
 
 # ------------------------------------------------------------------------------ errors
