@@ -336,6 +336,58 @@ def test_http_auth_from_the_git_auth_secrets(tmp_path: Path, repo: Repo, auth_se
     assert (out / "src" / "README").read_text() == "second\n"
 
 
+SSHD = "/usr/sbin/sshd"
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, servers):
+    """sshd on 127.0.0.1 (root logs in with one key) and an ssh-agent holding that key:
+    (port, the agent's socket, the host's known_hosts line)."""
+    if not Path(SSHD).exists() or os.geteuid() != 0:
+        pytest.skip("sshd (openssh-server) not installed, or not root")
+    keys = tmp_path / "ssh"
+    keys.mkdir()
+    for name in ("host", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
+    port = free_port()
+    config = write(keys / "sshd_config", f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
+                   f"AuthorizedKeysFile {keys / 'client.pub'}\nPasswordAuthentication no\n"
+                   "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
+                   f"UsePAM no\nPidFile {keys / 'sshd.pid'}\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    daemon = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    sock = str(keys / "agent.sock")
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, daemon)
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        subprocess.run(["ssh-add", "-q", str(keys / "client")], env={**os.environ, "SSH_AUTH_SOCK": sock},
+                       check=True)
+        host_key = (keys / "host.pub").read_text().split()
+        yield port, sock, f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}"
+    finally:
+        agent.kill()
+        agent.wait()
+        daemon.terminate()
+        daemon.wait(10)
+
+
+def test_ssh_remote_through_the_forwarded_agent(tmp_path: Path, repo: Repo, sshd):
+    port, sock, _ = sshd
+    url = f"ssh://root@127.0.0.1:{port}{repo.path}"
+    dockerfile = f"FROM scratch\nADD {url}#main /src\n"
+    line = failed(tmp_path, dockerfile)  # BuildKit mounts the default agent for ssh remotes
+    assert line.startswith("error: Dockerfile:2: ") and "no SSH key 'default' forwarded" in line, line
+    out, _ = built(tmp_path, dockerfile, "--ssh", f"default={sock}")
+    assert (out / "src" / "README").read_text() == "second\n"
+    out, _ = built(tmp_path, f"FROM scratch\nADD {url}#v1 /src\n", "--ssh", f"default={sock}", name="tag")
+    assert (out / "src" / "README").read_text() == "first\n"
+
+
 # ------------------------------------------------------------------------------ errors
 
 
