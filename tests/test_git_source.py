@@ -406,6 +406,38 @@ def test_unknown_ref_and_bad_subdir_and_unreachable_host(tmp_path: Path, repo: R
     assert not list((cache / "tmp").glob("git-index-*"))
 
 
+def test_interrupt_while_git_waits_leaves_nothing(tmp_path: Path):
+    """SIGINT while ls-remote waits on a server that never answers: exit 130, git killed,
+    no bare repository, temp dir or index file left."""
+    import signal
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", f"FROM scratch\nADD git://127.0.0.1:{port}/hang.git#main /src\n")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*LLBOOK, "build", "--no-server", "--progress", "plain", "--cache-dir", str(cache),
+                             str(ctx)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listener.settimeout(120)
+        conn, _ = listener.accept()  # git is connected and waits for the server's reply
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        conn.close()
+    finally:
+        listener.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    survivors = subprocess.run(["pgrep", "-f", f"127.0.0.1:{port}/hang.git"], capture_output=True, text=True)
+    assert survivors.stdout.strip() == ""
+    assert not (cache / "git").exists() or not list((cache / "git").iterdir())
+    assert not list((cache / "tmp").glob("git-index-*")) and not list((cache / "tmp").glob("known-hosts-*"))
+
+
 # ------------------------------------------------------------------------------ lowering
 
 

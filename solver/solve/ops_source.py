@@ -24,6 +24,7 @@ from solver.llb import pb
 from solver.solve import cachekey
 from solver.solve.ops_common import OpContext, OutputResult, VertexInfo, new_layer
 from solver.solve.progress import VertexStatus
+from solver.solve.scheduler import Canceled
 from solver.solve.result import Ref
 
 IMAGE_SCHEME = "docker-image://"
@@ -352,6 +353,8 @@ def _git_resolved(ctx: OpContext, info: VertexInfo):
                 ctx.resolved[key] = (spec, git.resolve(spec, runner))
         except GitSourceError as error:
             raise _located_git(info, error) from None
+        except git.Canceled:
+            raise Canceled("build canceled") from None
     return ctx.resolved[key]
 
 
@@ -380,8 +383,7 @@ def _git_result(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
     except GitSourceError as error:
         raise _located_git(info, error) from None
     except git.Canceled:
-        ctx.check_canceled()
-        raise
+        raise Canceled("build canceled") from None
     return [layer_result(ctx, work)]
 
 
