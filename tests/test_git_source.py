@@ -295,6 +295,24 @@ def test_build_context_git(tmp_path: Path, repo: Repo):
     assert (out / "dev").read_text() == "dev\n"
 
 
+def test_submodules_fetched_unless_skipped(tmp_path: Path, servers, repo: Repo):
+    base, port, _ = servers
+    sub = base / "sub.git"
+    sub.mkdir()
+    git(sub, "init", "-q", "-b", "main")
+    write(sub / "lib.txt", "from the submodule\n")
+    git(sub, "add", "-A")
+    git(sub, "commit", "-q", "-m", "lib")
+    subprocess.run(["git", "-C", str(repo.path), "submodule", "add", "-q", f"git://127.0.0.1:{port}/sub.git",
+                    "vendor/sub"], env=GIT_ENV, check=True, capture_output=True)
+    git(repo.path, "commit", "-q", "-m", "submodule")
+    out, _ = built(tmp_path, f"FROM scratch\nADD {repo.url}#main /src\nADD {repo.url}?submodules=false#main /bare\n"
+                             f"ADD --keep-git-dir {repo.url}#main /kept\n")
+    assert (out / "src" / "vendor" / "sub" / "lib.txt").read_text() == "from the submodule\n"
+    assert (out / "kept" / "vendor" / "sub" / "lib.txt").read_text() == "from the submodule\n"
+    assert (out / "bare" / "vendor" / "sub").is_dir() and not os.listdir(out / "bare" / "vendor" / "sub")
+
+
 def test_mtimes_checkout_by_default_commit_time_on_request(tmp_path: Path, repo: Repo):
     env = {**GIT_ENV, "GIT_COMMITTER_DATE": "2001-01-01T00:00:00Z"}
     write(repo.path / "old.txt", "old\n")

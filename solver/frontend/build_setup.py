@@ -97,7 +97,8 @@ def git_context_state(url: str, build_args: dict[str, str]) -> State:
     keep = bool(ref.keep_git_dir) or _parse_bool(build_args.get("BUILDKIT_CONTEXT_KEEP_GIT_DIR", ""))
     mtime = ref.mtime or ("commit" if build_args.get("SOURCE_DATE_EPOCH") else "")
     return llb_git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=keep, checksum=ref.checksum,
-                   mtime=mtime, custom_name="[internal] load git source " + url)
+                   mtime=mtime, skip_submodules=ref.submodules is False,
+                   custom_name="[internal] load git source " + url)
 
 
 def _parse_bool(text: str) -> bool:

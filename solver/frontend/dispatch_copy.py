@@ -156,7 +156,7 @@ def _git_copy(chain: _Chain, ref: GitRef, dest: str, ins: CopyInstruction, plan:
     if plan.checksum and ref.checksum and plan.checksum != ref.checksum:
         raise ins.error(f'checksum mismatch "{plan.checksum}" != "{ref.checksum}"')
     state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(keep),
-                checksum=ref.checksum or plan.checksum, custom_name=name)
+                checksum=ref.checksum or plan.checksum, skip_submodules=ref.submodules is False, custom_name=name)
     chain.add(state, "/", dest, **options)
 
 

@@ -106,6 +106,7 @@ class GitRef:
     keep_git_dir: bool | None = None
     indistinguishable_from_local: bool = False  # github.com/org/repo (deprecated, contexts only)
     mtime: str = ""  # "checkout" or "commit" (build contexts)
+    submodules: bool | None = None  # ?submodules=false skips them
 
 
 def parse_git_ref(src: str, *, for_context: bool = False) -> GitRef | None:
@@ -144,7 +145,7 @@ def _bool(key: str, values: tuple[str, ...]) -> bool:
 def _apply_query(ref: GitRef, query: tuple[tuple[str, tuple[str, ...]], ...]) -> GitRef:
     """BuildKit's ``loadQuery``: the URL's query options over its fragment."""
     fields = {"ref": ref.ref, "subdir": ref.subdir, "checksum": ref.checksum, "keep_git_dir": ref.keep_git_dir,
-              "mtime": ""}
+              "mtime": "", "submodules": None}
     tag = branch = ""
     for key, values in query:
         if len(values) > 1:
@@ -164,7 +165,9 @@ def _apply_query(ref: GitRef, query: tuple[tuple[str, tuple[str, ...]], ...]) ->
             branch = value
         elif key == "keep-git-dir":
             fields["keep_git_dir"] = _bool(key, values)
-        elif key in ("submodules", "fetch-by-commit"):
+        elif key == "submodules":
+            fields["submodules"] = _bool(key, values)
+        elif key == "fetch-by-commit":
             _bool(key, values)
         elif key == "mtime":
             if value not in ("checkout", "commit"):
@@ -183,4 +186,4 @@ def _apply_query(ref: GitRef, query: tuple[tuple[str, tuple[str, ...]], ...]) ->
         fields["ref"] = full
     return GitRef(ref.remote, str(fields["ref"]), str(fields["subdir"]), str(fields["checksum"]),
                   fields["keep_git_dir"], ref.indistinguishable_from_local,  # type: ignore[arg-type]
-                  str(fields["mtime"]))
+                  str(fields["mtime"]), fields["submodules"])  # type: ignore[arg-type]

@@ -167,7 +167,7 @@ def oci_layout(ref: str, *, store_id: str = "", session_id: str = "", layer_limi
 
 
 def git(url: str, ref: str = "", *, subdir: str = "", keep_git_dir: bool = False, checksum: str = "",
-        mtime: str = "", known_ssh_hosts: str = "", mount_ssh_sock: str = "",
+        mtime: str = "", known_ssh_hosts: str = "", mount_ssh_sock: str = "", skip_submodules: bool = False,
         custom_name: str | None = None) -> State:
     """A git repository, as Go's ``llb.Git(url, "", GitRef(ref), GitSubDir(subdir), …)``:
     ``git://<host><path>[#ref[:subdir]]``, the remote in ``git.fullurl``. ssh remotes
@@ -211,6 +211,9 @@ def git(url: str, ref: str = "", *, subdir: str = "", keep_git_dir: bool = False
     if checksum:
         attrs["git.checksum"] = checksum
         caps.add("source.git.checksum")
+    if skip_submodules:
+        attrs["git.skipsubmodules"] = "true"
+        caps.add("source.git.skipsubmodules")
     if mtime:
         attrs["git.mtime"] = mtime
         caps.add("source.git.mtime")

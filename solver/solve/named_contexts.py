@@ -57,7 +57,7 @@ class NamedContext:
         ref = parse_git_ref(self.value, for_context=True)
         assert ref is not None
         state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(ref.keep_git_dir),
-                    checksum=ref.checksum, mtime=ref.mtime)
+                    checksum=ref.checksum, mtime=ref.mtime, skip_submodules=ref.submodules is False)
         defn = state.marshal()
         for data in defn.def_:
             op = pb.Op.from_bytes(data)

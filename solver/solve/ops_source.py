@@ -331,7 +331,8 @@ def _git_spec(ctx: OpContext, info: VertexInfo):
     header = auth_header(remote, attrs.get("git.authheadersecret", ""), attrs.get("git.authtokensecret", ""),
                          read_secret)
     return GitSpec(remote=remote, ref=ref, subdir=subdir.strip("/"),
-                   keep_git_dir=attrs.get("git.keepgitdir") == "true", checksum=attrs.get("git.checksum", ""),
+                   keep_git_dir=attrs.get("git.keepgitdir") == "true",
+                   skip_submodules=attrs.get("git.skipsubmodules") == "true", checksum=attrs.get("git.checksum", ""),
                    mtime=attrs.get("git.mtime", ""), known_hosts=attrs.get("git.knownsshhosts", ""),
                    ssh_socket=sock, auth_header=header)
 

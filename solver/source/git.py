@@ -49,6 +49,7 @@ class GitSpec:
     ref: str = ""
     subdir: str = ""
     keep_git_dir: bool = False
+    skip_submodules: bool = False
     checksum: str = ""
     mtime: str = ""  # "" / "checkout" (the checkout's times) or "commit"
     known_hosts: str = ""
@@ -276,6 +277,8 @@ def cache_key(spec: GitSpec, resolved: Resolved) -> str:
         key += ".git" + (f"#{ref}" if ref else "")
     if spec.subdir:
         key += ":" + spec.subdir
+    if spec.skip_submodules:
+        key += "(skip-submodules)"
     if spec.mtime and spec.mtime != "checkout":
         key += f"(mtime={spec.mtime})"
     return key
@@ -386,8 +389,10 @@ def _checkout_tree(spec: GitSpec, resolved: Resolved, runner: GitRunner, bare: P
     """``git checkout --no-overlay COMMIT -- .`` with a private index; the subdir moved up."""
     target = Path(tempfile.mkdtemp(prefix="checkout", dir=dest)) if spec.subdir else dest
     with _temp_index(scratch) as index:
+        env = {"GIT_INDEX_FILE": str(index)}
         runner.run("checkout", "--no-overlay", resolved.checksum, "--", ".", git_dir=bare,
-                   work_tree=target, cwd=target, env={"GIT_INDEX_FILE": str(index)})
+                   work_tree=target, cwd=target, env=env)
+        _submodules(spec, runner, bare, target, env)
     if not spec.subdir:
         return
     source = _subdir_path(spec, target)
@@ -422,9 +427,22 @@ def _checkout_with_git_dir(spec: GitSpec, resolved: Resolved, runner: GitRunner,
     runner.run("fetch", "-u", "--depth=1", "--quiet", "--", "origin", pull, git_dir=git_dir, work_tree=dest,
                cwd=dest)
     runner.run("checkout", "--quiet", "FETCH_HEAD", git_dir=git_dir, work_tree=dest, cwd=dest)
+    _submodules(spec, runner, git_dir, dest, {})
     runner.run("remote", "set-url", "origin", redact(spec.remote), git_dir=git_dir)
     runner.run("reflog", "expire", "--all", "--expire=now", git_dir=git_dir)
     (git_dir / "FETCH_HEAD").unlink(missing_ok=True)
+
+
+def _submodules(spec: GitSpec, runner: GitRunner, git_dir: Path, work_tree: Path, env: dict[str, str]) -> None:
+    """BuildKit's ``submodule update --init --recursive --depth=1`` (unless skipped)."""
+    if spec.skip_submodules or not (work_tree / ".gitmodules").exists():
+        return
+    try:
+        runner.run("submodule", "update", "--init", "--recursive", "--depth=1", git_dir=git_dir,
+                   work_tree=work_tree, cwd=work_tree, env=env)
+    except GitCommandError as error:
+        raise _error(spec, f"failed to update submodules for {redact(spec.remote)}: "
+                           f"{last_line(error.stderr)}") from None
 
 
 @contextmanager
