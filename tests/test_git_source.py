@@ -272,7 +272,13 @@ def test_cache_hit_while_commit_unchanged_and_miss_after_new_commit(tmp_path: Pa
     assert git_keys(pinned) == git_keys(moved)
     bare = list((tmp_path / "cache" / "git").iterdir())
     assert len(bare) == 1 and (bare[0] / "HEAD").exists()  # one bare cache per remote
-    assert not [p for p in (tmp_path / "cache" / "git").iterdir() if p.name.startswith(".init-")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    pruned = subprocess.run([*LLBOOK, "prune", "--all", "--cache-dir", str(tmp_path / "cache")], env=env,
+                            capture_output=True, text=True, check=True).stdout
+    assert f"removed git {bare[0].name[:31]}" in pruned and repo.url in pruned, pruned
+    assert list((tmp_path / "cache" / "git").iterdir()) == []
+    out, again = built(tmp_path, dockerfile, name="again")  # fetched anew
+    assert len(executed(again)) == 2 and (out / "src" / "README").read_text() == "third\n"
 
 
 # ------------------------------------------------------------------------------ contexts
@@ -421,7 +427,7 @@ def test_unknown_ref_and_bad_subdir_and_unreachable_host(tmp_path: Path, repo: R
     # nothing half-made was kept: no temp repositories, no temp files of the fetch
     cache = tmp_path / "cache"
     assert not [p for p in (cache / "git").glob(".init-*")] if (cache / "git").exists() else True
-    assert not list((cache / "tmp").glob("git-index-*"))
+    assert not list((cache / "tmp").glob("git-*"))
 
 
 def test_interrupt_while_git_waits_leaves_nothing(tmp_path: Path):
@@ -453,7 +459,7 @@ def test_interrupt_while_git_waits_leaves_nothing(tmp_path: Path):
     survivors = subprocess.run(["pgrep", "-f", f"127.0.0.1:{port}/hang.git"], capture_output=True, text=True)
     assert survivors.stdout.strip() == ""
     assert not (cache / "git").exists() or not list((cache / "git").iterdir())
-    assert not list((cache / "tmp").glob("git-index-*")) and not list((cache / "tmp").glob("known-hosts-*"))
+    assert not list((cache / "tmp").glob("git-*")) and not list((cache / "tmp").glob("known-hosts-*"))
 
 
 # ------------------------------------------------------------------------------ lowering

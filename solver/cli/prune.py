@@ -30,7 +30,18 @@ def prune_cache(store: CacheStore, snapshotter: Any, keep_storage: str | None, a
             report.errors = again.errors
             break
         report.errors = again.errors
+    if all:  # the git sources' bare repositories (BuildKit prunes its shared git repos too)
+        _prune_git(store, report)
     return report
+
+
+def _prune_git(store: CacheStore, report: PruneReport) -> None:
+    from solver.cache.usage import UsageEntry
+    from solver.source.git import remove_bare_repos
+    for name, remote, size in remove_bare_repos(store.paths.root, store.locks.named):
+        report.removed.append(UsageEntry("git", name, remote, size, 0.0, 0.0, False, False))
+        report.reclaimed += size
+        report.total_before += size
 
 
 def report_lines(report: PruneReport) -> list[str]:

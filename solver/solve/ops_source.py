@@ -374,7 +374,7 @@ def _git_result(ctx: OpContext, info: VertexInfo) -> list[OutputResult]:
     bare = git.bare_dir(ctx.store.paths.root, spec.remote)
     try:
         with git.session(spec, ctx.cancel, ctx.store.paths.tmp) as runner, \
-                ctx.store.locks.named("git:" + spec.remote):
+                ctx.store.locks.named(git.lock_name(bare)):
             git.fetch(spec, resolved, runner, bare)
             ctx.check_canceled()
             with new_layer(ctx, []) as work:

@@ -6,7 +6,8 @@
   (or of an annotated tag's commit). The cache key is the commit (``cache_key``, BuildKit's
   ``shaToCacheKey``: ``.git#REF`` with the .git dir kept, ``:SUBDIR``, ``(mtime=commit)``).
 - ``checkout``: a shallow fetch of that commit into one bare repository per remote under
-  ``CACHE/git/`` (made in a temp dir and renamed in, fetched under a per-remote lock), then
+  ``CACHE/git/`` (made in a temp dir and renamed in, fetched under a per-remote lock;
+  ``remove_bare_repos`` for ``prune --all``), then
   the tree into ``dest``: ``git checkout`` with a private index file, the subdir's entries
   moved up, or with ``keep_git_dir`` a fresh repository whose HEAD is the commit (origin
   the remote's URL). Files get git's modes under umask 022 and the checkout's mtimes
@@ -27,6 +28,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,12 +302,18 @@ def bare_dir(cache_root: Path, remote: str) -> Path:
     return cache_root / "git" / hashlib.sha256(remote.encode()).hexdigest()[:32]
 
 
+def lock_name(bare: Path) -> str:
+    """The name of the store lock held while a bare repository is fetched, read or removed."""
+    return "git:" + bare.name
+
+
 def _ensure_bare(spec: GitSpec, runner: GitRunner, path: Path) -> None:
     """Create the bare repository once: made in a temp dir beside it and renamed in."""
     if (path / "HEAD").exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".init-", dir=path.parent))
+    _remove_dead_inits(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".init-{os.getpid()}-", dir=path.parent))
     try:
         runner.run("init", "--bare", "--quiet", str(tmp))
         runner.run("remote", "add", "origin", spec.remote, git_dir=tmp)
@@ -313,6 +321,53 @@ def _ensure_bare(spec: GitSpec, runner: GitRunner, path: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_dead_inits(directory: Path) -> None:
+    """``.init-<pid>-…`` dirs of processes that died while making a bare repository."""
+    from solver.cache.locking import pid_alive
+    for entry in directory.glob(".init-*-*"):
+        pid = entry.name.split("-")[1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def remove_bare_repos(cache_root: Path, lock: Callable[[str], Any]) -> list[tuple[str, str, int]]:
+    """Remove every cached bare repository (``prune --all``), each under its lock;
+    (directory name, remote URL, bytes) of each one removed."""
+    top = cache_root / "git"
+    removed: list[tuple[str, str, int]] = []
+    if not top.is_dir():
+        return removed
+    _remove_dead_inits(top)
+    for bare in sorted(p for p in top.iterdir() if not p.name.startswith(".")):
+        with lock(lock_name(bare)):
+            remote, size = _remote_of(bare), _tree_size(bare)
+            shutil.rmtree(bare, ignore_errors=True)
+        removed.append((bare.name, remote, size))
+    return removed
+
+
+def _remote_of(bare: Path) -> str:
+    try:
+        for line in (bare / "config").read_text().splitlines():
+            key, _, value = line.strip().partition("=")
+            if key.strip() == "url":
+                return redact(value.strip())
+    except OSError:
+        pass
+    return bare.name
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for top, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def fetch(spec: GitSpec, resolved: Resolved, runner: GitRunner, bare: Path) -> None:
@@ -449,7 +504,7 @@ def _submodules(spec: GitSpec, runner: GitRunner, git_dir: Path, work_tree: Path
 def _temp_index(scratch: Path) -> Iterator[Path]:
     """An index file of one checkout (the shared bare repository's own stays untouched)."""
     scratch.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="git-index-", dir=scratch))
+    directory = Path(tempfile.mkdtemp(prefix=f"git-{os.getpid()}-index-", dir=scratch))
     try:
         yield directory / "index"
     finally:
@@ -476,7 +531,7 @@ def session(spec: GitSpec, cancel: threading.Event | None, scratch: Path) -> Ite
     known = ""
     if spec.known_hosts:
         scratch.mkdir(parents=True, exist_ok=True)
-        fd, known = tempfile.mkstemp(prefix="known-hosts-", dir=scratch)
+        fd, known = tempfile.mkstemp(prefix=f"git-{os.getpid()}-known-hosts-", dir=scratch)
         with os.fdopen(fd, "w") as out:
             out.write(spec.known_hosts)
     try:
