@@ -239,6 +239,10 @@ def test_add_over_http_with_keep_git_dir(tmp_path: Path, repo: Repo):
     assert git(out / "src", "rev-parse", "HEAD") == head
     assert git(out / "src", "remote", "get-url", "origin") == repo.http_url
     assert git(out / "src", "status", "--porcelain") == ""
+    assert git(out / "src", "for-each-ref", "--format=%(refname)") == "refs/tags/main"  # BuildKit's quirk
+    out, _ = built(tmp_path, f"FROM scratch\nADD --keep-git-dir=true {repo.http_url}#refs/heads/dev /src\n",
+                   name="qualified")
+    assert git(out / "src", "for-each-ref", "--format=%(refname)") == "refs/heads/dev"
 
 
 def test_checksum_pin_ok_and_mismatch(tmp_path: Path, repo: Repo):
@@ -460,6 +464,59 @@ def test_interrupt_while_git_waits_leaves_nothing(tmp_path: Path):
     assert survivors.stdout.strip() == ""
     assert not (cache / "git").exists() or not list((cache / "git").iterdir())
     assert not list((cache / "tmp").glob("git-*")) and not list((cache / "tmp").glob("known-hosts-*"))
+
+
+# ------------------------------------------------------------------------------ against BuildKit
+
+
+def _tree(path: Path, skip_git_internals: bool = True) -> dict[str, tuple]:
+    """name -> (type, mode, uid, gid, link, bytes) of a tar, without what git writes differently
+    on every clone (a kept .git directory's packs, index, logs)."""
+    import tarfile
+    out = {}
+    with tarfile.open(path) as archive:
+        for member in archive:
+            name = member.name.lstrip("./").rstrip("/")
+            if skip_git_internals and "/.git/" in f"/{name}/" and not name.endswith(".git"):
+                continue
+            data = archive.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            out[name] = (member.type, member.mode, member.uid, member.gid, member.linkname, data)
+    return out
+
+
+def test_same_files_as_buildkit_in_dockerd(tmp_path: Path, repo: Repo, dockerd):
+    """The same Definition solved by dockerd's BuildKit and by llbook gives the same files,
+    modes and owners (a branch, an annotated tag, the .git dir kept; dockerd 20.10's BuildKit
+    has no subdirs)."""
+    from solver.buildkit.client import BuildKitClient, Export
+    from solver.buildkit.session import SessionServices
+    from solver.export import export, parse_output
+    from solver.export.result_source import export_source
+    from solver.frontend import dockerfile_to_llb
+    from solver.solve.solver import Solver
+    dockerfile = (f"FROM scratch\nADD {repo.url}#main /src\nADD {repo.url}#v1 /tag\n"
+                  f"ADD --keep-git-dir=true {repo.url}#main /kept\n")
+    lowered = dockerfile_to_llb(dockerfile)
+    defn = lowered.definition()
+    with Solver(cache_dir=tmp_path / "cache") as solver:
+        embedded = solver.solve(defn)
+        export(export_source(solver, embedded, lowered.image_config),
+               parse_output(f"type=tar,dest={tmp_path / 'embedded.tar'}"))
+    with BuildKitClient("dockerd://") as client:
+        result = client.solve(defn, export=Export("tar", dest=str(tmp_path / "daemon.tar")),
+                              services=SessionServices(dirs={}))
+    ours, theirs = _tree(tmp_path / "embedded.tar"), _tree(tmp_path / "daemon.tar")
+    differing = {k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
+    assert not differing
+    assert theirs["tag/README"][-1] == b"first\n" and "kept/.git" in theirs
+    kept = _tree(tmp_path / "embedded.tar", skip_git_internals=False)
+    assert "kept/.git/refs/tags/main" in kept and "kept/.git/FETCH_HEAD" not in kept  # current BuildKit's
+    assert {v.digest for v in load_reachable(defn)} <= {v.digest for v in result.vertices}
+
+
+def load_reachable(defn):
+    from solver.llb.definition import load
+    return load(defn).reachable()
 
 
 # ------------------------------------------------------------------------------ lowering

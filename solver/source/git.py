@@ -478,9 +478,11 @@ def _checkout_with_git_dir(spec: GitSpec, resolved: Resolved, runner: GitRunner,
         pull = "refs/llbook/" + resolved.ref
         runner.run("update-ref", pull, resolved.ref, git_dir=bare)
     else:
-        pull = f"{resolved.ref}:{resolved.ref}"
-    runner.run("fetch", "-u", "--depth=1", "--quiet", "--", "origin", pull, git_dir=git_dir, work_tree=dest,
-               cwd=dest)
+        pull = f"{resolved.ref}:{kept_ref(spec, resolved)}"
+    # from the URL, not the remote's name: no remote-tracking ref is made on the side (BuildKit's
+    # fetch makes none: its bare repository keeps what it fetched under tags/)
+    runner.run("fetch", "-u", "--depth=1", "--quiet", "--", "file://" + str(bare), pull, git_dir=git_dir,
+               work_tree=dest, cwd=dest)
     runner.run("checkout", "--quiet", "FETCH_HEAD", git_dir=git_dir, work_tree=dest, cwd=dest)
     _submodules(spec, runner, git_dir, dest, {})
     runner.run("remote", "set-url", "origin", redact(spec.remote), git_dir=git_dir)
@@ -498,6 +500,15 @@ def _submodules(spec: GitSpec, runner: GitRunner, git_dir: Path, work_tree: Path
     except GitCommandError as error:
         raise _error(spec, f"failed to update submodules for {redact(spec.remote)}: "
                            f"{last_line(error.stderr)}") from None
+
+
+def kept_ref(spec: GitSpec, resolved: Resolved) -> str:
+    """The ref a kept .git gets for the fetched commit. BuildKit stores what it fetched as
+    ``tags/<ref>`` in its bare repository and fetches ``<ref>:<ref>`` from it, so an
+    unqualified ref (``main``, ``v1``, the default branch) lands as ``refs/tags/<ref>``
+    and a qualified one (``refs/heads/main``) under its own name."""
+    name = spec.ref or resolved.ref.removeprefix("refs/heads/")
+    return name if name.startswith("refs/") else "refs/tags/" + name
 
 
 @contextmanager
