@@ -514,6 +514,22 @@ def test_same_files_as_buildkit_in_dockerd(tmp_path: Path, repo: Repo, dockerd):
     assert {v.digest for v in load_reachable(defn)} <= {v.digest for v in result.vertices}
 
 
+def test_git_context_and_named_context_on_dockerd(tmp_path: Path, repo: Repo, dockerd):
+    """--buildkit-host dockerd://: the daemon fetches the git context and a git named context
+    (no subdir: dockerd 20.10's BuildKit has none)."""
+    repo.commit({"Dockerfile": "FROM scratch\nCOPY README /hello\nCOPY --from=other README /other\n"}, "df")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("BUILDKIT_HOST", "LLBOOK_BUILDKIT_HOST")}
+    proc = subprocess.run([*LLBOOK, "build", "--buildkit-host", "dockerd://", "--progress", "plain",
+                           "--cache-dir", str(tmp_path / "cache"), "--output", f"type=local,dest={out}",
+                           "--build-context", f"other={repo.url}#dev", f"{repo.url}#main"],
+                          env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "hello").read_text() == "second\n"
+    assert (out / "other").read_text() == "dev\n"
+    assert f"[internal] load git source {repo.url}#main" in proc.stderr  # the daemon's vertex
+
+
 def load_reachable(defn):
     from solver.llb.definition import load
     return load(defn).reachable()

@@ -83,8 +83,13 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     from solver.solve.progress import ProgressBus
     from solver.solve.solver import Solver
     from solver.cli.build_ssh import ssh_sockets
+    from solver.cli import build_git
     try:
-        context = build_context(args.context)
+        if build_git.is_git_context(args.context):  # the Dockerfile from the checkout; the daemon fetches
+            args.git_context = args.context
+            context = build_git.prepare(args)
+        else:
+            context = build_context(args.context)
     except LLBookError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
