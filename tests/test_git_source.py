@@ -416,6 +416,30 @@ def test_ssh_remote_through_the_forwarded_agent(tmp_path: Path, repo: Repo, sshd
     assert (out / "src" / "README").read_text() == "first\n"
 
 
+def test_ssh_host_key_scanned_at_lowering_and_checked(tmp_path: Path, repo: Repo, sshd):
+    """As Go's llb.Git, the lowering scans the host key into git.knownsshhosts; the fetch
+    then checks it (a wrong key fails; BuildKit's UserKnownHostsFile)."""
+    from solver.errors import GitSourceError
+    from solver.frontend import dockerfile_to_llb
+    from solver.llb import pb
+    from solver.llb.sources import git as llb_git
+    from solver.solve.solver import Solver
+    port, sock, known = sshd
+    url = f"ssh://root@127.0.0.1:{port}{repo.path}"
+    defn = dockerfile_to_llb(f"FROM scratch\nADD {url}#main /src\n").definition()
+    sources = [op.op for op in map(pb.Op.from_bytes, defn.def_) if isinstance(op.op, pb.SourceOp)]
+    assert sources[0].attrs["git.knownsshhosts"] == known
+    assert sources[0].attrs["git.mountsshsock"] == "default"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    other = (tmp_path / "other.pub").read_text().split()
+    wrong = llb_git(url, "main", known_ssh_hosts=f"[127.0.0.1]:{port} {other[0]} {other[1]}")
+    with Solver(cache_dir=tmp_path / "cache") as solver:
+        assert solver.solve(defn, ssh={"default": sock}).snapshot
+        with pytest.raises(GitSourceError) as error:
+            solver.solve(wrong, ssh={"default": sock})
+    assert "Host key verification failed" in str(error.value) and url in str(error.value)
+
+
 # ------------------------------------------------------------------------------ errors
 
 

@@ -90,14 +90,14 @@ def git_context_state(url: str, build_args: dict[str, str]) -> State:
     """A git URL as the build context, as dockerui's ``DetectGitContext``: its ref, subdir,
     keep-git-dir (or ``BUILDKIT_CONTEXT_KEEP_GIT_DIR``), checksum and mtime; with
     SOURCE_DATE_EPOCH the files get the commit's time."""
-    from solver.frontend.gitref import parse_git_ref
+    from solver.frontend.gitref import parse_git_ref, ssh_keyscan
     ref = parse_git_ref(url, for_context=True)
     if ref is None:
         raise DockerfileError(f"build context {url} is not a git URL", None, "")
     keep = bool(ref.keep_git_dir) or _parse_bool(build_args.get("BUILDKIT_CONTEXT_KEEP_GIT_DIR", ""))
     mtime = ref.mtime or ("commit" if build_args.get("SOURCE_DATE_EPOCH") else "")
     return llb_git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=keep, checksum=ref.checksum,
-                   mtime=mtime, skip_submodules=ref.submodules is False,
+                   mtime=mtime, skip_submodules=ref.submodules is False, host_key_scan=ssh_keyscan,
                    custom_name="[internal] load git source " + url)
 
 

@@ -14,7 +14,7 @@ from solver.frontend.paths import base as path_base
 from solver.frontend.paths import contains_wildcards, normalize_path, relative_to_workdir
 from solver.frontend.shell_words import Lexer
 from solver.llb.fileop import Chown, FileAction, copy, mkfile
-from solver.frontend.gitref import GitRef, GitRefError, parse_git_ref
+from solver.frontend.gitref import GitRef, GitRefError, parse_git_ref, ssh_keyscan
 from solver.llb.sources import git, http
 from solver.llb.state import State, merge, scratch
 
@@ -156,7 +156,8 @@ def _git_copy(chain: _Chain, ref: GitRef, dest: str, ins: CopyInstruction, plan:
     if plan.checksum and ref.checksum and plan.checksum != ref.checksum:
         raise ins.error(f'checksum mismatch "{plan.checksum}" != "{ref.checksum}"')
     state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(keep),
-                checksum=ref.checksum or plan.checksum, skip_submodules=ref.submodules is False, custom_name=name)
+                checksum=ref.checksum or plan.checksum, skip_submodules=ref.submodules is False,
+                host_key_scan=ssh_keyscan, custom_name=name)
     chain.add(state, "/", dest, **options)
 
 

@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from solver.llb.giturl import GitRef, GitRefError, parse_git_ref
+from solver.llb.giturl import GitRef, GitRefError, parse_git_ref, ssh_keyscan
 
-__all__ = ["GitRef", "GitRefError", "parse_git_ref"]
+__all__ = ["GitRef", "GitRefError", "parse_git_ref", "ssh_keyscan"]

@@ -12,6 +12,7 @@ contexts.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -83,6 +84,36 @@ def parse_url(text: str) -> GitURL:
     user, host, path, query, fragment = match.groups()
     ref, subdir = _opts(fragment or "")
     return GitURL("ssh", host, path, f"{user}@{host}:{path}", ref, subdir, bool(fragment), _query(query or ""))
+
+
+_GO_HOST_KEY_ORDER = ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa", "ssh-dss",
+                      "ssh-ed25519")
+
+
+@functools.lru_cache(maxsize=64)  # one scan per host and process (a lowering runs twice)
+def ssh_keyscan(host: str, timeout: int = 3) -> str:
+    """The host key line Go's ``sshutil.SSHKeyScan`` gets for ``host[:port]`` (best effort,
+    "" when it does not answer): the key of the type Go's ssh client prefers, as
+    ``host type base64`` (``[host]:port …`` off port 22)."""
+    import shutil
+    import subprocess
+    name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+    name = name or host
+    if shutil.which("ssh-keyscan") is None or not re.match(r"^[A-Za-z0-9.-]+\Z", name):
+        return ""
+    argv = ["ssh-keyscan", "-T", str(timeout), "-t", "ecdsa,rsa,dsa,ed25519"]
+    if port and port != "22":
+        argv += ["-p", port]
+    try:
+        out = subprocess.run([*argv, name], capture_output=True, text=True, timeout=timeout + 5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    keys = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("#"):
+            keys.setdefault(parts[1], " ".join(parts[:3]))
+    return next((keys[t] for t in _GO_HOST_KEY_ORDER if t in keys), "")
 
 
 def is_git_transport(text: str) -> bool:

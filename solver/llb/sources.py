@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from solver.errors import LLBookError
 from solver.llb import giturl, gojson, gopath, pb
@@ -168,12 +168,13 @@ def oci_layout(ref: str, *, store_id: str = "", session_id: str = "", layer_limi
 
 def git(url: str, ref: str = "", *, subdir: str = "", keep_git_dir: bool = False, checksum: str = "",
         mtime: str = "", known_ssh_hosts: str = "", mount_ssh_sock: str = "", skip_submodules: bool = False,
-        custom_name: str | None = None) -> State:
+        host_key_scan: Callable[[str], str] | None = None, custom_name: str | None = None) -> State:
     """A git repository, as Go's ``llb.Git(url, "", GitRef(ref), GitSubDir(subdir), …)``:
     ``git://<host><path>[#ref[:subdir]]``, the remote in ``git.fullurl``. ssh remotes
-    (``ssh://``, ``git@host:path``) mount the client's ``default`` agent. ``known_ssh_hosts``
-    is what Go's client would have from ``ssh-keyscan`` (llbook does not scan; without it
-    the fetch does not check the host key, as BuildKit without the attr)."""
+    (``ssh://``, ``git@host:path``) mount the client's ``default`` agent and pin the host key:
+    ``known_ssh_hosts`` as given (Go's ``KnownSSHHosts`` option), else what ``host_key_scan(host)``
+    finds (Go's client always scans, best effort; the Dockerfile frontend passes
+    ``giturl.ssh_keyscan``). Without either the fetch does not check the host key, as BuildKit."""
     remote_url = None
     try:
         remote_url = giturl.parse_url(url)
@@ -205,6 +206,8 @@ def git(url: str, ref: str = "", *, subdir: str = "", keep_git_dir: bool = False
     if remote_url is not None and remote_url.scheme == "ssh":
         if known_ssh_hosts:
             attrs["git.knownsshhosts"] = known_ssh_hosts.rstrip("\n") + "\n"
+        elif host_key_scan is not None and (scanned := host_key_scan(remote_url.host)):
+            attrs["git.knownsshhosts"] = scanned
         caps.add("source.git.knownsshhosts")
         attrs["git.mountsshsock"] = mount_ssh_sock or "default"
         caps.add("source.git.mountsshsock")

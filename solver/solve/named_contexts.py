@@ -23,7 +23,7 @@ from typing import Any
 from solver.errors import LLBookError
 from solver.llb import pb
 from solver.llb.digest import digest_of
-from solver.llb.giturl import GitRefError, parse_git_ref
+from solver.llb.giturl import GitRefError, parse_git_ref, ssh_keyscan
 from solver.llb.reference import normalize
 
 OCI_SCHEME = "oci-layout://"
@@ -57,7 +57,8 @@ class NamedContext:
         ref = parse_git_ref(self.value, for_context=True)
         assert ref is not None
         state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(ref.keep_git_dir),
-                    checksum=ref.checksum, mtime=ref.mtime, skip_submodules=ref.submodules is False)
+                    checksum=ref.checksum, mtime=ref.mtime, skip_submodules=ref.submodules is False,
+                    host_key_scan=ssh_keyscan)
         defn = state.marshal()
         for data in defn.def_:
             op = pb.Op.from_bytes(data)

@@ -153,10 +153,16 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+_GENERIC = ("fatal: Could not read from remote repository.", "Please make sure you have the correct access rights",
+            "and the repository exists.")
+
+
 def last_line(text: str) -> str:
-    """The last non-empty line of git's stderr (its message), credentials redacted."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return redact(lines[-1]) if lines else ""
+    """The line of git's stderr that says why (its last ``fatal:``, else its last line, git's
+    generic "Could not read from remote repository" advice skipped), credentials redacted."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and line.strip() not in _GENERIC]
+    fatal = [line for line in lines if line.startswith("fatal:")]
+    return redact((fatal or lines)[-1]) if lines else ""
 
 
 def redact(url: str) -> str:
