@@ -296,6 +296,11 @@ def test_git_url_as_build_context(tmp_path: Path, repo: Repo):
     assert (out / "hello").read_text() == "from git\n"
     names = [v["name"] for v in json.loads(meta.read_text())["llbook.vertices"]]
     assert f"[internal] load git source {repo.http_url}#main:app" in names
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shown = subprocess.run([*LLBOOK, "history", "inspect", "--cache-dir", str(tmp_path / "cache")], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    context_line = next(line for line in shown.splitlines() if line.startswith("Context:"))
+    assert context_line.split()[-1] == f"{repo.http_url}#main:app"  # the URL, not the checkout's path
 
 
 def test_build_context_git(tmp_path: Path, repo: Repo):

@@ -19,9 +19,10 @@ def start(args: argparse.Namespace, context: Path, cache_dir: str | None) -> Any
         sources = {filename: text}
     except LLBookError:
         sources = {}
-    return Recorder.start(cache_dir, "dockerfile", str(context), sources=sources,
+    where = getattr(args, "git_context", "") or str(context)  # a git context is named by its URL
+    return Recorder.start(cache_dir, "dockerfile", where, sources=sources,
                           args=dict(args.build_args), target=args.target, platform=args.platform,
-                          context=str(context), secrets=list(dict.fromkeys(s.id for s in args.secrets)),
+                          context=where, secrets=list(dict.fromkeys(s.id for s in args.secrets)),
                           ssh=list(dict.fromkeys(s.id for s in getattr(args, "ssh", []))),
                           config=history_config(getattr(args, "network", None), run_options(args)))
 
