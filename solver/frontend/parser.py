@@ -328,16 +328,18 @@ def _fill_args(node: Node, escape: str) -> None:
             node.args = [rest]
 
 
+def _reject_constant(name: str) -> None:
+    """Go's encoding/json has no NaN or Infinity."""
+    raise ValueError(f"invalid JSON constant {name}")
+
+
 def _parse_json(rest: str, node: Node) -> list[str] | None:
     text = lstrip_go_space(rest)
     if not text.startswith("["):
         return None
-    try:
-        value = json.loads(text)
+    try:  # not JSON (also NaN/Infinity, which Go rejects): the shell form, as BuildKit's parseMaybeJSON
+        value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
-        if text.startswith('["'):
-            raise DockerfileError(f"malformed JSON exec form in {node.keyword}: {rest}", node.start_line,
-                                  node.filename) from None
         return None
     if not isinstance(value, list):
         return None

@@ -1,0 +1,3 @@
+FROM busybox
+CMD [echo, hi]
+ENTRYPOINT ["unterminated"
