@@ -463,6 +463,17 @@ def test_unknown_ref_and_bad_subdir_and_unreachable_host(tmp_path: Path, repo: R
     assert not list((cache / "tmp").glob("git-*"))
 
 
+def test_missing_git_binary_is_one_line(tmp_path: Path, repo: Repo):
+    ctx = tmp_path / "ctx"
+    write(ctx / "Dockerfile", f"FROM scratch\nADD {repo.url}#main /src\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": str(tmp_path / "empty-bin")}
+    proc = subprocess.run([*LLBOOK, "build", "--no-server", "--cache-dir", str(tmp_path / "cache"), str(ctx)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"git source {repo.url}#main: the git command is not "
+                                                         "installed")
+
+
 def test_interrupt_while_git_waits_leaves_nothing(tmp_path: Path):
     """SIGINT while ls-remote waits on a server that never answers: exit 130, git killed,
     no bare repository, temp dir or index file left."""

@@ -109,9 +109,14 @@ class GitRunner:
             argv += ["--git-dir", str(git_dir)]
         argv += list(args)
         full_env = {**self.env(), **(env or {})}
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=full_env, cwd=cwd, umask=0o022,
-                                start_new_session=True)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=full_env, cwd=cwd, umask=0o022,
+                                    start_new_session=True)
+        except OSError as error:  # no git on PATH, an unusable cwd
+            what = "the git command is not installed" if isinstance(error, FileNotFoundError) and \
+                error.filename == "git" else f"cannot run git: {error.strerror}"
+            raise _error(self.spec, what) from None
         try:
             out, err = _communicate(proc, self.cancel)
         except BaseException:
