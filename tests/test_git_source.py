@@ -445,6 +445,36 @@ def test_ssh_host_key_scanned_at_lowering_and_checked(tmp_path: Path, repo: Repo
     assert "Host key verification failed" in str(error.value) and url in str(error.value)
 
 
+def test_notebook_cell_adds_a_git_source(tmp_path: Path, repo: Repo, capsys, monkeypatch):
+    """%%dockerfile cells: ADD of a git ref builds, a re-run is cached, an unknown ref is a
+    GitSourceError naming the cell's line."""
+    from IPython.testing.globalipapp import start_ipython
+    import kernel_ext
+    from solver.errors import GitSourceError
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "kernel_ext")
+    monkeypatch.chdir(tmp_path)
+    state = kernel_ext._registry[id(ip)]
+    state.session.close()
+    state.session = kernel_ext._new_session()
+    state.session.cache_dir = tmp_path / "cache"
+    state.session.context = tmp_path
+    try:
+        result = ip.run_cell(f"%%dockerfile\nFROM scratch\nADD {repo.url}#main /src\n", cell_id="a")
+        assert result.error_in_exec is None, result.error_in_exec
+        capsys.readouterr()
+        result = ip.run_cell(f"%%dockerfile\nFROM scratch\nADD {repo.url}#main /src\n", cell_id="a")
+        out = capsys.readouterr().out
+        assert result.error_in_exec is None and "2 steps, 2 cached" in out, out
+        result = ip.run_cell(f"%%dockerfile\nFROM scratch\n\nADD {repo.url}#nosuch /src\n", cell_id="a")
+        error = result.error_in_exec
+        assert isinstance(error, GitSourceError) and error.line == 3, error
+        assert "repository does not contain ref nosuch" in str(error)
+    finally:
+        state.session.close()
+        ip.run_line_magic("unload_ext", "kernel_ext")
+
+
 # ------------------------------------------------------------------------------ errors
 
 
