@@ -258,6 +258,19 @@ def test_checksum_pin_ok_and_mismatch(tmp_path: Path, repo: Repo):
     assert repo.url in line
 
 
+def test_fetch_by_commit_trusts_the_checksum(tmp_path: Path, repo: Repo):
+    """?fetch-by-commit: no ls-remote; the pinned commit is fetched even where the branch
+    has moved on, and a kept .git has it as refs/heads/REF (BuildKit's GitFetchByCommit)."""
+    first = git(repo.path, "rev-parse", "v1^{commit}")
+    out, _ = built(tmp_path, f"FROM scratch\nADD --checksum={first} {repo.url}?fetch-by-commit#main /src\n"
+                             f"ADD --keep-git-dir --checksum={first} {repo.url}?fetch-by-commit#main /kept\n")
+    assert (out / "src" / "README").read_text() == "first\n"  # main's tip says "second"
+    assert git(out / "kept", "rev-parse", "HEAD") == first
+    assert git(out / "kept", "for-each-ref", "--format=%(refname)") == "refs/heads/main"
+    line = failed(tmp_path, f"FROM scratch\nADD --checksum={first[:10]} {repo.url}?fetch-by-commit#main /src\n")
+    assert "fetch-by-commit requires a full commit SHA checksum" in line and line.startswith("error: Dockerfile:2:")
+
+
 def test_cache_hit_while_commit_unchanged_and_miss_after_new_commit(tmp_path: Path, repo: Repo):
     dockerfile = f"FROM scratch\nADD {repo.url}#main /src\n"
     out, cold = built(tmp_path, dockerfile)
@@ -636,3 +649,5 @@ def test_lowering_matches_buildkit_llb_git():
     assert ctx is not None and ctx.remote == "github.com/org/repo"
     q = parse_git_ref("https://example.com/r.git?tag=v2&subdir=docs&keep-git-dir")
     assert q is not None and (q.ref, q.subdir, q.keep_git_dir) == ("refs/tags/v2", "docs", True)
+    fbc = source(llb_git("https://example.com/r.git", "main", checksum="a" * 40, fetch_by_commit=True))
+    assert fbc.attrs["git.fetchbycommit"] == "true" and fbc.attrs["git.checksum"] == "a" * 40

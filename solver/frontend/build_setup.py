@@ -98,6 +98,7 @@ def git_context_state(url: str, build_args: dict[str, str]) -> State:
     mtime = ref.mtime or ("commit" if build_args.get("SOURCE_DATE_EPOCH") else "")
     return llb_git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=keep, checksum=ref.checksum,
                    mtime=mtime, skip_submodules=ref.submodules is False, host_key_scan=ssh_keyscan,
+                   fetch_by_commit=ref.fetch_by_commit,
                    custom_name="[internal] load git source " + url)
 
 

@@ -157,7 +157,7 @@ def _git_copy(chain: _Chain, ref: GitRef, dest: str, ins: CopyInstruction, plan:
         raise ins.error(f'checksum mismatch "{plan.checksum}" != "{ref.checksum}"')
     state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(keep),
                 checksum=ref.checksum or plan.checksum, skip_submodules=ref.submodules is False,
-                host_key_scan=ssh_keyscan, custom_name=name)
+                host_key_scan=ssh_keyscan, fetch_by_commit=ref.fetch_by_commit, custom_name=name)
     chain.add(state, "/", dest, **options)
 
 

@@ -138,6 +138,7 @@ class GitRef:
     indistinguishable_from_local: bool = False  # github.com/org/repo (deprecated, contexts only)
     mtime: str = ""  # "checkout" or "commit" (build contexts)
     submodules: bool | None = None  # ?submodules=false skips them
+    fetch_by_commit: bool = False  # ?fetch-by-commit: trust the checksum as the commit
 
 
 def parse_git_ref(src: str, *, for_context: bool = False) -> GitRef | None:
@@ -176,7 +177,7 @@ def _bool(key: str, values: tuple[str, ...]) -> bool:
 def _apply_query(ref: GitRef, query: tuple[tuple[str, tuple[str, ...]], ...]) -> GitRef:
     """BuildKit's ``loadQuery``: the URL's query options over its fragment."""
     fields = {"ref": ref.ref, "subdir": ref.subdir, "checksum": ref.checksum, "keep_git_dir": ref.keep_git_dir,
-              "mtime": "", "submodules": None}
+              "mtime": "", "submodules": None, "fetch_by_commit": False}
     tag = branch = ""
     for key, values in query:
         if len(values) > 1:
@@ -199,7 +200,7 @@ def _apply_query(ref: GitRef, query: tuple[tuple[str, tuple[str, ...]], ...]) ->
         elif key == "submodules":
             fields["submodules"] = _bool(key, values)
         elif key == "fetch-by-commit":
-            _bool(key, values)
+            fields["fetch_by_commit"] = _bool(key, values)
         elif key == "mtime":
             if value not in ("checkout", "commit"):
                 raise GitRefError(f'invalid mtime value: {value!r} (must be "checkout" or "commit")')
@@ -217,4 +218,4 @@ def _apply_query(ref: GitRef, query: tuple[tuple[str, tuple[str, ...]], ...]) ->
         fields["ref"] = full
     return GitRef(ref.remote, str(fields["ref"]), str(fields["subdir"]), str(fields["checksum"]),
                   fields["keep_git_dir"], ref.indistinguishable_from_local,  # type: ignore[arg-type]
-                  str(fields["mtime"]), fields["submodules"])  # type: ignore[arg-type]
+                  str(fields["mtime"]), fields["submodules"], bool(fields["fetch_by_commit"]))  # type: ignore[arg-type]

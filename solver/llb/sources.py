@@ -168,7 +168,8 @@ def oci_layout(ref: str, *, store_id: str = "", session_id: str = "", layer_limi
 
 def git(url: str, ref: str = "", *, subdir: str = "", keep_git_dir: bool = False, checksum: str = "",
         mtime: str = "", known_ssh_hosts: str = "", mount_ssh_sock: str = "", skip_submodules: bool = False,
-        host_key_scan: Callable[[str], str] | None = None, custom_name: str | None = None) -> State:
+        host_key_scan: Callable[[str], str] | None = None, fetch_by_commit: bool = False,
+        custom_name: str | None = None) -> State:
     """A git repository, as Go's ``llb.Git(url, "", GitRef(ref), GitSubDir(subdir), …)``:
     ``git://<host><path>[#ref[:subdir]]``, the remote in ``git.fullurl``. ssh remotes
     (``ssh://``, ``git@host:path``) mount the client's ``default`` agent and pin the host key:
@@ -220,4 +221,7 @@ def git(url: str, ref: str = "", *, subdir: str = "", keep_git_dir: bool = False
     if mtime:
         attrs["git.mtime"] = mtime
         caps.add("source.git.mtime")
+    if fetch_by_commit:
+        attrs["git.fetchbycommit"] = "true"
+        caps.add("source.git.fetchbycommit")
     return _source_state(SourceVertex("git://" + ident, attrs, _opts(caps, None, custom_name, None)))

@@ -58,7 +58,7 @@ class NamedContext:
         assert ref is not None
         state = git(ref.remote, ref.ref, subdir=ref.subdir, keep_git_dir=bool(ref.keep_git_dir),
                     checksum=ref.checksum, mtime=ref.mtime, skip_submodules=ref.submodules is False,
-                    host_key_scan=ssh_keyscan)
+                    host_key_scan=ssh_keyscan, fetch_by_commit=ref.fetch_by_commit)
         defn = state.marshal()
         for data in defn.def_:
             op = pb.Op.from_bytes(data)

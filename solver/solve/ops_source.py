@@ -333,6 +333,7 @@ def _git_spec(ctx: OpContext, info: VertexInfo):
     return GitSpec(remote=remote, ref=ref, subdir=subdir.strip("/"),
                    keep_git_dir=attrs.get("git.keepgitdir") == "true",
                    skip_submodules=attrs.get("git.skipsubmodules") == "true", checksum=attrs.get("git.checksum", ""),
+                   fetch_by_commit=attrs.get("git.fetchbycommit") == "true",
                    mtime=attrs.get("git.mtime", ""), known_hosts=attrs.get("git.knownsshhosts", ""),
                    ssh_socket=sock, auth_header=header)
 

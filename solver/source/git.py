@@ -53,6 +53,7 @@ class GitSpec:
     keep_git_dir: bool = False
     skip_submodules: bool = False
     checksum: str = ""
+    fetch_by_commit: bool = False  # trust the checksum as the commit: no ls-remote
     mtime: str = ""  # "" / "checkout" (the checkout's times) or "commit"
     known_hosts: str = ""
     ssh_socket: Path | None = None  # the forwarded agent for ssh remotes
@@ -236,12 +237,24 @@ def resolve(spec: GitSpec, runner: GitRunner) -> Resolved:
         if spec.checksum and not spec.ref.startswith(spec.checksum):
             raise _mismatch(spec, spec.ref)
         return Resolved(spec.ref, spec.ref)
+    if spec.fetch_by_commit:
+        return _by_commit(spec)
     ref = spec.ref or default_branch(spec, runner)
     try:
         out = runner.run("ls-remote", "--", spec.remote, ref, ref + "^{}")
     except GitCommandError as error:
         raise _error(spec, f"failed to fetch remote {redact(spec.remote)}: {last_line(error.stderr)}") from None
     return _pick(spec, ref, out)
+
+
+def _by_commit(spec: GitSpec) -> Resolved:
+    """BuildKit's fetch-by-commit: the checksum is the commit; an unqualified ref is a branch."""
+    if not spec.checksum:
+        raise _error(spec, "fetch-by-commit requires a checksum or a commit SHA ref")
+    if not is_commit_sha(spec.checksum):
+        raise _error(spec, f"fetch-by-commit requires a full commit SHA checksum, got {spec.checksum!r}")
+    ref = spec.ref if not spec.ref or spec.ref.startswith("refs/") else "refs/heads/" + spec.ref
+    return Resolved(ref or spec.checksum, spec.checksum)
 
 
 def _pick(spec: GitSpec, ref: str, out: str) -> Resolved:
@@ -386,6 +399,9 @@ def fetch(spec: GitSpec, resolved: Resolved, runner: GitRunner, bare: Path) -> N
     _ensure_bare(spec, runner, bare)
     runner.run("remote", "set-url", "origin", spec.remote, git_dir=bare)
     want = resolved.checksum
+    if spec.fetch_by_commit:
+        _fetch_pinned(spec, resolved, runner, bare)
+        return
     if _has_object(runner, bare, want) and (is_commit_sha(resolved.ref) or _ref_is(runner, bare, resolved.ref, want)):
         return
     (bare / "shallow.lock").unlink(missing_ok=True)  # left by a killed fetch
@@ -398,6 +414,21 @@ def fetch(spec: GitSpec, resolved: Resolved, runner: GitRunner, bare: Path) -> N
             if not _ref_is(runner, bare, resolved.ref, want):  # moved since ls-remote
                 _fetch_commit(runner, bare, want)
                 runner.run("update-ref", "--no-deref", resolved.ref, want, git_dir=bare)
+    except GitCommandError as error:
+        raise _error(spec, f"failed to fetch remote {redact(spec.remote)}: {last_line(error.stderr)}") from None
+    if not _has_object(runner, bare, want):
+        raise _error(spec, f"commit {want} cannot be found in the repository")
+
+
+def _fetch_pinned(spec: GitSpec, resolved: Resolved, runner: GitRunner, bare: Path) -> None:
+    """fetch-by-commit: the commit itself (unless there), its ref set locally."""
+    want = resolved.checksum
+    try:
+        if not _has_object(runner, bare, want):
+            (bare / "shallow.lock").unlink(missing_ok=True)
+            _fetch_commit(runner, bare, want)
+        if not is_commit_sha(resolved.ref):
+            runner.run("update-ref", "--no-deref", resolved.ref, want, git_dir=bare)
     except GitCommandError as error:
         raise _error(spec, f"failed to fetch remote {redact(spec.remote)}: {last_line(error.stderr)}") from None
     if not _has_object(runner, bare, want):
@@ -518,6 +549,8 @@ def kept_ref(spec: GitSpec, resolved: Resolved) -> str:
     ``tags/<ref>`` in its bare repository and fetches ``<ref>:<ref>`` from it, so an
     unqualified ref (``main``, ``v1``, the default branch) lands as ``refs/tags/<ref>``
     and a qualified one (``refs/heads/main``) under its own name."""
+    if spec.fetch_by_commit:
+        return resolved.ref  # BuildKit fetches COMMIT:REF (REF made refs/heads/… when unqualified)
     name = spec.ref or resolved.ref.removeprefix("refs/heads/")
     return name if name.startswith("refs/") else "refs/tags/" + name
 
