@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +54,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen | None = None) -> None:
+def wait_port(port: int, proc: subprocess.Popen | None = None, address: str = "127.0.0.1") -> None:
     for _ in range(200):
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((address, port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
@@ -385,18 +386,14 @@ def test_http_auth_from_the_git_auth_secrets(tmp_path: Path, repo: Repo, auth_se
 SSHD = "/usr/sbin/sshd"
 
 
-@pytest.fixture
-def sshd(tmp_path: Path, servers):
-    """sshd on 127.0.0.1 (root logs in with one key) and an ssh-agent holding that key:
-    (port, the agent's socket, the host's known_hosts line)."""
-    if not Path(SSHD).exists() or os.geteuid() != 0:
-        pytest.skip("sshd (openssh-server) not installed, or not root")
-    keys = tmp_path / "ssh"
+@contextmanager
+def ssh_server(keys: Path, address: str, port: int):
+    """sshd on ADDRESS:PORT (root logs in with one key) and an ssh-agent holding that key:
+    (the agent's socket, the host's known_hosts line)."""
     keys.mkdir()
     for name in ("host", "client"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
-    port = free_port()
-    config = write(keys / "sshd_config", f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
+    config = write(keys / "sshd_config", f"Port {port}\nListenAddress {address}\nHostKey {keys / 'host'}\n"
                    f"AuthorizedKeysFile {keys / 'client.pub'}\nPasswordAuthentication no\n"
                    "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
                    f"UsePAM no\nPidFile {keys / 'sshd.pid'}\n")
@@ -406,7 +403,7 @@ def sshd(tmp_path: Path, servers):
     sock = str(keys / "agent.sock")
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port, daemon)
+        wait_port(port, daemon, address)
         for _ in range(200):
             if os.path.exists(sock):
                 break
@@ -414,12 +411,55 @@ def sshd(tmp_path: Path, servers):
         subprocess.run(["ssh-add", "-q", str(keys / "client")], env={**os.environ, "SSH_AUTH_SOCK": sock},
                        check=True)
         host_key = (keys / "host.pub").read_text().split()
-        yield port, sock, f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}"
+        where = address if port == 22 else f"[{address}]:{port}"
+        yield sock, f"{where} {host_key[0]} {host_key[1]}"
     finally:
         agent.kill()
         agent.wait()
         daemon.terminate()
         daemon.wait(10)
+
+
+def _need_sshd() -> None:
+    if not Path(SSHD).exists() or os.geteuid() != 0:
+        pytest.skip("sshd (openssh-server) not installed, or not root")
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, servers):
+    """sshd on 127.0.0.1 on a free port: (port, agent socket, known_hosts line)."""
+    _need_sshd()
+    port = free_port()
+    with ssh_server(tmp_path / "ssh", "127.0.0.1", port) as (sock, known):
+        yield port, sock, known
+
+
+@pytest.fixture
+def sshd_port22(tmp_path: Path, servers):
+    """sshd on 127.0.0.2:22, where scp-like ``root@127.0.0.2:path`` remotes go (skipped when
+    that port is taken): (agent socket, known_hosts line)."""
+    _need_sshd()
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.2", 22))
+        except OSError:
+            pytest.skip("127.0.0.2:22 is taken")
+    with ssh_server(tmp_path / "ssh22", "127.0.0.2", 22) as served:
+        yield served
+
+
+def test_scp_like_remote_as_buildkit_lowers_and_fetches_it(tmp_path: Path, repo: Repo, sshd_port22):
+    sock, known = sshd_port22
+    url = f"root@127.0.0.2:{repo.path}"
+    from solver.frontend import dockerfile_to_llb
+    from solver.llb import pb
+    defn = dockerfile_to_llb(f"FROM scratch\nADD {url}#main:sub /src\n").definition()
+    src = next(op.op for op in map(pb.Op.from_bytes, defn.def_) if isinstance(op.op, pb.SourceOp))
+    assert src.identifier == f"git://127.0.0.2{repo.path}#main:sub"
+    assert (src.attrs["git.fullurl"], src.attrs["git.mountsshsock"], src.attrs["git.knownsshhosts"]) == \
+        (url, "default", known)
+    out, _ = built(tmp_path, f"FROM scratch\nADD {url}#main:sub /src\n", "--ssh", f"default={sock}")
+    assert (out / "src" / "dir" / "inner.txt").read_text() == "inner v1\n"
 
 
 def test_ssh_remote_through_the_forwarded_agent(tmp_path: Path, repo: Repo, sshd):
