@@ -2,16 +2,18 @@
 ``source/git``.
 
 - ``resolve``: the ref to a commit with ``ls-remote`` (a full commit SHA needs no network;
-  no ref: the remote's default branch); a ``git.checksum`` must be a prefix of the commit
-  (or of an annotated tag's commit). The cache key is the commit (``cache_key``, BuildKit's
-  ``shaToCacheKey``: ``.git#REF`` with the .git dir kept, ``:SUBDIR``, ``(mtime=commit)``).
+  no ref: the remote's default branch; fetch-by-commit: the checksum, trusted); a
+  ``git.checksum`` must be a prefix of the commit (or of an annotated tag's commit). The
+  cache key is the commit (``cache_key``, BuildKit's ``shaToCacheKey``: ``.git#REF`` with the
+  .git dir kept, ``:SUBDIR``, ``(skip-submodules)``, ``(mtime=commit)``).
 - ``checkout``: a shallow fetch of that commit into one bare repository per remote under
   ``CACHE/git/`` (made in a temp dir and renamed in, fetched under a per-remote lock;
   ``remove_bare_repos`` for ``prune --all``), then
   the tree into ``dest``: ``git checkout`` with a private index file, the subdir's entries
   moved up, or with ``keep_git_dir`` a fresh repository whose HEAD is the commit (origin
-  the remote's URL). Files get git's modes under umask 022 and the checkout's mtimes
-  (``mtime=commit``: the committer time), as BuildKit's checkout.
+  the remote's URL), then ``submodule update --init --recursive --depth=1``. Files get
+  git's modes under umask 022 and the checkout's mtimes (``mtime=commit``: the committer
+  time), as BuildKit's checkout.
 - Auth as BuildKit: the secrets ``GIT_AUTH_HEADER[.HOST]`` / ``GIT_AUTH_TOKEN[.HOST]`` as an
   ``http.<url>.extraheader`` (given through ``GIT_CONFIG_*``, never on a command line);
   ssh remotes through the forwarded agent (``SSH_AUTH_SOCK``) and ``git.knownsshhosts``.
@@ -28,10 +30,10 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from solver.errors import GitSourceError
