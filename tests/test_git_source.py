@@ -440,6 +440,7 @@ def sshd_port22(tmp_path: Path, servers):
     that port is taken): (agent socket, known_hosts line)."""
     _need_sshd()
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as sshd: past TIME_WAITs
         try:
             probe.bind(("127.0.0.2", 22))
         except OSError:
