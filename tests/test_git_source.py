@@ -291,6 +291,10 @@ def test_cache_hit_while_commit_unchanged_and_miss_after_new_commit(tmp_path: Pa
     bare = list((tmp_path / "cache" / "git").iterdir())
     assert len(bare) == 1 and (bare[0] / "HEAD").exists()  # one bare cache per remote
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    usage = subprocess.run([*LLBOOK, "du", "--cache-dir", str(tmp_path / "cache")], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    row = next(line for line in usage.splitlines() if line.startswith(bare[0].name[:24]))
+    assert row.split()[1] == "git" and row.endswith(repo.url), usage
     pruned = subprocess.run([*LLBOOK, "prune", "--all", "--cache-dir", str(tmp_path / "cache")], env=env,
                             capture_output=True, text=True, check=True).stdout
     assert f"removed git {bare[0].name[:31]}" in pruned and repo.url in pruned, pruned

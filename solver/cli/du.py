@@ -1,5 +1,5 @@
-"""`llbook du`: one line per record, blob and cache mount (size, last use, shared/in use)
-and the total, like `buildctl du`."""
+"""`llbook du`: one line per record, blob, cache mount and git sources' bare repository
+(size, last use, shared/in use) and the total, like `buildctl du`."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def _age(ts: float) -> str:
 def run_du(args: argparse.Namespace) -> int:
     store, _ = open_cache(args)
     with store:
-        entries = store.du()
-        total = store.total_size()
+        entries = store.du() + _git_entries(store.paths.root)
+        total = store.total_size() + sum(e.size for e in entries if e.kind == "git")
     if args.json:
         print(json.dumps([e.__dict__ for e in entries], indent=2))
         return 0
@@ -35,6 +35,14 @@ def run_du(args: argparse.Namespace) -> int:
         print(f"{key:<26} {e.kind:<10} {format_size(e.size):>10} {_age(e.last_used):>12} {flags:5}  {e.name}")
     print(f"Total: {format_size(total)}")
     return 0
+
+
+def _git_entries(root: Any) -> list[Any]:
+    """The bare repositories git sources fetch into (BuildKit lists its git repos too)."""
+    from solver.cache.usage import UsageEntry
+    from solver.source.git import bare_repos
+    return [UsageEntry("git", r.name, r.remote, r.size, r.last_used, r.created, False, False)
+            for r in bare_repos(root)]
 
 
 def register(subparsers: Any) -> None:

@@ -374,6 +374,33 @@ def remove_bare_repos(cache_root: Path, lock: Callable[[str], Any]) -> list[tupl
     return removed
 
 
+@dataclass(frozen=True)
+class BareRepo:
+    """One cached bare repository, for ``llbook du``."""
+
+    name: str  # its directory under CACHE/git
+    remote: str
+    size: int
+    last_used: float
+    created: float
+
+
+def bare_repos(cache_root: Path) -> list[BareRepo]:
+    """The cached bare repositories (their size, remote and last use)."""
+    top = cache_root / "git"
+    if not top.is_dir():
+        return []
+    out = []
+    for bare in sorted(p for p in top.iterdir() if not p.name.startswith(".") and p.is_dir()):
+        try:
+            stat = bare.stat()
+            created = (bare / "description").stat().st_mtime if (bare / "description").exists() else stat.st_mtime
+        except OSError:
+            continue
+        out.append(BareRepo(bare.name, _remote_of(bare), _tree_size(bare), stat.st_mtime, created))
+    return out
+
+
 def _remote_of(bare: Path) -> str:
     try:
         for line in (bare / "config").read_text().splitlines():
@@ -399,6 +426,7 @@ def _tree_size(path: Path) -> int:
 def fetch(spec: GitSpec, resolved: Resolved, runner: GitRunner, bare: Path) -> None:
     """Fetch the resolved commit into the bare repository (nothing when it is there)."""
     _ensure_bare(spec, runner, bare)
+    os.utime(bare)  # its last use (llbook du)
     runner.run("remote", "set-url", "origin", spec.remote, git_dir=bare)
     want = resolved.checksum
     if spec.fetch_by_commit:
