@@ -37,6 +37,7 @@ def _env(registry_config) -> dict[str, str]:
     env.update(registry_config.env)
     env["PYTHONPATH"] = str(ROOT)
     env["LLBOOK_SERVER"] = "0"
+    env.pop("CI", None)  # CI=true turns the gates on, as in dive; the tests say it where they mean it
     return env
 
 
@@ -120,6 +121,21 @@ def test_ci_gates_pass_a_lean_image_and_read_ci_config(registry_config, images, 
     proc = llbook(registry_config, "layers", "--ci", "--ci-config", str(bad), images["lean"], check=False)
     assert proc.returncode == 1
     assert "lowestEfficiency config value is outside allowed range (0-1), given '2.000000'" in proc.stderr
+
+
+@pytest.mark.parametrize("word", ["true", "1", "TRUE"])
+def test_ci_environment_variable_turns_the_gates_on_as_in_dive(registry_config, images, tmp_path: Path, word: str):
+    (tmp_path / ".dive-ci").write_text(DIVE_CI)
+    env = {**_env(registry_config), "CI": word}
+    proc = subprocess.run([*LLBOOK, "layers", images["wasteful"]], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.rstrip().endswith("FAIL [pass:1 fail:2]")
+    env["CI"] = "no"  # not one of Go's true words: the ordinary view
+    proc = subprocess.run([*LLBOOK, "layers", images["wasteful"]], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Evaluation:" not in proc.stdout and proc.stdout.startswith("Image: ")
 
 
 def test_layers_sorted_by_size_and_tree(registry_config, images):

@@ -8,15 +8,17 @@ and dive's analysis; ``--tree`` the file tree of ``--layer N`` (default the top;
 layer's changes with ``--changes``), ``--cat PATH`` a file's contents, ``--diff OTHER`` the
 files added, removed and changed from IMAGE to OTHER, ``--export FILE.csv|FILE.json`` (or
 ``--format csv|json`` on stdout) the tree. ``--ci`` evaluates dive's rules from ``.dive-ci``
-(or ``--ci-config``) and exits 1 when one fails.
+(or ``--ci-config``) and exits 1 when one fails;
+``CI=true`` in the environment does the same, as in dive.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from solver.cli.cache_common import add_cache_dir_argument
 
@@ -82,6 +84,14 @@ def _diff_lines(comparison: Any) -> list[str]:
     return out
 
 
+GO_TRUE_WORDS = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+
+
+def ci_from_environment(environ: Mapping[str, str]) -> bool:
+    """Whether ``CI`` turns on the CI gates, as in dive (Go's ``strconv.ParseBool`` true words)."""
+    return environ.get("CI", "") in GO_TRUE_WORDS
+
+
 def run_layers(args: argparse.Namespace) -> int:
     from solver.layers.image import Scratch
     if (args.image is None) == (args.result is None):
@@ -101,7 +111,7 @@ def _show(args: argparse.Namespace, layers: Any, scratch: Path) -> int:
         print(f"llbook layers: no layer {layer} (the image has {len(layers.layers)})", file=sys.stderr)
         return 2
     mode = LAYER_ONLY if args.changes else AGGREGATED
-    if args.ci:
+    if args.ci or ci_from_environment(os.environ):
         rules = ci.load_rules(args.ci_config or ci.CONFIG_NAME)
         evaluation = ci.evaluate(rules, layers.efficiency)
         print(ci.report(layers.efficiency, evaluation))
@@ -143,7 +153,7 @@ def register(subparsers: Any) -> None:
                    help="a build's result from the history (default ^0, the latest)")
     add_cache_dir_argument(p)
     p.add_argument("--platform", default=None, help="the platform of a multi-platform image (os/arch[/variant])")
-    p.add_argument("--ci", action="store_true", help="evaluate dive's CI rules and exit 1 when one fails")
+    p.add_argument("--ci", action="store_true", help="evaluate dive's CI rules and exit 1 when one fails (also when CI=true, as in dive)")
     p.add_argument("--ci-config", default=None, metavar="FILE", help="the rules file (default .dive-ci)")
     p.add_argument("--sort", choices=["name", "size"], default="name", help="order of layers and tree entries")
     p.add_argument("--tree", action="store_true", help="print the file tree of --layer")
