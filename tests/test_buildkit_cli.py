@@ -52,6 +52,14 @@ def test_build_with_buildkit_host_tags_into_dockerd(dockerd, project: Path, tmp_
         assert data["containerimage.digest"].startswith("sha256:")
         assert data["llbook.buildkit.host"] == "dockerd://"
         assert any("RUN" in v["name"] and not v["cached"] for v in data["llbook.vertices"])
+        shown = llbook("history", "inspect", "--cache-dir", str(tmp_path / "cache"), "^0")
+        assert shown.returncode == 0, shown.stderr
+        assert "Builder:        dockerd://" in shown.stdout and "Status:" in shown.stdout
+        from solver.history import HistoryStore
+        (record,) = HistoryStore.of(tmp_path / "cache").records()
+        assert record.status == "completed" and record.result["image_digest"] == data["containerimage.digest"]
+        assert any("RUN" in s.name and s.status == "built" for s in record.steps)
+        assert record.secrets == ["pw"] and record.exports[0]["type"] == "moby"
     finally:
         dockerd.docker("rmi", "-f", name, check=False)
 
@@ -72,6 +80,10 @@ def test_refused_entitlement_and_unreachable_daemon_are_clear(dockerd, project: 
                   str(project), env=env)
     assert done.returncode == 1
     assert "dockerd://" in done.stderr and "network.host is not allowed" in done.stderr
+    from solver.history import HistoryStore
+    (record,) = HistoryStore.of(tmp_path / "cache").records()  # a refused build is in the history too
+    assert record.status == "failed" and "network.host is not allowed" in (record.error or "")
+    assert record.config["Builder"] == "dockerd://"
     missing = f"unix://{tmp_path}/none.sock"
     done = llbook("build", "--buildkit-host", missing, "--allow", "network.host", str(project), env=env)
     assert done.returncode == 1

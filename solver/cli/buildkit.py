@@ -74,6 +74,27 @@ def _metadata(path: str, result: Any, image_config: dict[str, Any] | None, addre
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _start_record(args: argparse.Namespace, context: Path, address: str) -> Any:
+    """The history record of this build, kept in llbook's cache dir as for the embedded solver."""
+    from solver.cli import history_record
+    recorder = history_record.start(args, context, args.cache_dir)
+    recorder.record.config["Builder"] = address  # the daemon that solved it
+    return recorder
+
+
+def _finish_record(recorder: Any, solved: Any, error: BaseException | None, export: Any,
+                   response: Any, image_config: dict[str, Any] | None) -> None:
+    """Save the record with the daemon's steps and the exporter's digests."""
+    exported = dict(response.exporter_response) if response is not None else {}
+    image_digest = exported.get("containerimage.digest") or None
+    exports = [] if export is None or error is not None else [
+        {"type": export.type, "dest": export.dest or export.attrs.get("name", ""), "manifest": image_digest or "",
+         "config": exported.get("containerimage.config.digest", ""), "size": None}]
+    recorder.finish(solved, error, exports=exports,
+                    config_digest=exported.get("containerimage.config.digest") or config_digest(image_config),
+                    image_digest=image_digest)
+
+
 def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     """Lower the Dockerfile here, solve and export on the daemon at `address`."""
     from solver.buildkit.address import parse_address
@@ -96,8 +117,12 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
     printer = make_printer(args.progress)
     bus = ProgressBus()
     bus.subscribe(printer)
+    recorder = _start_record(args, context, address)
+    bus.subscribe(recorder)
     cancel = threading.Event()
     records: list[Any] = []
+    solved: Any = None
+    export: Any = None
     backend: Any = None
     image_config: dict[str, Any] | None = None
     error: BaseException | None = None
@@ -135,6 +160,7 @@ def run_buildkit_build(args: argparse.Namespace, address: str) -> int:
         error = failure
     finally:
         close_printer(printer)
+        _finish_record(recorder, solved, error, export, backend.last if backend else None, image_config)
         if args.metadata_file:
             _metadata(args.metadata_file, backend.last if backend else None, image_config, address, error, records)
     code = failure_exit_code(error)
