@@ -85,6 +85,7 @@ class GitCGI(http.server.BaseHTTPRequestHandler):
 
     root = ""
     auth = ""  # required Authorization header value ("" none)
+    on_fetch = None  # called once, at the first fetch request
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -116,6 +117,9 @@ class GitCGI(http.server.BaseHTTPRequestHandler):
                 status = int(value.split()[0])
             elif key:
                 headers.append((key, value.strip()))
+        if self.on_fetch is not None and b"command=fetch" in body:
+            type(self).on_fetch, hook = None, self.on_fetch
+            hook()  # e.g. move a branch after the first fetch has its pack, before it is sent
         self.send_response(status)
         for key, value in headers:
             self.send_header(key, value)
@@ -319,6 +323,27 @@ def test_git_url_as_build_context(tmp_path: Path, repo: Repo):
                            capture_output=True, text=True, check=True).stdout
     context_line = next(line for line in shown.splitlines() if line.startswith("Context:"))
     assert context_line.split()[-1] == f"{repo.http_url}#main:app"  # the URL, not the checkout's path
+
+
+def test_git_context_is_one_commit_while_the_branch_moves(tmp_path: Path, servers, repo: Repo):
+    """The branch moves right after the context's first fetch (when the Dockerfile has been
+    read): the build still copies from the commit its Dockerfile came from."""
+    base, _, _ = servers
+    repo.commit({"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "v1\n"}, "v1")
+    handler = type("Moving", (GitCGI,), {"root": str(base),
+                                         "on_fetch": staticmethod(lambda: repo.commit({"f": "v2\n"}, "v2"))})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/repo.git#main"
+        out = tmp_path / "out"
+        llbook(tmp_path / "cache", url, "--output", f"type=local,dest={out}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert handler.on_fetch is None  # the branch did move during the build
+    assert git(repo.path, "show", "main:f") == "v2"
+    assert (out / "f").read_text() == "v1\n"
 
 
 def test_build_context_git(tmp_path: Path, repo: Repo):

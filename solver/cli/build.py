@@ -292,7 +292,8 @@ def run_build(args: argparse.Namespace) -> int:
                         definition, locations=locations, context_dirs=context_dirs, secrets=secrets,
                         no_cache=args.no_cache, progress=bus.emit, cancel=cancel, image_config=image_config,
                         place_scope=str(Path(args.file).absolute() if args.file and args.file != "-"
-                                        else context / "Dockerfile"), cache_imports=imports, ssh=ssh)
+                                        else context / "Dockerfile"), cache_imports=imports, ssh=ssh,
+                        resolved=getattr(args, "git_resolved", None))
                 except BuildError as failure:
                     if args.on_error == "shell":
                         close_printer(printer)

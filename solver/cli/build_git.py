@@ -3,7 +3,9 @@
 docker build sends such a context to BuildKit, whose frontend loads the git source and
 reads the Dockerfile from it. Here the context's git source is solved first (the same
 vertex the build then finds cached) and its checkout is the directory the Dockerfile,
-the checks and the history read; the lowering's context is the git source itself.
+the checks and the history read; the lowering's context is the git source itself, solved
+with the same resolution (``args.git_resolved``), so the Dockerfile and the context come
+from one commit even when the branch moves during the build.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def checkout(args: argparse.Namespace, solver: Any, progress: Any = None, cancel
         state = git_context_state(args.context, dict(args.build_args))
     except GitRefError as error:
         raise LLBookError(f"build context {args.context}: {error}") from None
+    args.git_resolved = {}  # the commit the context resolved to, for the build's own solve
     result = solver.solve(state, secrets={s.id: s.src for s in getattr(args, "secrets", [])},
-                          progress=progress, cancel=cancel, ssh=ssh)
+                          progress=progress, cancel=cancel, ssh=ssh, resolved=args.git_resolved)
     if not result.snapshot:
         raise LLBookError(f"build context {args.context}: the checkout is empty")
     return Path(solver.snapshotter.diff_dir(result.snapshot))

@@ -417,12 +417,16 @@ class Solver:
               place_scope: str = "", platform: pb.Platform | None = None,
               locations: dict[str, tuple[str | None, int | None]] | None = None,
               cache_imports: list[Any] | tuple[Any, ...] = (),
-              ssh: dict[str, str | Path] | None = None) -> SolveResult:
+              ssh: dict[str, str | Path] | None = None,
+              resolved: dict[Any, Any] | None = None) -> SolveResult:
         """Solve a Definition (or a State) and return the result ref and per-vertex records.
 
         ``ssh`` maps ``--ssh`` ids to agent sockets (RUN --mount=type=ssh forwards them).
 
         ``cache_imports`` are imported caches (``remote.ImportedCache``), asked on a miss.
+
+        ``resolved``: the sources' resolutions (images, git refs) shared with other solves of
+        one build, as BuildKit's per-job resolver cache (a git context read, then built).
 
         ``locations`` maps vertex digests to (filename, line) when the Definition has no
         source map (the Dockerfile frontend's ``Lowered.vertex_sources()``).
@@ -439,6 +443,10 @@ class Solver:
         names = {v.digest: graph.name(v.digest) for v in vertices}
         validate({v.digest: v.op for v in vertices}, names, self.entitlements)
         ctx = self.op_context(bus.emit, cancel, context_dirs, secrets, platform, ssh)
+        if resolved is not None:  # filled by this solve, read by the next one
+            ctx.resolved = {**ctx.resolved, **resolved}
+            resolved.update(ctx.resolved)
+            ctx.resolved = resolved
         state = _SolveState(graph, ctx, no_cache, place_scope, imports=list(cache_imports))
         for position, v in enumerate(vertices):
             filename, line = (locations or {}).get(v.digest) or _location(defn, graph, v.digest)
