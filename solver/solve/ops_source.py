@@ -352,7 +352,7 @@ def _git_resolved(ctx: OpContext, info: VertexInfo):
         spec = _git_spec(ctx, info)
         try:
             with git.session(spec, ctx.cancel, ctx.store.paths.tmp) as runner:
-                ctx.resolved[key] = (spec, git.resolve(spec, runner))
+                ctx.resolved[key] = (spec, git.resolve(spec, runner, ctx.resolved))
         except GitSourceError as error:
             raise _located_git(info, error) from None
         except git.Canceled:

@@ -229,8 +229,10 @@ def is_commit_sha(text: str) -> bool:
 # ------------------------------------------------------------------------------ resolution
 
 
-def resolve(spec: GitSpec, runner: GitRunner) -> Resolved:
-    """The commit ``spec.ref`` names on the remote (``ls-remote``), checksum verified."""
+def resolve(spec: GitSpec, runner: GitRunner, seen: dict[tuple[str, str], Any] | None = None) -> Resolved:
+    """The commit ``spec.ref`` names on the remote (``ls-remote``), checksum verified.
+    ``seen`` keeps what the remote answered per ref, so the sources of one build that name
+    the same remote and ref get one commit (BuildKit's resolver cache, keyed remote#ref)."""
     if spec.checksum and not _HEX.match(spec.checksum):
         raise _error(spec, f"invalid checksum {spec.checksum} for Git URL, expected hex commit hash")
     if spec.ref.startswith("-"):
@@ -241,11 +243,17 @@ def resolve(spec: GitSpec, runner: GitRunner) -> Resolved:
         return Resolved(spec.ref, spec.ref)
     if spec.fetch_by_commit:
         return _by_commit(spec)
-    ref = spec.ref or default_branch(spec, runner)
-    try:
-        out = runner.run("ls-remote", "--", spec.remote, ref, ref + "^{}")
-    except GitCommandError as error:
-        raise _error(spec, f"failed to fetch remote {redact(spec.remote)}: {last_line(error.stderr)}") from None
+    seen = {} if seen is None else seen
+    key = (f"{spec.remote}#{spec.ref}", "git-ls-remote")
+    if key not in seen:
+        ref = spec.ref or default_branch(spec, runner)
+        try:
+            out = runner.run("ls-remote", "--", spec.remote, ref, ref + "^{}")
+        except GitCommandError as error:
+            raise _error(spec, f"failed to fetch remote {redact(spec.remote)}: "
+                               f"{last_line(error.stderr)}") from None
+        seen[key] = ref + "\0" + out
+    ref, _, out = seen[key].partition("\0")
     return _pick(spec, ref, out)
 
 
