@@ -433,9 +433,12 @@ def _tree_size(path: Path) -> int:
 
 def fetch(spec: GitSpec, resolved: Resolved, runner: GitRunner, bare: Path) -> None:
     """Fetch the resolved commit into the bare repository (nothing when it is there)."""
-    _ensure_bare(spec, runner, bare)
-    os.utime(bare)  # its last use (llbook du)
-    runner.run("remote", "set-url", "origin", spec.remote, git_dir=bare)
+    try:
+        _ensure_bare(spec, runner, bare)
+        os.utime(bare)  # its last use (llbook du)
+        runner.run("remote", "set-url", "origin", spec.remote, git_dir=bare)
+    except (GitCommandError, OSError) as error:
+        raise _error(spec, f"cannot set up the repository cache {bare}: {error}") from None
     want = resolved.checksum
     if spec.fetch_by_commit:
         _fetch_pinned(spec, resolved, runner, bare)
