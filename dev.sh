@@ -10,9 +10,9 @@ ROOT=$PWD
 VENV=${LLBOOK_VENV:-$ROOT/.venv}
 
 # Debian packages the engine and the tests drive for real.
-APT_PACKAGES=(busybox-static graphviz runc proot docker-registry skopeo umoci docker.io debootstrap golang-github-docker-docker-dev slirp4netns openssh-client)
-# Only the tests need these: a real browser (driven by Playwright) for the widget tests.
-TEST_APT_PACKAGES=(chromium)
+APT_PACKAGES=(busybox-static graphviz runc proot docker-registry skopeo umoci docker.io debootstrap golang-github-docker-docker-dev slirp4netns openssh-client git)
+# Only the tests need these: a real browser (driven by Playwright) for the widget tests, sshd for git over ssh.
+TEST_APT_PACKAGES=(chromium openssh-server)
 
 install_system_packages() {
     local missing=()
