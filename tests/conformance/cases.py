@@ -26,8 +26,8 @@ class Case:
     context: str = "default"
 
     def dockerfile(self, base: str) -> str:
-        """The Dockerfile with `busybox` (in FROM and --from=) replaced by `base`."""
-        return "\n".join(_BASE.sub(base, line) if line.lstrip().upper().startswith(("FROM", "COPY", "RUN"))
+        """The Dockerfile with `busybox` (in FROM, --from= and ARG defaults) replaced by `base`."""
+        return "\n".join(_BASE.sub(base, line) if line.lstrip().upper().startswith(("FROM", "COPY", "RUN", "ARG"))
                          else line for line in self.text.splitlines()) + "\n"
 
     def flags(self, ctx: Path) -> list[str]:

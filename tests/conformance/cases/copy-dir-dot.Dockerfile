@@ -1,0 +1,4 @@
+FROM busybox
+COPY dir/. /dot/
+COPY dir/sub/./ /dot2
+COPY ./hello.txt ./x/../y/

@@ -1,0 +1,4 @@
+FROM busybox
+RUN mkdir /d
+COPY hello.txt /d
+COPY dir /d

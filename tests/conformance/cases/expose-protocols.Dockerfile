@@ -1,0 +1,3 @@
+FROM busybox
+EXPOSE 80/TCP 53/UDP 9/sctp 80/tcp
+EXPOSE 7000-7001/udp

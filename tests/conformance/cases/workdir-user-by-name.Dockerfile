@@ -1,0 +1,5 @@
+FROM busybox
+USER app
+WORKDIR /appdir/inner
+USER nobody:app
+WORKDIR /mixed
