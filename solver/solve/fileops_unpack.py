@@ -7,8 +7,11 @@ Follows BuildKit's ``solver/llbsolver/file/unpack.go`` and the extractor it call
   the source root) whose content, once decompressed (gzip, bzip2, xz, zstd or none,
   detected by magic bytes), starts with a valid tar header;
 - the destination directory is created (``0755``, owner and timestamp of the action);
-- entries keep their mode, owner, times and ``SCHILY.xattr`` attributes; a ``ChownOpt``
-  replaces every entry's owner; ``.wh.`` files are ordinary files here (no whiteouts);
+- entries keep their mode, owner, times and ``SCHILY.xattr`` attributes; the action's
+  ``ChownOpt`` owns only the destination directories made here, not the entries, as in
+  docker build (dockerd 20.10's BuildKit 0.8 calls ``Untar(file, dest, nil)``; BuildKit
+  46e52f47, 2025, dockerfile 1.17, applies it to every entry: this project follows
+  docker build); ``.wh.`` files are ordinary files here (no whiteouts);
 - without root, owners are best effort, entries keep owner access and device nodes are
   skipped (``fileops_attrs``' unprivileged policy);
 - confinement: leading ``/`` is stripped, a name or hardlink target that climbs out
@@ -119,7 +122,7 @@ def attempt_unpack(src_root: Path, src: str, dest_root: Path, dest: str, owner: 
     except OSError as exc:
         shown = display_path(dest_root, exc.filename or target)
         raise FileOpError(f"mkdir {shown}: {exc.strerror}", shown) from exc
-    untar(archive, target, owner, name=gopath.join("/", src))
+    untar(archive, target, None, name=gopath.join("/", src))  # entries keep the archive's owners
     return True
 
 
