@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from solver.llb import gojson, pb
+from solver.llb.patternmatch import contains_wildcards
 
 SOURCE_PREFIX = "buildkit.source.v0:"
 EXEC_TYPE = "buildkit.exec.v0"
@@ -426,7 +427,8 @@ def file_cache_map(op: pb.Op) -> CacheMap:
         _owner_selectors(getattr(action, "owner", None), n, selectors)
         if isinstance(action, pb.FileActionCopy) and 0 <= fa.secondary_input < n:
             selectors.setdefault(fa.secondary_input, []).append(ContentSelector(
-                action.src, follow_symlinks=action.follow_symlink, wildcard=action.allow_wildcard,
+                action.src, follow_symlinks=action.follow_symlink,
+                wildcard=action.allow_wildcard and contains_wildcards(action.src),  # addSelector
                 include_patterns=tuple(action.include_patterns or ()),
                 exclude_patterns=tuple(action.exclude_patterns or ())))
             action = dataclasses.replace(action, src=posixpath.basename(action.src))

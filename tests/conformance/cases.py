@@ -17,7 +17,7 @@ class Case:
     """One Dockerfile and the build flags both builders get.
 
     Options (comment lines `#conformance: key=value`): `args` (flags for both builders;
-    `{ctx}` is the context dir), `context` (`default` or `ignore`: with a .dockerignore).
+    `{ctx}` is the context dir), `context` (`default`, `ignore` or `patterns`: with a .dockerignore of one of two sets).
     """
 
     name: str

@@ -52,6 +52,11 @@ _SYMLINKS: dict[str, str] = {
 _HARDLINKS: dict[str, str] = {"hard/two": "hard/one"}
 _OWNERS: dict[str, tuple[int, int]] = {"owned.txt": (1234, 1234)}
 _IGNORE = "*.log\nglob/nested\n!glob/nested/keep.txt\nprivate.txt\n"
+# `**`, a leading `/`, `./`, comments, blank lines, a re-include under an excluded dir's
+# pattern, a trailing `/`, `?`, and excluding .dockerignore itself
+_IGNORE_PATTERNS = ("# a comment\n\n**/*.txt\n!dir/a.txt\n/exec.sh\n./setuid-bin\ndir/sub/deep/\n"
+                    "links/*\n!links/rel\nglob/a?.*\n.dockerignore\narchive.tar*\n")
+_IGNORES = {"ignore": _IGNORE, "patterns": _IGNORE_PATTERNS}
 
 _ARCHIVE_MEMBERS: list[tuple[str, bytes | None, int, int]] = [  # name, data (None = dir), mode, uid
     ("arch/", None, 0o755, 0),
@@ -77,8 +82,9 @@ def _archive(compress: str) -> bytes:
     return buf.getvalue()
 
 
-def make_context(root: Path, *, ignore: bool = False) -> Path:
-    """Write the shared context at `root` (with a .dockerignore when `ignore`)."""
+def make_context(root: Path, *, ignore: bool | str = False) -> Path:
+    """Write the shared context at `root` (with a .dockerignore when `ignore`: True or
+    "ignore" for the first set of patterns, "patterns" for the second)."""
     root.mkdir(parents=True)
     for path, (data, mode) in _FILES.items():
         target = root / path
@@ -93,7 +99,7 @@ def make_context(root: Path, *, ignore: bool = False) -> Path:
     (root / "archive.tar").write_bytes(_archive(""))
     (root / "archive.tar.gz").write_bytes(_archive("gz"))
     if ignore:
-        (root / ".dockerignore").write_text(_IGNORE)
+        (root / ".dockerignore").write_text(_IGNORES["ignore" if ignore is True else ignore])
         (root / "glob/nested/keep.txt").write_text("kept\n")
     for path, (uid, gid) in _OWNERS.items():
         os.lchown(root / path, uid, gid)

@@ -127,7 +127,8 @@ def _selected(session: pytest.Session) -> list[Case]:
 def builds(request: pytest.FixtureRequest, dockerd, registry_with_busybox, registry_config,
            tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("conformance")
-    contexts = {"default": make_context(root / "ctx"), "ignore": make_context(root / "ctx-ignore", ignore=True)}
+    contexts = {"default": make_context(root / "ctx"), "ignore": make_context(root / "ctx-ignore", ignore=True),
+                "patterns": make_context(root / "ctx-patterns", ignore="patterns")}
     workspace = Workspace(docker_client=dockerd.client, base=f"{registry_with_busybox.host}/library/busybox:latest",
                           root=root, contexts=contexts, llbook_env=dict(registry_config.env))
     running = Builds(workspace, _selected(request.session))

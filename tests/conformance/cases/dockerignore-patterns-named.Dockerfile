@@ -1,0 +1,5 @@
+FROM busybox
+COPY dir /d/
+COPY glob/* /g/
+COPY links/ /l/
+#conformance: context=patterns

@@ -1,0 +1,3 @@
+FROM busybox
+COPY . /all/
+#conformance: context=patterns
