@@ -1,0 +1,6 @@
+FROM busybox AS base
+ENV APP=/srv/app
+FROM base
+WORKDIR $APP/sub
+COPY hello.txt ./
+RUN ls -la > /tmp/ls-out && pwd > /tmp/pwd
