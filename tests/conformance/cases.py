@@ -25,10 +25,12 @@ class Case:
     args: list[str] = field(default_factory=list)
     context: str = "default"
 
-    def dockerfile(self, base: str) -> str:
-        """The Dockerfile with `busybox` (in FROM, --from= and ARG defaults) replaced by `base`."""
+    def dockerfile(self, base: str, http: str = "") -> str:
+        """The Dockerfile with `busybox` (in FROM, --from= and ARG defaults) replaced by `base`
+        and `{http}` by the URL of the HTTP server that serves the context."""
+        text = self.text.replace("{http}", http)
         return "\n".join(_BASE.sub(base, line) if line.lstrip().upper().startswith(("FROM", "COPY", "RUN", "ARG"))
-                         else line for line in self.text.splitlines()) + "\n"
+                         else line for line in text.splitlines()) + "\n"
 
     def flags(self, ctx: Path) -> list[str]:
         return [arg.replace("{ctx}", str(ctx)) for arg in self.args]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
@@ -98,6 +99,11 @@ def make_context(root: Path, *, ignore: bool | str = False) -> Path:
         os.link(root / dest, root / path)
     (root / "archive.tar").write_bytes(_archive(""))
     (root / "archive.tar.gz").write_bytes(_archive("gz"))
+    (root / "archives").mkdir()
+    (root / "archives/a.tar.bz2").write_bytes(_archive("bz2"))
+    (root / "archives/a.tar.xz").write_bytes(_archive("xz"))
+    (root / "archives/tar-without-suffix").write_bytes(_archive(""))
+    (root / "archives/plain.txt.gz").write_bytes(gzip.compress(b"not a tar\n", mtime=0))
     if ignore:
         (root / ".dockerignore").write_text(_IGNORES["ignore" if ignore is True else ignore])
         (root / "glob/nested/keep.txt").write_text("kept\n")

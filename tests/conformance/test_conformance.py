@@ -6,9 +6,12 @@ count and the history."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,12 +45,13 @@ class Workspace:
     root: Path
     contexts: dict[str, Path]
     llbook_env: dict[str, str]
+    http: str = ""  # http://127.0.0.1:PORT serving the default context (ADD of URLs)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def dockerfile(self, case: Case) -> Path:
         path = self.root / "dockerfiles" / f"{case.name}.Dockerfile"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(case.dockerfile(self.base))
+        path.write_text(case.dockerfile(self.base, self.http))
         return path
 
     def docker_build(self, case: Case) -> ImageView:
@@ -129,11 +133,24 @@ def builds(request: pytest.FixtureRequest, dockerd, registry_with_busybox, regis
     root = tmp_path_factory.mktemp("conformance")
     contexts = {"default": make_context(root / "ctx"), "ignore": make_context(root / "ctx-ignore", ignore=True),
                 "patterns": make_context(root / "ctx-patterns", ignore="patterns")}
+    handler = functools.partial(_QuietHandler, directory=str(contexts["default"]))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     workspace = Workspace(docker_client=dockerd.client, base=f"{registry_with_busybox.host}/library/busybox:latest",
-                          root=root, contexts=contexts, llbook_env=dict(registry_config.env))
+                          root=root, contexts=contexts, llbook_env=dict(registry_config.env),
+                          http=f"http://127.0.0.1:{server.server_address[1]}")
     running = Builds(workspace, _selected(request.session))
     yield running
     running.close()
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the context (both builders fetch ADD URLs from it) without logging requests."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        pass
 
 
 # Differences found by this suite and not fixed yet (issue 12); each case still runs and is reported.

@@ -1,0 +1,3 @@
+FROM busybox
+COPY ["glob/*.txt", "dir/sub", "/j/"]
+COPY ["hello.txt", "./"]

@@ -1,0 +1,7 @@
+FROM --platform=$BUILDPLATFORM busybox AS build
+ARG TARGETARCH BUILDARCH
+RUN echo "$TARGETARCH on $BUILDARCH" > /arch
+FROM busybox
+COPY --from=build /arch /arch
+ARG TARGETPLATFORM
+LABEL platform=$TARGETPLATFORM
