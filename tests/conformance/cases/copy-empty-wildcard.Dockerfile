@@ -1,0 +1,3 @@
+FROM busybox
+COPY nomatch* /nm/
+COPY hello.txt nomatch* /nm2/

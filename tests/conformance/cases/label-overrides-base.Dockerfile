@@ -1,0 +1,4 @@
+FROM busybox
+LABEL org.llbook.test=overridden new=1
+MAINTAINER someone
+LABEL maintainer=label

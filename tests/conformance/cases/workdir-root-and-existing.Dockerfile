@@ -1,0 +1,6 @@
+FROM busybox
+WORKDIR /
+WORKDIR /tmp
+WORKDIR rel
+WORKDIR /
+RUN pwd > /out
