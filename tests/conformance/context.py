@@ -39,6 +39,13 @@ _FILES: dict[str, tuple[bytes, int]] = {
     "parents/x/file.txt": (b"x\n", 0o644),
     "parents/y/": (b"", 0o711),
     "parents/y/file.txt": (b"y\n", 0o644),
+    "archives/": (b"", 0o755),
+    "odd/": (b"", 0o2775),
+    "odd/ro-file": (b"ro\n", 0o400),
+    "odd/ro-dir/": (b"", 0o555),
+    "odd/ro-dir/inner": (b"in\n", 0o444),
+    "odd/sticky/": (b"", 0o1777),
+    "odd/\u00fcnicode name.txt": (b"u\n", 0o644),
 }
 _SYMLINKS: dict[str, str] = {
     "link-to-hello": "hello.txt",
@@ -49,6 +56,7 @@ _SYMLINKS: dict[str, str] = {
     "links/abs": "/etc/passwd",
     "links/dangling": "nowhere",
     "links/dirlink": "../dir",
+    "archives/link.tar": "../archive.tar",
 }
 _HARDLINKS: dict[str, str] = {"hard/two": "hard/one"}
 _OWNERS: dict[str, tuple[int, int]] = {"owned.txt": (1234, 1234)}
@@ -99,7 +107,6 @@ def make_context(root: Path, *, ignore: bool | str = False) -> Path:
         os.link(root / dest, root / path)
     (root / "archive.tar").write_bytes(_archive(""))
     (root / "archive.tar.gz").write_bytes(_archive("gz"))
-    (root / "archives").mkdir()
     (root / "archives/a.tar.bz2").write_bytes(_archive("bz2"))
     (root / "archives/a.tar.xz").write_bytes(_archive("xz"))
     (root / "archives/tar-without-suffix").write_bytes(_archive(""))
