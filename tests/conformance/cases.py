@@ -17,13 +17,15 @@ class Case:
     """One Dockerfile and the build flags both builders get.
 
     Options (comment lines `#conformance: key=value`): `args` (flags for both builders;
-    `{ctx}` is the context dir), `context` (`default`, `ignore` or `patterns`: with a .dockerignore of one of two sets).
+    `{ctx}` is the context dir), `context` (`default`, `ignore` or `patterns`: with a .dockerignore of one of two sets),
+    `expect` (`image`, the default, or `failure`: both builders must fail).
     """
 
     name: str
     text: str
     args: list[str] = field(default_factory=list)
     context: str = "default"
+    expect: str = "image"
 
     def dockerfile(self, base: str, http: str = "") -> str:
         """The Dockerfile with `busybox` (in FROM, --from= and ARG defaults) replaced by `base`
@@ -40,7 +42,8 @@ def load_case(path: Path) -> Case:
     text = path.read_text()
     options = {key: value.strip() for key, value in _OPTION.findall(text)}
     return Case(name=path.name.removesuffix(".Dockerfile"), text=text,
-                args=shlex.split(options.get("args", "")), context=options.get("context", "default"))
+                args=shlex.split(options.get("args", "")), context=options.get("context", "default"),
+                expect=options.get("expect", "image"))
 
 
 def all_cases() -> list[Case]:

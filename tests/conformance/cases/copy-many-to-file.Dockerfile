@@ -1,0 +1,2 @@
+FROM busybox
+COPY hello.txt exec.sh /notadir

@@ -1,0 +1,3 @@
+FROM scratch
+COPY --chown=app:app hello.txt /
+#conformance: expect=failure

@@ -1,0 +1,3 @@
+FROM busybox
+COPY links/dangling /x
+#conformance: expect=failure

@@ -1,0 +1,4 @@
+FROM busybox
+COPY private.txt /
+#conformance: context=ignore
+#conformance: expect=failure

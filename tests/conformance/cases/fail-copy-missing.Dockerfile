@@ -1,0 +1,3 @@
+FROM busybox
+COPY missing.txt /
+#conformance: expect=failure

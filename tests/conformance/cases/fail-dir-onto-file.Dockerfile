@@ -1,0 +1,3 @@
+FROM busybox
+COPY dir /etc/passwd
+#conformance: expect=failure

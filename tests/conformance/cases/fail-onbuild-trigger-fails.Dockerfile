@@ -1,0 +1,4 @@
+FROM busybox AS p
+ONBUILD RUN false
+FROM p
+#conformance: expect=failure

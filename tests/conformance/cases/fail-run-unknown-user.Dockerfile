@@ -1,0 +1,4 @@
+FROM busybox
+USER nosuchuser
+RUN true
+#conformance: expect=failure

@@ -1,0 +1,4 @@
+FROM scratch
+USER app
+WORKDIR /x
+#conformance: expect=failure

@@ -1,0 +1,3 @@
+FROM busybox
+WORKDIR /etc/passwd
+#conformance: expect=failure
