@@ -449,6 +449,18 @@ def test_workdir_mkdir_owner_and_relative_paths():
                                     ("WORKDIR /c", False), ("WORKDIR /", True)]
 
 
+def test_workdir_absolute_kept_as_written():
+    """docker build (BuildKit 0.8's dispatchWorkdir): an absolute WORKDIR stays as written in
+    the config, the RUN cwd and history; a relative one is joined and cleaned; a child stage
+    keeps the written form (conformance cases workdir-trailing-slash, workdir-odd-paths)."""
+    lowered = lower("FROM scratch AS a\nWORKDIR /app/\nWORKDIR sub/\nWORKDIR /x//y/\nRUN pwd\n"
+                    "FROM a\nRUN pwd\n")
+    assert lowered.image_config["config"]["WorkingDir"] == "/x//y/"
+    assert [h for h in history(lowered) if h[0].startswith("WORKDIR")] == [
+        ("WORKDIR /app/", False), ("WORKDIR /app/sub", False), ("WORKDIR /x//y/", False)]
+    assert [op.op.meta.cwd for op in Graph(lowered).of(pb.ExecOp)] == ["/x//y/", "/x//y/"]
+
+
 # -- config-only instructions ----------------------------------------------------------
 
 def test_config_instructions_and_history():

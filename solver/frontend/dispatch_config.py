@@ -17,7 +17,7 @@ from solver.frontend.instructions import (ArgInstruction, CmdInstruction, Entryp
                                           MaintainerInstruction, OnbuildInstruction, ShellInstruction,
                                           StopSignalInstruction, UserInstruction, VolumeInstruction,
                                           WorkdirInstruction)
-from solver.frontend.paths import normalize_workdir
+from solver.frontend.paths import docker_workdir
 from solver.llb.fileop import mkdir
 
 NON_ENV_ARGS = frozenset({"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"})
@@ -83,13 +83,13 @@ def dispatch_user(build: BuildState, stage: StageState, ins: UserInstruction) ->
 def dispatch_workdir(build: BuildState, stage: StageState, ins: WorkdirInstruction) -> list[str]:
     path = stage.expand(ins.path, ins, build.lexer)
     try:
-        workdir = normalize_workdir(stage.image.config.working_dir, path)
+        workdir = docker_workdir(stage.image.config.working_dir, path)
     except ValueError as err:
         raise ins.error(f"normalizing workdir: {err}") from None
     stage.image.config.working_dir = workdir
     stage.set_cwd(workdir)
     names: list[str] = []
-    layer = workdir != "/"
+    layer = workdir != "/"  # v0.8 compares the path as written: WORKDIR // makes a layer
     if layer:
         name = stage.prefix(uppercase_cmd(process_cmd_env(build.lexer, ins.code, stage.env)))
         action = mkdir(workdir, 0o755, make_parents=True, owner=stage.image.config.user or None,

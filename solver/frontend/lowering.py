@@ -29,7 +29,7 @@ from solver.frontend.instructions import (ArgInstruction, CmdInstruction, CopyIn
                                           VolumeInstruction, WorkdirInstruction, parse_instruction,
                                           parse_instructions)
 from solver.frontend.parser import parse_dockerfile
-from solver.frontend.paths import normalize_workdir
+from solver.frontend.paths import docker_workdir
 from solver.frontend.shell_words import Lexer, WordError
 from solver.frontend.source_map import attach_source_map
 from solver.frontend.stages import SCRATCH
@@ -238,12 +238,8 @@ class Lowering:
         for item in config.env:
             key, _, value = item.partition("=")
             stage.add_env(key, value)
-        if config.working_dir:
-            try:
-                config.working_dir = normalize_workdir(config.working_dir, config.working_dir)
-            except ValueError:
-                config.working_dir = "/"
-            stage.set_cwd(config.working_dir)
+        if config.working_dir:  # the config keeps it as written; the state's dir is absolute
+            stage.set_cwd(docker_workdir("/", config.working_dir))
         if config.user:
             stage.set_user(config.user)
 

@@ -27,6 +27,18 @@ def normalize_workdir(current: str, workdir: str) -> str:
     return gopath.clean(workdir)
 
 
+def docker_workdir(current: str, workdir: str) -> str:
+    """WORKDIR as docker build (dockerd 20.10's BuildKit 0.8 ``dispatchWorkdir``) keeps it:
+    an absolute path as written (``/app/`` stays ``/app/`` in the config, the RUN cwd and
+    history), a relative one joined to the current directory and cleaned. BuildKit 686a84b4
+    (dockerfile 1.6) cleans absolute paths too (``normalize_workdir``)."""
+    if not workdir:
+        raise ValueError("cannot normalize empty path")
+    if gopath.is_abs(workdir):
+        return workdir
+    return gopath.join("/", current or "/", workdir)
+
+
 def relative_to_workdir(cwd: str, path: str) -> str:
     """``pathRelativeToWorkingDir``: a COPY destination resolved against the working directory."""
     if gopath.is_abs(path):
