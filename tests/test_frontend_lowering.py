@@ -728,3 +728,12 @@ def test_arg_defaults_expand_against_the_env_before_the_instruction():
     # as docker build (dockerd 20.10's BuildKit) does; the differential suite checks it
     (ex,) = graph('FROM busybox\nARG A=1 B=${A}2 C="${A}!"\nARG A=3 D=$A\nRUN true\n').execs()
     assert {"A=3", "B=2", "C=!", "D=1"} <= set(ex.meta.env)
+
+
+def test_copy_dest_dot_suffix_is_a_path():
+    """docker build (BuildKit 0.8): a COPY destination is a directory when it is ".", empty or
+    ends with "/"; "x/." names the path x (conformance case copy-dest-dot-forms)."""
+    lowered = lower("FROM scratch\nWORKDIR /w\nCOPY a ./x/.\nCOPY b .\nCOPY c sub/\nCOPY d /\n")
+    dests = [op.op.actions[0].action.dest for op in Graph(lowered).of(pb.FileOp)
+             if isinstance(op.op.actions[0].action, pb.FileActionCopy)]
+    assert dests == ["/w/x", "/w/", "/w/sub/", "/"]

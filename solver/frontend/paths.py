@@ -40,12 +40,13 @@ def docker_workdir(current: str, workdir: str) -> str:
 
 
 def relative_to_workdir(cwd: str, path: str) -> str:
-    """``pathRelativeToWorkingDir``: a COPY destination resolved against the working directory."""
-    if gopath.is_abs(path):
-        return normalize_path("/", path, True)
-    if path in (".", ""):
-        path = "./"
-    return normalize_path(cwd, path, True)
+    """A COPY destination resolved against the working directory, as docker build (BuildKit
+    0.8's ``dispatchCopyFileOp``): joined and cleaned, a directory when it is ``.``, empty or
+    ends with ``/``. (``x/.`` names the path ``x``; since dockerfile 1.6 it is a directory.)"""
+    dest = gopath.join("/", path if gopath.is_abs(path) else gopath.join(cwd or "/", path))
+    if (path in (".", "") or path.endswith("/")) and not dest.endswith("/"):
+        dest += "/"
+    return dest
 
 
 def contains_wildcards(name: str) -> bool:
