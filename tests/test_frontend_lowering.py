@@ -737,3 +737,19 @@ def test_copy_dest_dot_suffix_is_a_path():
     dests = [op.op.actions[0].action.dest for op in Graph(lowered).of(pb.FileOp)
              if isinstance(op.op.actions[0].action, pb.FileActionCopy)]
     assert dests == ["/w/x", "/w/", "/w/sub/", "/"]
+
+
+def test_implicit_target_keeps_the_base_platform():
+    """BuildKit's implicitTarget: without --platform the target stage keeps its base image's
+    os/architecture (FROM --platform=linux/arm64 gives an arm64 config, conformance case
+    from-platform-final-stage); an explicit platform is written over it."""
+    def resolver(ref, platform):
+        return "sha256:" + "a" * 64, {
+            "architecture": platform.architecture, "os": "linux", "variant": platform.variant,
+            "config": {}, "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "b" * 64]}}
+
+    text = "FROM --platform=linux/arm/v7 busybox\nENV A=1\n"
+    implicit = dockerfile_to_llb(text, resolver=resolver)
+    assert (implicit.image_config["architecture"], implicit.image_config.get("variant")) == ("arm", "v7")
+    explicit = dockerfile_to_llb(text, resolver=resolver, platform="linux/amd64")
+    assert (explicit.image_config["architecture"], explicit.image_config.get("variant")) == ("amd64", None)

@@ -97,14 +97,19 @@ def convert_dockerfile(text: str, *, filename: str = "Dockerfile", target: str |
 
 
 def _finalize_image(conversion: Conversion) -> None:
-    """Target platform and extra labels onto the result image (``finalizeResultImage``)."""
+    """Target platform and extra labels onto the result image (``finalizeResultImage``).
+
+    Only an explicit target platform (``--platform``) is written over the image's; with the
+    implicit one (the host's) the target stage keeps its base's (``FROM --platform=linux/arm64
+    busybox`` gives an arm64 config, as BuildKit's ``implicitTarget``, in 0.8 and today)."""
     image = conversion.image
-    platform = conversion.lowering.build.platform
-    same = image.os == platform.os and image.architecture == platform.architecture
-    image.os = platform.os
-    image.architecture = platform.architecture
-    if platform.variant or not same:
-        image.variant = platform.variant
+    if conversion.lowering.options.platform is not None:
+        platform = conversion.lowering.build.platform
+        same = image.os == platform.os and image.architecture == platform.architecture
+        image.os = platform.os
+        image.architecture = platform.architecture
+        if platform.variant or not same:
+            image.variant = platform.variant
     image.config.labels = {**image.config.labels, **conversion.lowering.options.labels}  # snapshots share the old
 
 

@@ -1,0 +1,3 @@
+FROM --platform=linux/arm64 busybox
+COPY hello.txt /
+ENV X=1
