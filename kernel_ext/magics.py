@@ -7,6 +7,7 @@ turned into a cancel of the build.
 
 from __future__ import annotations
 
+import functools
 import shlex
 import threading
 from typing import Any
@@ -33,7 +34,9 @@ def _wait_for_cleanup(done: threading.Event) -> None:
             continue
 
 
+@functools.cache
 def dockerfile_parser() -> MagicParser:
+    """The cell line's parser, made once per kernel (argparse copies its list defaults per parse)."""
     p = MagicParser(prog="%%dockerfile", description="Add this cell's Dockerfile snippet to the session and build it.")
     p.add_argument("--stage", help="continue this stage instead of the current one")
     p.add_argument("--context", help="build context directory (default: the notebook's directory)")
@@ -147,10 +150,11 @@ class LLBookMagics(Magics):
         summary = run.summary
         if run.stale:
             summary += " — stale: " + ", ".join(c.filename for c in run.stale) + " (run them again)"
-        live.finish(summary)
+        live.finish(summary, show=False)  # the result view replaces the progress display
         if run.cell.warnings and not self.state.rich_display and not options.quiet:
             print(warnings_text(run.cell.warnings), flush=True)
-        show_result(self.state, live, run=run, summary=summary)
+        if show_result(self.state, live, run=run, summary=summary) is None:
+            live.show_summary(summary)
         return run
 
     def _debug_button(self, err: BuildError, options: CellOptions) -> None:

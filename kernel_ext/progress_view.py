@@ -134,8 +134,8 @@ class LiveProgress:
     def __call__(self, event: ProgressEvent) -> None:
         self.events.put(event)
 
-    def pump(self, summary: str = "") -> None:
-        """Apply queued events and refresh what the cell shows."""
+    def pump(self, summary: str = "", refresh: bool = True) -> None:
+        """Apply queued events and refresh what the cell shows (unless ``refresh`` is false)."""
         changed = False
         while True:
             try:
@@ -146,18 +146,26 @@ class LiveProgress:
             changed = True
             if not self.rich and not self.quiet:
                 self._printer(event)
-        if self.rich and not self.quiet and (changed or summary or self._handle is None):
+        if refresh and self.rich and not self.quiet and (changed or summary or self._handle is None):
             self._show(summary)
 
-    def finish(self, summary: str) -> None:
-        self.pump()
+    def finish(self, summary: str, show: bool = True) -> None:
+        """Apply the last events and show the summary; ``show=False`` leaves the rich display
+        as it is (the result view replaces it next; ``show_summary`` if it does not)."""
+        self.pump(refresh=show)
         self.model.flush_partial()
         if self.quiet:
             return
         if self.rich:
-            self._show(summary)
+            if show:
+                self._show(summary)
         else:
             print(summary, flush=True)
+
+    def show_summary(self, summary: str) -> None:
+        """Show the finished progress with ``summary`` (rich front ends)."""
+        if self.rich and not self.quiet:
+            self._show(summary)
 
     def _show(self, summary: str) -> None:
         from IPython.display import display

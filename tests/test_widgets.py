@@ -436,6 +436,32 @@ def test_rerunning_an_unchanged_cell_refreshes_its_view(session: NotebookSession
     assert {v["status"] for v in dag.vertices.values()} == {CACHED}  # the DAG shows the re-run
 
 
+def test_result_view_bundle_names_its_model_and_shows_the_progress(session: NotebookSession, monkeypatch) -> None:
+    from kernel_ext.commands import KernelState
+    from kernel_ext.progress_view import LiveProgress
+    from kernel_ext.widgets import show_result
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: None)
+    state = KernelState(session, rich_display=True)
+    live = LiveProgress(rich=False, quiet=False)
+    run = session.run_cell("FROM busybox\nRUN echo bundle > /b\n", "bundle", progress=live)
+    live.finish(run.summary, show=False)
+    view = show_result(state, live, run=run, summary=run.summary)
+    bundle = view._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == view.model_id
+    assert bundle["text/plain"] == view.progress_text and "RUN echo bundle > /b" in bundle["text/plain"]
+    assert run.summary in bundle["text/html"] or run.summary in bundle["text/plain"]
+
+
+def test_the_cell_line_parser_is_reused_without_carrying_values() -> None:
+    from kernel_ext.magics import dockerfile_parser
+    first = dockerfile_parser().parse_args(["--build-arg", "A=1", "--add-host", "h:10.0.0.1", "-q"])
+    second = dockerfile_parser().parse_args([])
+    assert dockerfile_parser() is dockerfile_parser()
+    assert first.build_arg == ["A=1"] and first.add_hosts == [("h", "10.0.0.1")] and first.quiet
+    assert second.build_arg == [] and second.add_hosts == [] and not second.quiet
+
+
 def test_llb_commands_open_the_full_views_in_a_widget_front_end(session: NotebookSession) -> None:
     from kernel_ext import commands
     from kernel_ext.widgets.fallback import WithFallback

@@ -179,11 +179,10 @@ class ResultView(w.Tab):
         return StaticFallback(self.static_html(), self.static_text())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        data = super()._repr_mimebundle_(**kwargs)
-        bundle = dict((data[0] if isinstance(data, tuple) else data) or {})
-        bundle["text/plain"] = self.progress_text
-        bundle["text/html"] = self.progress_html
-        return bundle
+        """The widget view, with the progress as text and HTML (not ipywidgets' repr of every child)."""
+        return {"text/plain": self.progress_text, "text/html": self.progress_html,
+                "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                             "model_id": self._model_id}}
 
 
 def _placeholder(text: str) -> w.HTML:
