@@ -3,4 +3,4 @@ ENV APP=/srv/app
 FROM base
 WORKDIR $APP/sub
 COPY hello.txt ./
-RUN ls -la > /tmp/ls-out && pwd > /tmp/pwd
+RUN ls -A > /tmp/ls-out && pwd > /tmp/pwd
