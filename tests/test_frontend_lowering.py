@@ -753,3 +753,11 @@ def test_implicit_target_keeps_the_base_platform():
     assert (implicit.image_config["architecture"], implicit.image_config.get("variant")) == ("arm", "v7")
     explicit = dockerfile_to_llb(text, resolver=resolver, platform="linux/amd64")
     assert (explicit.image_config["architecture"], explicit.image_config.get("variant")) == ("amd64", None)
+
+
+def test_add_url_ignores_chmod():
+    """docker build (BuildKit 0.8): ADD --chmod of a URL keeps the http source's mode (the
+    copy has no mode), a local source takes it (conformance case add-url-chmod)."""
+    lowered = lower("FROM scratch\nADD --chmod=755 https://example.com/f /u\nADD --chmod=755 f /l\n")
+    modes = [op.op.actions[0].action.mode for op in Graph(lowered).of(pb.FileOp)]
+    assert modes == [-1, 0o755]

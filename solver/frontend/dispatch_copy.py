@@ -143,6 +143,9 @@ def _http_copy(chain: _Chain, src: str, dest: str, ins: CopyInstruction, plan: C
         filename = candidate
     state = http(src, filename=filename, checksum=plan.checksum or None, custom_name=name,
                  description={"com.docker.dockerfile.v1.command": ins.code})
+    # docker build (BuildKit 0.8's dispatchCopyFileOp) gives a URL source no --chmod: the
+    # file keeps the http source's 0600 (today's BuildKit applies it)
+    options = {**options, "mode": None}
     chain.add(state, filename, dest, attempt_unpack=bool(ins.unpack), **options)
 
 
