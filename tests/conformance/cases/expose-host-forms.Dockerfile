@@ -1,0 +1,2 @@
+FROM busybox
+EXPOSE 127.0.0.1:80:8080 9090:90/udp 7000-7002/tcp
