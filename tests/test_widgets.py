@@ -373,7 +373,8 @@ def test_result_view_after_a_build_and_after_a_failure(session: NotebookSession)
     assert view.layers is None and view.export is None  # nothing to show or export from a failed build
 
 
-def test_rerunning_a_cell_closes_its_previous_result_view(session: NotebookSession, monkeypatch) -> None:
+def test_an_edited_rerun_shows_its_result_in_the_same_view(session: NotebookSession, monkeypatch) -> None:
+    from ipywidgets.widgets.widget import _instances
     from kernel_ext.commands import KernelState
     from kernel_ext.progress_view import LiveProgress
     from kernel_ext.widgets import show_result, widget_state
@@ -381,20 +382,50 @@ def test_rerunning_a_cell_closes_its_previous_result_view(session: NotebookSessi
     shown: list[object] = []
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
     state = KernelState(session, rich_display=True)
-    views = []
+    views, opened = [], []
     for text in ("FROM busybox\nRUN echo 1 > /x\n", "FROM busybox\nRUN echo 2 > /x\n"):
         live = LiveProgress(rich=False, quiet=False)
         run = session.run_cell(text, "same-cell", progress=live)
         live.pump()
+        before = set(_instances)
         views.append(show_result(state, live, run=run, summary=run.summary))
-        views[-1].selected_index = 1  # the DAG tab opened: its widget is made now
-        assert views[-1].dag is not None and views[-1].children[1] is views[-1].dag
+        opened.append(set(_instances) - before)
+        if len(views) == 1:
+            views[0].selected_index = 1  # the DAG tab opened: its widget is made now
+            dag, layers_hint = views[0].dag, views[0].children[2]
     first, second = views
-    assert first.comm is None and first.dag.comm is None and first._progress.comm is None  # closed
-    assert first.layers is None  # never opened, and a closed view makes no widget
-    assert second.comm is not None and second.layers.comm is not None
-    assert widget_state(state).views == {"same-cell": second}
-    assert shown[-1].__class__.__name__ == "StaticFallback" and shown[-2] is second
+    assert second is first and first.comm is not None and opened[1] == set()  # no widget opened again
+    assert first.dag is dag and dag.comm is not None  # the DAG widget shows the edit's graph
+    labels = {v["label"]: v["status"] for v in dag.vertices.values()}
+    assert "RUN echo 2 > /x" in labels and "RUN echo 1 > /x" not in labels and labels["RUN echo 2 > /x"] == BUILT
+    assert "RUN echo 2 > /x" in first.progress_text and "RUN echo 2 &gt; /x" in first._progress.value
+    assert "echo 1" not in first._progress.value
+    assert first.children[2] is layers_hint and first._built.keys() == {1}  # Layers is still made when opened
+    first.selected_index = 2
+    assert first.layers.comm is not None and layers_hint.comm is None
+    assert first.children[2] is first.layers and first.content.result_key[1] == run.result.head
+    assert widget_state(state).views == {"same-cell": first}
+    assert "<svg" in shown[-1]._repr_mimebundle_()["text/html"] and shown[-2] is first
+
+
+def test_an_edited_rerun_remakes_an_opened_layers_tab(session: NotebookSession, monkeypatch) -> None:
+    from kernel_ext.commands import KernelState
+    from kernel_ext.progress_view import LiveProgress
+    from kernel_ext.widgets import show_result
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: None)
+    state = KernelState(session, rich_display=True)
+    layers = []
+    for text in ("FROM busybox\nRUN echo a > /a\n", "FROM busybox\nRUN echo b > /b\n"):
+        live = LiveProgress(rich=False, quiet=False)
+        run = session.run_cell(text, "layers-cell", progress=live)
+        live.pump()
+        view = show_result(state, live, run=run, summary=run.summary)
+        view.selected_index = 2
+        layers.append(view.layers)
+    old, new = layers
+    assert old is not new and old.comm is None and new.comm is not None  # the old result's tree is closed
+    assert view.children[2] is new and view.content.layers is not None
 
 
 def test_tabs_are_widgets_only_once_opened(session: NotebookSession, monkeypatch) -> None:

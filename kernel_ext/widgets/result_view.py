@@ -150,6 +150,37 @@ class ResultView(w.Tab):
         if dag is not None and content.dag is not None and (content.dag, content.why) != (old.dag, old.why):
             dag.show(content.dag, content.why, svg=content.dag_svg)
 
+    # -- a re-run with another result ------------------------------------------------------------
+    def reset(self, content: ViewContent) -> None:
+        """Show another result in this view's widgets: the progress and the DAG get new traits,
+        a made Layers or Export tab (or the selected one) is made again from the new result,
+        the others stay hints that are made when opened. No other widget is opened."""
+        self.content = content
+        if self._progress.value != content.progress_html:
+            self._progress.value = content.progress_html
+        for index in (1, 2, 3):
+            self._reset_tab(index, content)
+
+    def _reset_tab(self, index: int, content: ViewContent) -> None:
+        built = self._built.pop(index, None)
+        if index == 1 and built is not None and content.dag is not None:
+            built.show(content.dag, content.why, svg=content.dag_svg)
+            self._built[1] = built
+            return
+        child = self.children[index]
+        if built is None and self.selected_index != index:
+            child.value = _hint_html(self._hint(index))  # made when opened, from the new content
+            return
+        widget = self._make(index) if not self._closed else None
+        if widget is None:
+            widget = _placeholder(self._hint(index))
+        else:
+            self._built[index] = widget
+        children = list(self.children)
+        children[index] = widget
+        self.children = children
+        _close_tree(child)
+
     def close_all(self) -> None:
         """Close this view and every widget inside it (their comms and front-end models)."""
         self._closed = True
@@ -185,8 +216,12 @@ class ResultView(w.Tab):
                                                              "model_id": self._model_id}}
 
 
+def _hint_html(text: str) -> str:
+    return f"<div class='llbook-hint'>{html.escape(text)}</div>"
+
+
 def _placeholder(text: str) -> w.HTML:
-    return w.HTML(f"<div class='llbook-hint'>{html.escape(text)}</div>")
+    return w.HTML(_hint_html(text))
 
 
 def _close_tree(widget: Any) -> None:
@@ -266,8 +301,11 @@ def show_result(kernel_state: Any, live: Any, run: Any = None, error: BaseExcept
     try:
         content = view_content(kernel_state, live, run, error, summary)
         shown = views.views.get(cell.cell_id) if cell is not None else None
-        if shown is not None and content.result_key is not None and shown.content.result_key == content.result_key:
-            shown.refresh(content)  # the same result: no new widgets
+        if shown is not None and not shown._closed:
+            if content.result_key is not None and shown.content.result_key == content.result_key:
+                shown.refresh(content)  # the same result: the Layers and Export tabs stay
+            else:
+                shown.reset(content)  # another result in the same widgets
             view = shown
         else:
             view = ResultView(content)
