@@ -16,6 +16,7 @@ import pytest
 from kernel_ext.session import NotebookSession
 from kernel_ext.widgets import (DagWidget, ExportControls, LayersWidget, RunHistory, build_dag, build_layers,
                                 compute_efficiency)
+from kernel_ext.widgets.layers_model import build_layers as real_build_layers
 from kernel_ext.widgets.dag_model import BUILT, CACHED, FAILED, NOT_RUN, STALE
 from kernel_ext.widgets.efficiency import layer_leaves
 from kernel_ext.widgets.export_controls import DOCKER, OCI_TAR, PUSH, ExportRequest
@@ -452,7 +453,10 @@ def test_rerunning_an_unchanged_cell_refreshes_its_view(session: NotebookSession
     from kernel_ext.progress_view import LiveProgress
     from kernel_ext.widgets import show_result
     import IPython.display
+    from kernel_ext.widgets import result_view
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: None)
+    made = []
+    monkeypatch.setattr(result_view, "build_layers", lambda *a: made.append(a) or real_build_layers(*a))
     state = KernelState(session, rich_display=True)
     views = []
     for _ in range(2):
@@ -465,6 +469,7 @@ def test_rerunning_an_unchanged_cell_refreshes_its_view(session: NotebookSession
     assert second is first and first.comm is not None and dag.comm is not None  # kept, not rebuilt
     assert "CACHED" in first._progress.value and "CACHED" in first.progress_text
     assert {v["status"] for v in dag.vertices.values()} == {CACHED}  # the DAG shows the re-run
+    assert len(made) == 1  # the same result's layers are not computed again
 
 
 def test_result_view_bundle_names_its_model_and_shows_the_progress(session: NotebookSession, monkeypatch) -> None:

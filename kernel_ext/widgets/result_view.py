@@ -231,8 +231,9 @@ def _close_tree(widget: Any) -> None:
 
 
 def view_content(kernel_state: Any, live: Any, run: Any = None, error: BaseException | None = None,
-                 summary: str = "") -> ViewContent:
-    """What the result view of the cell that just ran (``run``) or failed (``error``) shows."""
+                 summary: str = "", previous: ViewContent | None = None) -> ViewContent:
+    """What the result view of the cell that just ran (``run``) or failed (``error``) shows;
+    the layers of ``previous`` (the view shown) are taken when its result is the same."""
     session = kernel_state.session
     views = widget_state(kernel_state)
     _remember(views.history, live, error)
@@ -251,10 +252,13 @@ def view_content(kernel_state: Any, live: Any, run: Any = None, error: BaseExcep
     if run is not None and run.result is not None and run.result.snapshot:
         try:
             key, _state, image_config = session.stage_state(stage)
-            content.layers = build_layers(session, stage, run.result)
-            content.export = lambda: ExportControls(session, stage, directory=str(session.context))
             content.result_key = (key, run.result.head, run.result.output, run.result.snapshot,
                                   json.dumps(image_config, sort_keys=True))
+            if previous is not None and previous.layers is not None and previous.result_key == content.result_key:
+                content.layers, content.export = previous.layers, previous.export  # the same result
+            else:
+                content.layers = build_layers(session, stage, run.result)
+                content.export = lambda: ExportControls(session, stage, directory=str(session.context))
         except Exception as err:
             log.debug("layers view failed", exc_info=True)
             content.layers, content.export, content.note = None, None, f"layers unavailable: {err}"
@@ -299,9 +303,10 @@ def show_result(kernel_state: Any, live: Any, run: Any = None, error: BaseExcept
     views = widget_state(kernel_state)
     cell = run.cell if run is not None else _failed_cell(kernel_state.session, error)
     try:
-        content = view_content(kernel_state, live, run, error, summary)
         shown = views.views.get(cell.cell_id) if cell is not None else None
-        if shown is not None and not shown._closed:
+        shown = shown if shown is not None and not shown._closed else None
+        content = view_content(kernel_state, live, run, error, summary, shown.content if shown else None)
+        if shown is not None:
             if content.result_key is not None and shown.content.result_key == content.result_key:
                 shown.refresh(content)  # the same result: the Layers and Export tabs stay
             else:
