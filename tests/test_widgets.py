@@ -116,6 +116,18 @@ def test_dag_svg_has_shapes_clusters_mount_labels_and_vertex_ids(session: Notebo
     assert "<svg" in bundle["text/html"] and "application/vnd.jupyter.widget-view+json" in bundle
 
 
+def test_dag_cache_dumps_each_op_once_with_the_same_json(session: NotebookSession) -> None:
+    from kernel_ext.widgets.dag_model import DagCache
+    session.run_cell("FROM busybox\nRUN echo cached > /c\n", "c1")
+    plain = build_dag(session.dag_input())
+    cache = DagCache()
+    first = build_dag(session.dag_input(), cache=cache)
+    second = build_dag(session.dag_input(), cache=cache)
+    assert [v.op_json for v in first.vertices] == [v.op_json for v in plain.vertices] == \
+        [v.op_json for v in second.vertices]
+    assert set(cache.op_jsons) == {v.digest for v in plain.vertices}
+
+
 def test_dag_svg_without_dot_is_an_llbook_error(monkeypatch, tmp_path: Path) -> None:
     """The graphviz package runs Debian's dot; where it is missing the cell says so."""
     from kernel_ext.widgets.dag_model import render_svg

@@ -102,6 +102,17 @@ class DagCache:
     limit: int = 64
     graphs: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id(definition) -> (definition, graph)
     svgs: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    op_jsons: dict[str, Any] = field(default_factory=dict)  # vertex digest -> the op as `buildctl debug dump-llb`
+
+    def op_json(self, digest: str, op: pb.Op) -> Any:
+        """The op's JSON dump, once per vertex digest (the digest is of the op's bytes)."""
+        found = self.op_jsons.get(digest)
+        if found is None:
+            found = dump.to_go_json(op)
+            if len(self.op_jsons) >= self.limit * 64:
+                self.op_jsons.pop(next(iter(self.op_jsons)))
+            self.op_jsons[digest] = found
+        return found
 
     def graph(self, definition: pb.Definition) -> Any:
         found = self.graphs.get(id(definition))
@@ -222,7 +233,8 @@ def build_dag(source: DagInput, stage: str | None = None, *, history: RunHistory
             status=status, stage=(record.stage if record else _stage_of_name(name)), cell=cell,
             line=record.line if record else None,
             instruction=_instruction_text(record, lowering.sources) if record else name,
-            op_json=dump.to_go_json(op), inputs=list(dict.fromkeys(vertex.input_digests)),
+            op_json=cache.op_json(vertex.digest, op) if cache is not None else dump.to_go_json(op),
+            inputs=list(dict.fromkeys(vertex.input_digests)),
             cache_key=(solved.cache_keys[0] if solved and solved.cache_keys else ""),
             duration=solved.duration if solved else None, layer_size=sizes.get(vertex.digest),
             reasons=list(solved.reasons) if solved and not solved.cached else [],
