@@ -531,10 +531,11 @@ def test_ssh_host_key_scanned_at_lowering_and_checked(tmp_path: Path, repo: Repo
 def test_notebook_cell_adds_a_git_source(tmp_path: Path, repo: Repo, capsys, monkeypatch):
     """%%dockerfile cells: ADD of a git ref builds, a re-run is cached, an unknown ref is a
     GitSourceError naming the cell's line."""
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    from IPython.testing import globalipapp
     import kernel_ext
     from solver.errors import GitSourceError
-    ip = start_ipython()
+    ip = globalipapp.start_ipython() or TerminalInteractiveShell.instance()
     ip.run_line_magic("load_ext", "kernel_ext")
     monkeypatch.chdir(tmp_path)
     state = kernel_ext._registry[id(ip)]
@@ -556,6 +557,8 @@ def test_notebook_cell_adds_a_git_source(tmp_path: Path, repo: Repo, capsys, mon
     finally:
         state.session.close()
         ip.run_line_magic("unload_ext", "kernel_ext")
+        if hasattr(globalipapp.start_ipython, "already_called"):  # a later module starts the shell again
+            del globalipapp.start_ipython.already_called
 
 
 # ------------------------------------------------------------------------------ errors
